@@ -1,0 +1,333 @@
+public import Foundation
+import Synchronization
+
+/// The Docker Engine API over libcurl, on a unix socket or TCP.
+///
+/// The API version is negotiated on first use: the daemon's `/_ping` announces its version, and the client
+/// speaks that version, capped at the newest one it was written against. Docker 20.10 (API 1.41) is the oldest
+/// supported daemon.
+public final class DockerClient: DockerEngine {
+    public static let minimumAPIVersion = (1, 41)
+    public static let maximumAPIVersion = (1, 47)
+
+    public let endpoint: DockerEndpoint
+    private let http = HTTPClient()
+    private let negotiated = Mutex<String?>(nil)
+
+    public init(endpoint: DockerEndpoint) {
+        self.endpoint = endpoint
+    }
+
+    /// A client for `DOCKER_HOST` from the environment (default socket when unset).
+    public convenience init(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
+        self.init(endpoint: try DockerEndpoint(dockerHost: environment["DOCKER_HOST"]))
+    }
+
+    public var endpointDescription: String { endpoint.description }
+
+    // MARK: - Version
+
+    /// The API version in use (`1.41`), asking the daemon on first use.
+    public func apiVersion() async throws -> String {
+        if let version = negotiated.withLock({ $0 }) { return version }
+        let response = try await raw("GET", "/_ping", timeout: 30)
+        guard response.status == 200 else {
+            throw daemonError(response, doing: "ping the daemon")
+        }
+        let announced = response.head.headers["api-version"] ?? "1.41"
+        let version = try Self.negotiate(announced: announced)
+        negotiated.withLock { $0 = version }
+        return version
+    }
+
+    /// Picks the version to speak given the daemon's.
+    static func negotiate(announced: String) throws -> String {
+        let parts = announced.split(separator: ".").compactMap { Int($0) }
+        guard parts.count == 2 else { return "1.41" }
+        let server = (parts[0], parts[1])
+        if server < minimumAPIVersion {
+            throw StackVaultError(.dockerAPI,
+                "the Docker daemon speaks API \(announced); StackVault needs 1.41 (Docker 20.10) or newer")
+        }
+        let chosen = server > maximumAPIVersion ? maximumAPIVersion : server
+        return "\(chosen.0).\(chosen.1)"
+    }
+
+    /// The daemon's version information (`GET /version`): engine version and API version.
+    public func version() async throws -> (engine: String, api: String) {
+        let response = try await request("GET", "/version", timeout: 30)
+        let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
+        return (object["Version"] as? String ?? "?", object["ApiVersion"] as? String ?? "?")
+    }
+
+    // MARK: - Containers
+
+    public func listContainers(labelFilters: [String]) async throws -> [ContainerSummary] {
+        let filters = try JSONSerialization.data(withJSONObject: ["label": labelFilters])
+        let query = "all=1&filters=" + percentEncode(String(decoding: filters, as: UTF8.self))
+        let response = try await request("GET", "/containers/json?\(query)", timeout: 60)
+        let rows = try JSONDecoder().decode([ContainerListRow].self, from: Data(response.body))
+        return rows.map {
+            ContainerSummary(
+                id: $0.Id,
+                name: ($0.Names?.first ?? $0.Id).trimmingLeadingSlash,
+                image: $0.Image ?? "",
+                state: $0.State ?? "",
+                labels: $0.Labels ?? [:]
+            )
+        }
+    }
+
+    public func inspectContainer(_ idOrName: String) async throws -> ContainerDetails {
+        let response = try await request("GET", "/containers/\(percentEncode(idOrName))/json", timeout: 60,
+                                         doing: "inspect container \(idOrName)")
+        let row = try JSONDecoder().decode(ContainerInspectRow.self, from: Data(response.body))
+        var environment: [String: String] = [:]
+        for entry in row.Config?.Env ?? [] {
+            if let equals = entry.firstIndex(of: "=") {
+                environment[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
+            } else {
+                environment[entry] = ""
+            }
+        }
+        return ContainerDetails(
+            id: row.Id,
+            name: (row.Name ?? row.Id).trimmingLeadingSlash,
+            image: row.Config?.Image ?? "",
+            isRunning: row.State?.Running ?? false,
+            labels: row.Config?.Labels ?? [:],
+            environment: environment
+        )
+    }
+
+    public func stopContainer(_ id: String, timeoutSeconds: Int) async throws {
+        let response = try await raw("POST", "/containers/\(percentEncode(id))/stop?t=\(timeoutSeconds)",
+                                     timeout: timeoutSeconds + 60)
+        guard response.status == 204 || response.status == 304 else {
+            throw daemonError(response, doing: "stop container \(id)")
+        }
+    }
+
+    public func startContainer(_ id: String) async throws {
+        let response = try await raw("POST", "/containers/\(percentEncode(id))/start", timeout: 120)
+        guard response.status == 204 || response.status == 304 else {
+            throw daemonError(response, doing: "start container \(id)")
+        }
+    }
+
+    // MARK: - Exec
+
+    public func exec(
+        in container: String,
+        command: [String],
+        environment: [String],
+        stdout: any ByteSink,
+        stderr: any ByteSink
+    ) async throws -> Int {
+        let create: [String: Any] = [
+            "AttachStdin": false, "AttachStdout": true, "AttachStderr": true, "Tty": false,
+            "Cmd": command, "Env": environment,
+        ]
+        let created = try await request(
+            "POST", "/containers/\(percentEncode(container))/exec",
+            body: try JSONSerialization.data(withJSONObject: create), timeout: 60,
+            doing: "create an exec in container \(container)")
+        guard let execID = (try JSONSerialization.jsonObject(with: Data(created.body)) as? [String: Any])?["Id"]
+            as? String
+        else {
+            throw StackVaultError(.dockerAPI, "the Docker daemon did not return an exec id for \(container)")
+        }
+
+        let demuxer = DockerStreamDemuxer(stdout: stdout, stderr: stderr)
+        let errorBody = CollectingSink(limit: 64 << 10)
+        let start = try JSONSerialization.data(withJSONObject: ["Detach": false, "Tty": false])
+        let head = try await http.stream(
+            try await makeRequest("POST", "/exec/\(execID)/start", body: Array(start), timeout: nil),
+            into: demuxer, errorBody: errorBody)
+        guard (200..<300).contains(head.status) else {
+            throw daemonError(HTTPResponse(head: head, body: errorBody.bytes), doing: "run an exec in \(container)")
+        }
+        guard demuxer.isAtFrameBoundary else {
+            throw StackVaultError(.dockerAPI, "the exec output stream from \(container) ended in the middle of a frame")
+        }
+
+        // The exit code is set once the process has been reaped; poll briefly.
+        for attempt in 0..<50 {
+            let inspected = try await request("GET", "/exec/\(execID)/json", timeout: 30)
+            let object = try JSONSerialization.jsonObject(with: Data(inspected.body)) as? [String: Any] ?? [:]
+            if (object["Running"] as? Bool) == false, let code = object["ExitCode"] as? Int {
+                return code
+            }
+            try await Task.sleep(for: .milliseconds(attempt < 10 ? 20 : 100))
+        }
+        throw StackVaultError(.dockerAPI, "the exec in \(container) did not report an exit code")
+    }
+
+    // MARK: - Archives
+
+    public func getArchive(from container: String, path: String, into sink: any ByteSink) async throws {
+        let errorBody = CollectingSink(limit: 64 << 10)
+        let url = "/containers/\(percentEncode(container))/archive?path=\(percentEncode(path))"
+        let head = try await http.stream(try await makeRequest("GET", url, timeout: nil), into: sink,
+                                         errorBody: errorBody)
+        guard head.status == 200 else {
+            throw daemonError(HTTPResponse(head: head, body: errorBody.bytes),
+                              doing: "read \(path) from container \(container)")
+        }
+    }
+
+    public func putArchive(
+        to container: String,
+        path: String,
+        body: @escaping @Sendable (any ByteSink) throws -> Void
+    ) async throws {
+        // The tar producer runs on its own thread and feeds the upload through a pipe.
+        let pipe = try BytePipe()
+        let producer = Thread {
+            let writer = pipe.writer
+            do {
+                try body(writer)
+                writer.close()
+            } catch {
+                writer.close(error: error)
+            }
+        }
+        producer.start()
+        defer { pipe.reader.close() }
+        let url = "/containers/\(percentEncode(container))/archive?path=\(percentEncode(path))"
+        let reader = pipe.reader
+        let request = try await makeRequest(
+            "PUT", url, headers: [("Content-Type", "application/x-tar")],
+            stream: { buffer in try reader.read(into: buffer) }, timeout: nil)
+        let response = try await http.send(request)
+        if let producerError = pipe.writer.failure { throw producerError }
+        guard response.status == 200 else {
+            throw daemonError(response, doing: "write into \(path) of container \(container)")
+        }
+    }
+
+    // MARK: - Plumbing
+
+    private func makeRequest(
+        _ method: String,
+        _ path: String,
+        headers: [(name: String, value: String)] = [],
+        body: [UInt8]? = nil,
+        stream: (@Sendable (UnsafeMutableRawBufferPointer) throws -> Int)? = nil,
+        timeout: Int?
+    ) async throws -> HTTPRequest {
+        let version = try await apiVersion()
+        var allHeaders = headers
+        let requestBody: HTTPRequest.Body
+        if let body {
+            allHeaders.append(("Content-Type", "application/json"))
+            requestBody = .bytes(body)
+        } else if let stream {
+            requestBody = .stream(length: nil, read: stream)
+        } else {
+            requestBody = .none
+        }
+        return HTTPRequest(method: method, url: "\(endpoint.baseURL)/v\(version)\(path)", headers: allHeaders,
+                           body: requestBody, unixSocketPath: endpoint.socketPath, timeoutSeconds: timeout)
+    }
+
+    /// A request whose response must be 2xx; daemon errors come back with the daemon's own message.
+    private func request(
+        _ method: String,
+        _ path: String,
+        body: Data? = nil,
+        timeout: Int?,
+        doing: String? = nil
+    ) async throws -> HTTPResponse {
+        let response = try await raw(method, path, body: body, timeout: timeout)
+        guard (200..<300).contains(response.status) else {
+            throw daemonError(response, doing: doing ?? "\(method) \(path)")
+        }
+        return response
+    }
+
+    /// Any request, translating transport failures into "cannot connect" errors.
+    private func raw(_ method: String, _ path: String, body: Data? = nil, timeout: Int?) async throws
+        -> HTTPResponse
+    {
+        let request: HTTPRequest
+        if path == "/_ping" {
+            request = HTTPRequest(method: method, url: "\(endpoint.baseURL)/_ping",
+                                  unixSocketPath: endpoint.socketPath, timeoutSeconds: timeout)
+        } else {
+            request = try await makeRequest(method, path, body: body.map(Array.init), timeout: timeout)
+        }
+        do {
+            return try await http.send(request)
+        } catch let error as HTTPTransportError {
+            throw connectionError(error)
+        }
+    }
+
+    private func connectionError(_ error: HTTPTransportError) -> StackVaultError {
+        var hint = "is dockerd running, and is the socket mounted into this container? (\(error.message))"
+        if let socket = endpoint.socketPath {
+            if !FileManager.default.fileExists(atPath: socket) {
+                hint = "\(socket) does not exist: mount it with -v /var/run/docker.sock:/var/run/docker.sock"
+            } else if access(socket, R_OK | W_OK) != 0 {
+                hint = "\(socket) is not readable and writable by this user (uid \(getuid()))"
+            }
+        }
+        return StackVaultError(.dockerUnreachable,
+            "cannot connect to the Docker daemon at \(endpoint.description): \(hint)",
+            isTransient: error.isTransient)
+    }
+
+    private func daemonError(_ response: HTTPResponse, doing what: String) -> StackVaultError {
+        let message = (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["message"]
+            as? String ?? response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines)
+        return StackVaultError(.dockerAPI,
+            "Docker could not \(what): \(message.isEmpty ? "HTTP \(response.status)" : message)",
+            isTransient: response.status >= 500 && response.status != 501)
+    }
+}
+
+private struct ContainerListRow: Decodable {
+    var Id: String
+    var Names: [String]?
+    var Image: String?
+    var State: String?
+    var Labels: [String: String]?
+}
+
+private struct ContainerInspectRow: Decodable {
+    struct Config: Decodable {
+        var Image: String?
+        var Env: [String]?
+        var Labels: [String: String]?
+    }
+
+    struct State: Decodable {
+        var Running: Bool?
+    }
+
+    var Id: String
+    var Name: String?
+    var Config: Config?
+    var State: State?
+}
+
+extension String {
+    var trimmingLeadingSlash: String { hasPrefix("/") ? String(dropFirst()) : self }
+}
+
+/// Percent-encodes everything but RFC 3986 unreserved characters.
+func percentEncode(_ value: String) -> String {
+    var out = ""
+    for byte in value.utf8 {
+        switch byte {
+        case UInt8(ascii: "A")...UInt8(ascii: "Z"), UInt8(ascii: "a")...UInt8(ascii: "z"),
+             UInt8(ascii: "0")...UInt8(ascii: "9"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"),
+             UInt8(ascii: "~"):
+            out.unicodeScalars.append(Unicode.Scalar(byte))
+        default:
+            out += String(format: "%%%02X", byte)
+        }
+    }
+    return out
+}

@@ -1,0 +1,364 @@
+public import Logging
+public import Foundation
+
+/// Settings of a backup run.
+public struct BackupConfiguration: Sendable {
+    /// Where archives are assembled before they are stored, when the target is not a local directory.
+    public var workDirectory: String
+    /// A stack is refused when less than this is free where its archive is written.
+    public var minimumFreeBytes: Int64
+    /// Seconds Docker gives a container to stop before it kills it.
+    public var stopTimeoutSeconds: Int
+    public var hostName: String
+    public var toolVersion: String
+
+    public init(
+        workDirectory: String,
+        minimumFreeBytes: Int64 = 1 << 30,
+        stopTimeoutSeconds: Int = 30,
+        hostName: String = ProcessInfo.processInfo.hostName,
+        toolVersion: String = StackVault.version
+    ) {
+        self.workDirectory = workDirectory
+        self.minimumFreeBytes = minimumFreeBytes
+        self.stopTimeoutSeconds = stopTimeoutSeconds
+        self.hostName = hostName
+        self.toolVersion = toolVersion
+    }
+}
+
+/// Version information of the tool.
+public enum StackVault {
+    public static let version = "0.1.0"
+}
+
+/// How one stack's backup went.
+public struct StackResult: Sendable, Codable {
+    public var stack: String
+    public var services: Int
+    public var archive: String?
+    public var sizeBytes: Int64
+    public var durationSeconds: Double
+    /// Seconds between the first stop and the last start of the stack's stopped containers.
+    public var downtimeSeconds: Double
+    public var warnings: [String]
+    /// Nil when the stack succeeded.
+    public var error: String?
+
+    public var succeeded: Bool { error == nil }
+}
+
+/// Backs up stacks one at a time: dumps from running databases, then directories read while their containers
+/// are stopped (and started again right after the last read, whatever happens), then the archive is finished,
+/// verified and stored.
+public struct BackupEngine: Sendable {
+    public let docker: any DockerEngine
+    public let strategies: StrategyRegistry
+    public let storage: any StorageBackend
+    public let compressor: any Compressor
+    public let configuration: BackupConfiguration
+    public let logger: Logger
+
+    public init(
+        docker: any DockerEngine,
+        strategies: StrategyRegistry,
+        storage: any StorageBackend,
+        compressor: any Compressor,
+        configuration: BackupConfiguration,
+        logger: Logger
+    ) {
+        self.docker = docker
+        self.strategies = strategies
+        self.storage = storage
+        self.compressor = compressor
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// Backs up every stack of `plan`, one after the other; one stack's failure never stops the others.
+    public func run(_ plan: BackupPlan) async -> [StackResult] {
+        var results: [StackResult] = []
+        for stack in plan.stacks {
+            if Task.isCancelled {
+                results.append(StackResult(stack: stack.name, services: stack.services.count, archive: nil,
+                                           sizeBytes: 0, durationSeconds: 0, downtimeSeconds: 0, warnings: [],
+                                           error: "not started: the run was cancelled"))
+                continue
+            }
+            results.append(await backup(stack))
+        }
+        return results
+    }
+
+    /// Backs up one stack and reports the outcome (never throws).
+    public func backup(_ stack: StackPlan) async -> StackResult {
+        let started = ContinuousClock.now
+        var log = logger
+        log[metadataKey: "stack"] = "\(stack.name)"
+        log.info("backing up stack \(stack.name) (\(stack.services.count) service(s))")
+        var downtime = 0.0
+        do {
+            let (stored, stackDowntime) = try await backupThrowing(stack, logger: log)
+            downtime = stackDowntime
+            let duration = (ContinuousClock.now - started).seconds
+            log.info("\("stack \(stack.name) done: \(stored.name), \(ByteCount(stored.sizeBytes)), ")\(String(format: "%.1f s, downtime %.1f s", duration, downtime))")
+            return StackResult(stack: stack.name, services: stack.services.count, archive: stored.name,
+                               sizeBytes: stored.sizeBytes, durationSeconds: duration, downtimeSeconds: downtime,
+                               warnings: stack.warnings, error: nil)
+        } catch let failure as StackFailure {
+            let duration = (ContinuousClock.now - started).seconds
+            log.error("stack \(stack.name) failed: \(failure.message)")
+            return StackResult(stack: stack.name, services: stack.services.count, archive: failure.storedArchive,
+                               sizeBytes: 0, durationSeconds: duration, downtimeSeconds: failure.downtime,
+                               warnings: stack.warnings, error: failure.message)
+        } catch {
+            let duration = (ContinuousClock.now - started).seconds
+            log.error("stack \(stack.name) failed: \(error)")
+            return StackResult(stack: stack.name, services: stack.services.count, archive: nil, sizeBytes: 0,
+                               durationSeconds: duration, downtimeSeconds: downtime, warnings: stack.warnings,
+                               error: "\(error)")
+        }
+    }
+
+    private func backupThrowing(_ stack: StackPlan, logger log: Logger) async throws -> (StoredObject, Double) {
+        let problems = stack.services.flatMap { s in s.errors.map { "service \(s.service): \($0)" } }
+        guard problems.isEmpty else {
+            throw StackFailure(message: "not backed up because of label problems: " + problems.joined(separator: "; "))
+        }
+        for warning in stack.warnings { log.warning("\(warning)") }
+
+        let directory = storage.localDirectory ?? configuration.workDirectory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        try checkFreeSpace(in: directory, stack: stack.name)
+
+        let startedAt = Date()
+        let name = ArchiveName.make(stack: stack.name, date: startedAt)
+        let temporaryPath = "\(directory)/.\(name).partial"
+        let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: compressor, spoolDirectory: directory)
+        let progress = ProgressLogger(logger: log, label: stack.name)
+        writer.onProgress = { bytes in progress.report(bytes) }
+        var downtime = 0.0
+        do {
+            try writer.writeIndex(ArchiveIndex(
+                formatVersion: Manifest.currentFormatVersion, stack: stack.name,
+                components: stack.services.flatMap { service in
+                    service.strategies.map {
+                        ArchiveIndex.IndexComponent(service: service.service, type: $0.type, archivePath: $0.archivePath,
+                                       kind: kind(of: $0))
+                    }
+                }))
+            var records: [Manifest.ManifestComponent] = []
+
+            // 1. Logical dumps, from running databases; these containers are never stopped.
+            for service in stack.services {
+                for component in service.strategies where requirement(of: component) == .running {
+                    records.append(try await run(component, of: service, stack: stack, writer: writer, logger: log))
+                }
+            }
+
+            // 2. Directories, read while their containers are stopped, all together, for one point in time.
+            let directoryServices = stack.services.filter { s in
+                s.strategies.contains { requirement(of: $0) == .stopped }
+            }
+            if !directoryServices.isEmpty {
+                let (copied, stackDowntime) = try await withContainersStopped(
+                    directoryServices.filter(\.stop), stack: stack.name, logger: log
+                ) {
+                    var copied: [Manifest.ManifestComponent] = []
+                    for service in directoryServices {
+                        for component in service.strategies where requirement(of: component) == .stopped {
+                            copied.append(try await run(component, of: service, stack: stack, writer: writer,
+                                                        logger: log))
+                        }
+                    }
+                    return copied
+                }
+                records += copied
+                downtime = stackDowntime
+            }
+
+            // 3. Finish, verify, store. Containers are already running again.
+            let manifest = Manifest(
+                formatVersion: Manifest.currentFormatVersion, tool: "stackvault",
+                toolVersion: configuration.toolVersion, host: configuration.hostName, stack: stack.name,
+                archiveName: name, compression: type(of: compressor).name,
+                startedAt: startedAt, finishedAt: Date(), components: records, warnings: stack.warnings)
+            try writer.finish(manifest: manifest)
+            progress.finish()
+            let report = try ArchiveVerifier.verify(path: temporaryPath, compressor: compressor)
+            guard report.ok else {
+                throw StackVaultError(.verification, "the new archive of stack \(stack.name) failed verification: "
+                    + report.problems.joined(separator: "; "))
+            }
+            log.info("archive verified: \(records.count) component(s), \(ByteCount(writer.compressedBytesWritten))")
+        } catch {
+            writer.abort()
+            throw StackFailure(message: "\(error)", downtime: downtime)
+        }
+
+        do {
+            let stored = try await storage.store(localPath: temporaryPath, as: name)
+            _ = try? FileManager.default.removeItem(atPath: temporaryPath)
+            return (stored, downtime)
+        } catch {
+            // Nothing is lost: the verified archive stays on local disk under a name that says so.
+            let kept = "\(directory)/\(name).unsent"
+            let keptNote = rename(temporaryPath, kept) == 0 ? "; the verified archive was kept at \(kept)" : ""
+            throw StackFailure(message: "storing the archive in \(storage.description) failed: \(error)\(keptNote)",
+                               downtime: downtime)
+        }
+    }
+
+    private func run(
+        _ component: ComponentSpec,
+        of service: ServicePlan,
+        stack: StackPlan,
+        writer: ArchiveWriter,
+        logger log: Logger
+    ) async throws -> Manifest.ManifestComponent {
+        guard let strategy = strategies.strategy(forType: component.type) else {
+            throw StackVaultError(.invalidConfiguration, "no strategy '\(component.type)' is registered")
+        }
+        let container = try await docker.inspectContainer(service.containerID)
+        log.info("\(service.service): \(describe(component)) from container \(container.name)")
+        let started = ContinuousClock.now
+        let context = BackupContext(docker: docker, logger: log, stack: stack.name, service: service.service)
+        let record: ComponentRecord
+        do {
+            record = try await strategy.backup(component, container: container, context: context, into: writer)
+        } catch let error as StackVaultError {
+            throw error
+        } catch {
+            throw StackVaultError(.archive, "\(describe(component)) of service \(service.service) "
+                + "(container \(container.name)) failed: \(error)", cause: nil)
+        }
+        let elapsed = String(format: "%.1f s", (ContinuousClock.now - started).seconds)
+        log.info("\(service.service): \(describe(component)) done, \(ByteCount(record.sizeBytes)) in \(elapsed)")
+        return Manifest.ManifestComponent(
+            service: service.service, container: container.name, type: component.type, name: component.name,
+            sourcePath: component.path, archivePath: record.archivePath, kind: record.kind,
+            sizeBytes: record.sizeBytes, entries: record.entries, sha256: record.sha256)
+    }
+
+    /// Stops `services`' containers together, runs `body`, and starts them again on every path: success, error,
+    /// cancellation. Returns the body's result and the downtime.
+    func withContainersStopped<T: Sendable>(
+        _ services: [ServicePlan],
+        stack: String,
+        logger log: Logger,
+        body: () async throws -> T
+    ) async throws -> (T, Double) {
+        guard !services.isEmpty else { return (try await body(), 0) }
+        let stopStarted = ContinuousClock.now
+        let timeout = configuration.stopTimeoutSeconds
+        let docker = self.docker
+        log.info("stopping \(services.map(\.container).joined(separator: ", "))")
+        // Every container we asked to stop is started again, even when its stop call failed half-way.
+        let stopErrors = await withTaskGroup(of: String?.self) { group in
+            for service in services {
+                group.addTask {
+                    do {
+                        try await docker.stopContainer(service.containerID, timeoutSeconds: timeout)
+                        return nil
+                    } catch {
+                        return "\(service.container): \(error)"
+                    }
+                }
+            }
+            var errors: [String] = []
+            for await error in group { if let error { errors.append(error) } }
+            return errors
+        }
+
+        let outcome: Result<T, any Error>
+        if stopErrors.isEmpty {
+            do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+        } else {
+            outcome = .failure(StackVaultError(.dockerAPI, "could not stop " + stopErrors.joined(separator: "; ")))
+        }
+
+        // Start again in an unstructured task: cancellation of this run must not cancel the restart.
+        let restartFailures = await Task.detached {
+            await withTaskGroup(of: String?.self) { group in
+                for service in services {
+                    group.addTask {
+                        for attempt in 1...3 {
+                            do {
+                                try await docker.startContainer(service.containerID)
+                                return nil
+                            } catch where attempt < 3 {
+                                try? await Task.sleep(for: .seconds(attempt))
+                            } catch {
+                                return "\(service.container): \(error)"
+                            }
+                        }
+                        return nil
+                    }
+                }
+                var failures: [String] = []
+                for await failure in group { if let failure { failures.append(failure) } }
+                return failures
+            }
+        }.value
+        let downtime = (ContinuousClock.now - stopStarted).seconds
+        if restartFailures.isEmpty {
+            let names = services.map(\.container).joined(separator: ", ")
+            log.info("started \(names) again \(String(format: "(downtime %.1f s)", downtime))")
+        } else {
+            let names = services.map(\.container).joined(separator: " ")
+            log.critical("CONTAINERS LEFT STOPPED in stack \(stack): \(restartFailures.joined(separator: "; ")). Start them by hand: docker start \(names)")
+            throw StackFailure(
+                message: "could not start again: \(restartFailures.joined(separator: "; "))"
+                    + (outcome.failureDescription.map { "; and the backup failed: \($0)" } ?? ""),
+                downtime: downtime)
+        }
+        return (try outcome.get(), downtime)
+    }
+
+    private func requirement(of component: ComponentSpec) -> ContainerRequirement {
+        strategies.strategy(forType: component.type)?.requirement ?? .stopped
+    }
+
+    private func kind(of component: ComponentSpec) -> ComponentRecord.Kind {
+        requirement(of: component) == .stopped ? .tree : .file
+    }
+
+    private func describe(_ component: ComponentSpec) -> String {
+        if let name = component.name, let path = component.path { return "\(component.type) \(name) (\(path))" }
+        return component.type
+    }
+
+    private func checkFreeSpace(in directory: String, stack: String) throws {
+        var info = statvfs()
+        guard statvfs(directory, &info) == 0 else { return }
+        let free = Int64(info.f_bavail) * Int64(info.f_frsize)
+        guard free >= configuration.minimumFreeBytes else {
+            throw StackVaultError(.insufficientSpace,
+                "only \(ByteCount(free)) free in \(directory), less than the required "
+                    + "\(ByteCount(configuration.minimumFreeBytes)); free some space or lower MIN_FREE_SPACE")
+        }
+    }
+}
+
+/// A stack failed; carries what the summary needs.
+struct StackFailure: Error, CustomStringConvertible {
+    var message: String
+    var downtime: Double = 0
+    var storedArchive: String? = nil
+    var description: String { message }
+}
+
+extension Result {
+    var failureDescription: String? {
+        if case .failure(let error) = self { return "\(error)" }
+        return nil
+    }
+}
+
+extension Duration {
+    var seconds: Double {
+        let (s, attoseconds) = components
+        return Double(s) + Double(attoseconds) / 1e18
+    }
+}

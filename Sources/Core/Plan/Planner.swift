@@ -1,0 +1,113 @@
+import Foundation
+
+/// Turns the labels of a Docker host's containers into a `BackupPlan`. Reads only; changes nothing.
+public struct Planner: Sendable {
+    public static let enableLabel = "backup.enable"
+    public static let labelPrefix = "backup."
+
+    public let docker: any DockerEngine
+    public let strategies: StrategyRegistry
+
+    public init(docker: any DockerEngine, strategies: StrategyRegistry) {
+        self.docker = docker
+        self.strategies = strategies
+    }
+
+    /// Discovers every container labelled `backup.enable=true`, running or stopped, grouped into stacks.
+    public func makePlan() async throws -> BackupPlan {
+        let summaries = try await docker.listContainers(labelFilters: [Self.enableLabel])
+        var details: [ContainerDetails] = []
+        for summary in summaries where Self.isEnabled(summary.labels[Self.enableLabel]) {
+            details.append(try await docker.inspectContainer(summary.id))
+        }
+        return plan(for: details)
+    }
+
+    /// `true` (any case) enables; anything else does not.
+    static func isEnabled(_ value: String?) -> Bool {
+        value?.trimmingCharacters(in: .whitespaces).lowercased() == "true"
+    }
+
+    /// The plan for already-inspected containers.
+    public func plan(for containers: [ContainerDetails]) -> BackupPlan {
+        var byStack: [String: [ContainerDetails]] = [:]
+        for container in containers where Self.isEnabled(container.labels[Self.enableLabel]) {
+            byStack[container.composeProject ?? container.name, default: []].append(container)
+        }
+        let stacks = byStack.keys.sorted().map { name in
+            let members = byStack[name]!.sorted {
+                ($0.composeService ?? $0.name, $0.name) < ($1.composeService ?? $1.name, $1.name)
+            }
+            let serviceCounts = Dictionary(members.map { ($0.composeService ?? $0.name, 1) }, uniquingKeysWith: +)
+            let services = members.map { container -> ServicePlan in
+                let service = container.composeService ?? container.name
+                // Replicas of one service would share a folder: give each its container's name instead.
+                let folder = serviceCounts[service, default: 0] > 1 ? container.name : service
+                return planService(folder: folder, container: container)
+            }
+            return StackPlan(name: name, services: services)
+        }
+        return BackupPlan(stacks: stacks)
+    }
+
+    private func planService(folder: String, container: ContainerDetails) -> ServicePlan {
+        var warnings: [String] = []
+        var errors: [String] = []
+        var results: [(strategy: any BackupStrategy, components: [ComponentSpec], error: String?)] = []
+
+        for key in container.labels.keys.sorted() where key.hasPrefix(Self.labelPrefix) && key != Self.enableLabel {
+            let label = BackupLabel(key: key, value: container.labels[key]!)
+            guard let strategy = strategies.strategy(forLabelKey: key) else {
+                warnings.append("unknown label '\(key)' is ignored (known: \(knownKeys))")
+                continue
+            }
+            do {
+                results.append((strategy, try strategy.plan(label: label, service: folder, container: container), nil))
+            } catch {
+                results.append((strategy, [], "\(error)"))
+            }
+        }
+
+        // Copying live database files is unsafe and a stopped database cannot be dumped: when a container is
+        // stopped for a directory backup, its logical dumps are skipped.
+        let stopsContainer = results.contains { $0.strategy.requirement == .stopped && !$0.components.isEmpty }
+        if stopsContainer {
+            results.removeAll { result in
+                guard result.strategy.requirement == .running else { return false }
+                if !result.components.isEmpty || result.error != nil {
+                    warnings.append("\(result.strategy.type) skipped: this container is stopped for its "
+                        + "directory backup, and a stopped database cannot be dumped (copying live database files "
+                        + "would be unsafe); its data is covered only by the directory copy")
+                }
+                return true
+            }
+        }
+        errors += results.compactMap(\.error)
+        let components = results.flatMap(\.components)
+        if components.isEmpty && errors.isEmpty {
+            warnings.append("backup.enable=true but no backup.* label says what to back up; nothing will be saved")
+        }
+        if !container.isRunning && components.contains(where: { c in
+            strategies.strategy(forType: c.type)?.requirement == .running
+        }) {
+            errors.append("container \(container.name) is not running, so its database cannot be dumped; "
+                + "start it or remove the dump label")
+        }
+        return ServicePlan(
+            service: folder,
+            container: container.name,
+            containerID: container.id,
+            image: container.image,
+            running: container.isRunning,
+            strategies: components,
+            stop: stopsContainer && container.isRunning,
+            warnings: warnings,
+            errors: errors
+        )
+    }
+
+    private var knownKeys: String {
+        strategies.strategies.map { $0.matchesKeyPrefix ? "\($0.labelKey)<name>" : $0.labelKey }
+            .joined(separator: ", ")
+    }
+}

@@ -1,0 +1,149 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import StackVaultCore
+
+/// `stackvault backup`: one archive per stack, now.
+struct BackupCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "backup",
+        abstract: "Backs up every labelled stack now (or those named with --stack), one at a time.",
+        discussion: "SIGTERM or SIGINT stops the run after containers are started again. Exit code 0 when every "
+            + "stack succeeded, 1 when one failed, 2 when Docker cannot be reached."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(name: .long, help: "Back up only this stack (repeatable).")
+    var stack: [String] = []
+
+    @Option(help: "zstd level (default: $ZSTD_LEVEL or 3).")
+    var level: Int?
+
+    @Option(help: "zstd worker threads, 0 = all cores (default: $ZSTD_THREADS or 0).")
+    var threads: Int?
+
+    @Option(help: ArgumentHelp("Directory where archives are assembled for remote targets (default: $STACKVAULT_WORK_DIR or " + "the system temporary directory)."))
+    var workDir: String?
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    func run() async throws {
+        let environment: Environment
+        let engine: BackupEngine
+        var plan: BackupPlan
+        do {
+            environment = try Environment(options: options)
+            let variables = environment.variables
+            let settings = CompressionSettings(
+                level: level ?? variables["ZSTD_LEVEL"].flatMap { Int($0) },
+                threads: threads ?? variables["ZSTD_THREADS"].flatMap { Int($0) } ?? 0)
+            let compressor = try CompressorRegistry().compressor(named: "zstd", settings: settings)
+            let minimumFree = try variables["MIN_FREE_SPACE"].map { try ByteSize.parse($0, variable: "MIN_FREE_SPACE") }
+            let work = workDir ?? variables["STACKVAULT_WORK_DIR"]
+                ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("stackvault")
+            engine = BackupEngine(
+                docker: environment.docker, strategies: environment.strategies,
+                storage: try environment.storage(options.target), compressor: compressor,
+                configuration: BackupConfiguration(workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
+                                                   stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) }
+                                                       ?? 30),
+                logger: environment.logger)
+            plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
+        } catch {
+            printError("\(error)")
+            throw ExitStatus.code(for: error)
+        }
+        if !stack.isEmpty {
+            let unknown = stack.filter { name in plan.stack(named: name) == nil }
+            if !unknown.isEmpty {
+                printError("no labelled stack named \(unknown.joined(separator: ", ")); "
+                    + "known: \(plan.stacks.map(\.name).joined(separator: ", "))")
+                throw ExitStatus.failure
+            }
+            plan.stacks.removeAll { !stack.contains($0.name) }
+        }
+        environment.logger.info("backup run: \(plan.stacks.count) stack(s) to \(engine.storage.description)")
+
+        let service = BackupRunService(engine: engine, plan: plan)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service)],
+            cancellationSignals: [.sigterm, .sigint],
+            logger: environment.logger))
+        try await group.run()
+        let results = service.results
+        print(json ? try Summary.json(results) : Summary.table(results), terminator: json ? "\n" : "")
+        if results.count < plan.stacks.count || results.contains(where: { !$0.succeeded }) {
+            throw ExitStatus.failure
+        }
+    }
+}
+
+/// Runs one backup pass as a `Service`, so SIGTERM/SIGINT cancel it and its cleanup still runs.
+final class BackupRunService: Service, @unchecked Sendable {
+    let engine: BackupEngine
+    let plan: BackupPlan
+    private let lock = NSLock()
+    private var storedResults: [StackResult] = []
+
+    init(engine: BackupEngine, plan: BackupPlan) {
+        self.engine = engine
+        self.plan = plan
+    }
+
+    var results: [StackResult] { lock.withLock { storedResults } }
+
+    func run() async throws {
+        let results = await engine.run(plan)
+        lock.withLock { storedResults = results }
+    }
+}
+
+enum Summary {
+    static func table(_ results: [StackResult]) -> String {
+        var rows = [["STACK", "SERVICES", "SIZE", "DURATION", "DOWNTIME", "RESULT"]]
+        for result in results {
+            rows.append([
+                result.stack, "\(result.services)", result.succeeded ? "\(ByteCount(result.sizeBytes))" : "-",
+                String(format: "%.1fs", result.durationSeconds), String(format: "%.1fs", result.downtimeSeconds),
+                result.succeeded ? "ok: \(result.archive ?? "")" : "FAILED: \(result.error ?? "")",
+            ])
+        }
+        let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
+        var out = ""
+        for row in rows {
+            var line = ""
+            for column in 0..<5 { line += row[column].padding(toLength: widths[column] + 2, withPad: " ", startingAt: 0) }
+            out += line + row[5] + "\n"
+        }
+        let failed = results.filter { !$0.succeeded }.count
+        out += "\(results.count - failed) of \(results.count) stack(s) backed up"
+            + (failed > 0 ? ", \(failed) FAILED\n" : "\n")
+        return out
+    }
+
+    static func json(_ results: [StackResult]) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(["stacks": results]), as: UTF8.self)
+    }
+}
+
+/// Sizes like `1GiB`, `500M`, `1048576`.
+enum ByteSize {
+    static func parse(_ text: String, variable: String) throws -> Int64 {
+        let value = text.trimmingCharacters(in: .whitespaces).lowercased()
+        let units: [(String, Int64)] = [("gib", 1 << 30), ("gb", 1_000_000_000), ("g", 1 << 30), ("mib", 1 << 20),
+                                        ("mb", 1_000_000), ("m", 1 << 20), ("kib", 1 << 10), ("kb", 1000),
+                                        ("k", 1 << 10), ("b", 1)]
+        for (suffix, factor) in units where value.hasSuffix(suffix) {
+            if let number = Double(value.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) {
+                return Int64(number * Double(factor))
+            }
+        }
+        if let number = Int64(value) { return number }
+        throw StackVaultError(.invalidConfiguration, "\(variable)='\(text)' is not a size (e.g. 1GiB, 500MB)")
+    }
+}

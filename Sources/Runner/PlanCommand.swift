@@ -1,0 +1,76 @@
+import ArgumentParser
+import Foundation
+import StackVaultCore
+
+/// `stackvault plan`: what would be backed up, read-only.
+struct PlanCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "plan",
+        abstract: "Shows what would be backed up on this Docker host, changing nothing.",
+        discussion: "Exit code 0 when the plan has no errors, 1 when a service has errors, 2 when Docker cannot be "
+            + "reached."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Flag(help: "Print one JSON object instead of text.")
+    var json = false
+
+    func run() async throws {
+        let environment: Environment
+        let plan: BackupPlan
+        let targetDescription: String
+        do {
+            environment = try Environment(options: options)
+            targetDescription = (try? environment.storage(options.target).description)
+                ?? Redaction.redactURL(environment.targetURL(options.target))
+            plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
+        } catch {
+            printError("\(error)")
+            throw ExitStatus.code(for: error)
+        }
+        if json {
+            print(try PlanRendering.json(plan, target: targetDescription))
+        } else {
+            print(PlanRendering.text(plan, target: targetDescription), terminator: "")
+        }
+        if plan.hasErrors { throw ExitStatus.failure }
+    }
+}
+
+enum PlanRendering {
+    struct Document: Encodable {
+        var target: String
+        var stacks: [StackPlan]
+    }
+
+    static func json(_ plan: BackupPlan, target: String) throws -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        return String(decoding: try encoder.encode(Document(target: target, stacks: plan.stacks)), as: UTF8.self)
+    }
+
+    static func text(_ plan: BackupPlan, target: String) -> String {
+        var out = "Target: \(target)\n"
+        if plan.stacks.isEmpty {
+            out += "No container is labelled backup.enable=true: nothing to back up.\n"
+            return out
+        }
+        for stack in plan.stacks {
+            let status = stack.hasErrors ? "  [ERRORS: will fail]" : ""
+            out += "\nStack \(stack.name) (\(stack.services.count) service\(stack.services.count == 1 ? "" : "s"))"
+                + "\(status)\n"
+            for service in stack.services {
+                let what = service.strategies.map { c in
+                    c.name.map { "\(c.type) \($0)=\(c.path ?? "")" } ?? c.type
+                }
+                let action = service.stop ? "stopped while copied" : service.running ? "keeps running" : "not running"
+                out += "  \(service.service)  [container \(service.container), \(action)]\n"
+                for item in what { out += "      - \(item)\n" }
+                for warning in service.warnings { out += "      warning: \(warning)\n" }
+                for error in service.errors { out += "      ERROR: \(error)\n" }
+            }
+        }
+        return out
+    }
+}

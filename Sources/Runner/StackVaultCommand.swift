@@ -1,0 +1,95 @@
+import ArgumentParser
+import Foundation
+import Logging
+import StackVaultCore
+import StackVaultStorage
+import StackVaultStrategies
+
+@main
+struct StackVaultCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "stackvault",
+        abstract: "Backs up labelled Docker Compose stacks: database dumps and directories, one archive per stack.",
+        version: StackVault.version,
+        subcommands: [PlanCommand.self, BackupCommand.self],
+        defaultSubcommand: PlanCommand.self
+    )
+}
+
+/// Options every command shares.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("Where archives go: file:///dir, s3://bucket/prefix (default: $BACKUP_TARGET, " + "$S3_BUCKET_URL, else ./backups)."))
+    var target: String?
+
+    @Option(name: .long, help: "Log level: trace, debug, info, warning, error (default: $LOG_LEVEL or info).")
+    var logLevel: String?
+}
+
+/// What all commands need, built from options and the environment.
+struct Environment {
+    let variables: [String: String]
+    let logger: Logger
+    let docker: DockerClient
+    let strategies: StrategyRegistry
+    let storageRegistry: StorageRegistry
+
+    init(options: GlobalOptions) throws {
+        let variables = ProcessInfo.processInfo.environment
+        self.variables = variables
+        let level = Logger.Level(rawValue: (options.logLevel ?? variables["LOG_LEVEL"] ?? "info").lowercased())
+            ?? .info
+        Logging.bootstrapOnce(level: level)
+        var logger = Logger(label: "stackvault")
+        logger.logLevel = level
+        self.logger = logger
+        self.docker = try DockerClient(environment: variables)
+        self.strategies = try BuiltinStrategies.registry()
+        self.storageRegistry = try BuiltinStorageBackends.registry()
+    }
+
+    /// `--target`, else BACKUP_TARGET, else S3_BUCKET_URL, else ./backups.
+    func targetURL(_ option: String?) -> String {
+        for candidate in [option, variables["BACKUP_TARGET"], variables["S3_BUCKET_URL"]] {
+            if let value = candidate?.trimmingCharacters(in: .whitespaces), !value.isEmpty { return value }
+        }
+        return "./backups"
+    }
+
+    func storage(_ option: String?) throws -> any StorageBackend {
+        try storageRegistry.backend(for: targetURL(option), environment: variables)
+    }
+}
+
+enum Logging {
+    private static let once: Void = ()
+    nonisolated(unsafe) private static var bootstrapped = false
+
+    static func bootstrapOnce(level: Logger.Level) {
+        guard !bootstrapped else { return }
+        bootstrapped = true
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+    }
+}
+
+/// Exit codes: 0 success, 1 a stack or service failed, 2 Docker unreachable or bad configuration.
+enum ExitStatus {
+    static let failure = ExitCode(1)
+    static let unreachable = ExitCode(2)
+
+    static func code(for error: any Error) -> ExitCode {
+        if let error = error as? StackVaultError, error.code == .dockerUnreachable || error.code == .invalidConfiguration
+            || error.code == .dockerAPI
+        {
+            return unreachable
+        }
+        return failure
+    }
+}
+
+func printError(_ message: String) {
+    FileHandle.standardError.write(Data("stackvault: \(message)\n".utf8))
+}

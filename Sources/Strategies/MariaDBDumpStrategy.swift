@@ -1,0 +1,50 @@
+public import StackVaultCore
+
+/// `backup.database.mariadb-dump=true`: `mariadb-dump --all-databases` in the running container, as root with
+/// MARIADB_ROOT_PASSWORD or MYSQL_ROOT_PASSWORD (or their `_FILE` forms).
+///
+/// MYSQL_USER / MARIADB_USER is deliberately not used: in the official image it is an application user whose
+/// password is MYSQL_PASSWORD, and an all-databases dump needs root.
+public struct MariaDBDumpStrategy: BackupStrategy {
+    public let type = "mariadb-dump"
+    public let labelKey = "backup.database.mariadb-dump"
+    public let requirement = ContainerRequirement.running
+
+    static let passwordVariables = [
+        "MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD", "MARIADB_ROOT_PASSWORD_FILE", "MYSQL_ROOT_PASSWORD_FILE",
+    ]
+
+    static let dump = LogicalDump(
+        tool: "mariadb-dump",
+        script: #"""
+            set -e
+            pw="${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}"
+            if [ -z "$pw" ]; then pw="$(cat "${MARIADB_ROOT_PASSWORD_FILE:-$MYSQL_ROOT_PASSWORD_FILE}")"; fi
+            MYSQL_PWD="$pw"; export MYSQL_PWD; unset pw
+            dump=mariadb-dump; command -v mariadb-dump >/dev/null 2>&1 || dump=mysqldump
+            exec "$dump" --user=root --all-databases --single-transaction --routines --events --triggers \
+                --hex-blob --default-character-set=utf8mb4
+            """#,
+        completionMarker: "-- Dump completed"
+    )
+
+    public init() {}
+
+    public func plan(label: BackupLabel, service: String, container: ContainerDetails) throws -> [ComponentSpec] {
+        guard try LogicalDump.isEnabled(label) else { return [] }
+        guard LogicalDump.hasAny(Self.passwordVariables, in: container) else {
+            throw PlanProblem("\(label.key)=true but the container's environment has none of "
+                + "\(Self.passwordVariables.joined(separator: ", ")), so mariadb-dump cannot log in as root")
+        }
+        return [ComponentSpec(type: type, archivePath: "\(service)/mariadb_dump/all_databases.sql")]
+    }
+
+    public func backup(
+        _ component: ComponentSpec,
+        container: ContainerDetails,
+        context: BackupContext,
+        into archive: any ArchiveSink
+    ) async throws -> ComponentRecord {
+        try await Self.dump.run(component, container: container, context: context, into: archive)
+    }
+}

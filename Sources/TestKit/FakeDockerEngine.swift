@@ -1,0 +1,177 @@
+public import StackVaultCore
+import Foundation
+import Synchronization
+
+/// An in-memory Docker engine for unit tests: containers with labels and environment, scripted exec output,
+/// tar bytes for archive reads, and a log of the calls made (stop/start order, exec commands).
+public final class FakeDockerEngine: DockerEngine {
+    /// A scripted exec result.
+    public struct ExecResult: Sendable {
+        public var stdout: [UInt8]
+        public var stderr: [UInt8]
+        public var exitCode: Int
+
+        public init(stdout: String = "", stderr: String = "", exitCode: Int = 0) {
+            self.stdout = Array(stdout.utf8)
+            self.stderr = Array(stderr.utf8)
+            self.exitCode = exitCode
+        }
+    }
+
+    /// What happened, in order: `stop:<name>`, `start:<name>`, `exec:<name>`, `archive:<name>:<path>`.
+    public var calls: [String] { state.withLock { $0.calls } }
+    public var containers: [ContainerDetails] { state.withLock { $0.containers } }
+
+    private struct State {
+        var containers: [ContainerDetails] = []
+        var execResults: [String: ExecResult] = [:]
+        var archives: [String: [UInt8]] = [:]
+        var failures: [String: String] = [:]
+        var calls: [String] = []
+    }
+
+    private let state = Mutex(State())
+
+    public init(containers: [ContainerDetails] = []) {
+        state.withLock { $0.containers = containers }
+    }
+
+    public var endpointDescription: String { "fake://docker" }
+
+    public func add(_ container: ContainerDetails) {
+        state.withLock { $0.containers.append(container) }
+    }
+
+    /// The next execs in `container` return `result`.
+    public func setExecResult(_ result: ExecResult, for container: String) {
+        state.withLock { $0.execResults[container] = result }
+    }
+
+    /// Archive reads of `path` in `container` return these tar bytes.
+    public func setArchive(_ tar: [UInt8], for container: String, path: String) {
+        state.withLock { $0.archives["\(container):\(path)"] = tar }
+    }
+
+    /// Makes an operation (`stop`, `start`, `exec`, `archive`) on `container` fail with `message`.
+    public func fail(_ operation: String, on container: String, message: String) {
+        state.withLock { $0.failures["\(operation):\(container)"] = message }
+    }
+
+    public func isRunning(_ name: String) -> Bool {
+        state.withLock { s in s.containers.first { $0.name == name }?.isRunning ?? false }
+    }
+
+    private func find(_ idOrName: String) throws -> ContainerDetails {
+        guard let container = state.withLock({ s in
+            s.containers.first { $0.id == idOrName || $0.name == idOrName }
+        }) else {
+            throw StackVaultError(.dockerAPI, "Docker could not find container \(idOrName): No such container")
+        }
+        return container
+    }
+
+    private func record(_ operation: String, _ container: ContainerDetails, _ extra: String = "") throws {
+        let failure = state.withLock { s -> String? in
+            s.calls.append("\(operation):\(container.name)\(extra)")
+            return s.failures["\(operation):\(container.name)"]
+        }
+        if let failure { throw StackVaultError(.dockerAPI, failure) }
+    }
+
+    public func listContainers(labelFilters: [String]) async throws -> [ContainerSummary] {
+        state.withLock { s in
+            s.containers.filter { container in
+                labelFilters.allSatisfy { filter in
+                    let parts = filter.split(separator: "=", maxSplits: 1).map(String.init)
+                    guard let value = container.labels[parts[0]] else { return false }
+                    return parts.count == 1 || value == parts[1]
+                }
+            }.map {
+                ContainerSummary(id: $0.id, name: $0.name, image: $0.image,
+                                 state: $0.isRunning ? "running" : "exited", labels: $0.labels)
+            }
+        }
+    }
+
+    public func inspectContainer(_ idOrName: String) async throws -> ContainerDetails {
+        try find(idOrName)
+    }
+
+    public func exec(
+        in container: String,
+        command: [String],
+        environment: [String],
+        stdout: any ByteSink,
+        stderr: any ByteSink
+    ) async throws -> Int {
+        let details = try find(container)
+        try record("exec", details)
+        guard details.isRunning else {
+            throw StackVaultError(.dockerAPI, "Docker could not create an exec: container \(details.name) is not running")
+        }
+        let result = state.withLock { $0.execResults[details.name] } ?? ExecResult()
+        try result.stdout.withUnsafeBytes { try stdout.write($0) }
+        try result.stderr.withUnsafeBytes { try stderr.write($0) }
+        return result.exitCode
+    }
+
+    public func getArchive(from container: String, path: String, into sink: any ByteSink) async throws {
+        let details = try find(container)
+        try record("archive", details, ":\(path)")
+        guard let tar = state.withLock({ $0.archives["\(details.name):\(path)"] }) else {
+            throw StackVaultError(.dockerAPI, "Docker could not read \(path): no such file or directory")
+        }
+        // Deliver in small uneven chunks, as a socket would.
+        var offset = 0
+        var chunk = 7
+        while offset < tar.count {
+            let end = min(tar.count, offset + chunk)
+            try tar[offset..<end].withUnsafeBytes { try sink.write($0) }
+            offset = end
+            chunk = chunk * 3 % 65_521 + 1
+        }
+    }
+
+    public func putArchive(to container: String, path: String, body: @escaping @Sendable (any ByteSink) throws -> Void)
+        async throws
+    {
+        let details = try find(container)
+        try record("put", details, ":\(path)")
+    }
+
+    public func stopContainer(_ id: String, timeoutSeconds: Int) async throws {
+        let details = try find(id)
+        try record("stop", details)
+        setRunning(details.id, false)
+    }
+
+    public func startContainer(_ id: String) async throws {
+        let details = try find(id)
+        try record("start", details)
+        setRunning(details.id, true)
+    }
+
+    private func setRunning(_ id: String, _ running: Bool) {
+        state.withLock { s in
+            if let index = s.containers.firstIndex(where: { $0.id == id }) { s.containers[index].isRunning = running }
+        }
+    }
+}
+
+extension ContainerDetails {
+    /// A container for tests: `labels` and `environment` as given; compose labels from `project`/`service`.
+    public static func fake(
+        name: String,
+        project: String? = nil,
+        service: String? = nil,
+        running: Bool = true,
+        labels: [String: String] = [:],
+        environment: [String: String] = [:]
+    ) -> ContainerDetails {
+        var all = labels
+        if let project { all["com.docker.compose.project"] = project }
+        if let service { all["com.docker.compose.service"] = service }
+        return ContainerDetails(id: "id-\(name)", name: name, image: "fake/image", isRunning: running, labels: all,
+                                environment: environment)
+    }
+}
