@@ -1,0 +1,1033 @@
+internal import CArchive
+import Foundation
+
+/// Writes one backup archive: a PAX tar stream, compressed, into a new file.
+///
+/// The archive holds, in this order: the index (`stackvault-index.json`, see ``ArchiveIndex``), the components
+/// (each either one file added with ``addFile(at:mode:produce:)`` or a tree added with
+/// ``addTar(at:produce:)``), and the manifest (`stackvault.json`, see ``Manifest``) written by
+/// ``finish(manifest:)``. The output is a standard `.tar.zst` that `tar --zstd -xpf` extracts.
+///
+/// Memory stays bounded whatever the size of the data: files are spooled to disk (zstd level 1) while their
+/// size is unknown, tar streams are copied entry by entry through a 1 MiB buffer.
+///
+/// Not thread-safe: it must be used by one task at a time (as ``ArchiveSink`` requires); it is
+/// `@unchecked Sendable` so that this one task may move between threads, and so that its own helper threads
+/// can work on it while the caller awaits them.
+///
+/// Errors from the *input* side (a `produce` closure that throws, a malformed or malicious tar stream) leave the
+/// writer usable; a tar stream that fails half-way may leave that component's first entries in the archive (the
+/// archive stays well-formed; the manifest must not list the component). Errors from the *output* side (disk
+/// full, compressor failure) make the writer unusable: call ``abort()``.
+public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
+    /// The archive file being written.
+    public let outputPath: String
+    /// Called with the number of uncompressed (tar) bytes written so far, at most every 4 MiB and once at the end.
+    public var onProgress: (@Sendable (_ uncompressedBytes: Int64) -> Void)? {
+        didSet { output.onProgress = onProgress }
+    }
+    /// Compressed bytes produced so far (the size of the archive file once finished).
+    public var compressedBytesWritten: Int64 { fileSink.totalBytes }
+    /// Uncompressed tar bytes written so far.
+    public var uncompressedBytesWritten: Int64 { output.uncompressedBytes }
+    /// Non-fatal remarks from libarchive, such as names that are not valid UTF-8 and were stored as raw bytes.
+    public private(set) var warnings: [String] = []
+
+    private enum State {
+        case awaitingIndex
+        case open
+        case failed(String)
+        case finished
+        case aborted
+    }
+
+    private var state = State.awaitingIndex
+    private let spoolDirectory: String
+    private let fd: Int32
+    private var fdClosed = false
+    private let fileSink: ArchiveFileSink
+    private let output: ArchiveOutput
+    private let handle: ArchiveWriteHandle
+    /// Reused for every copy (spool read-back, tar entry data); only one runs at a time.
+    private let copyBuffer: UnsafeMutableRawBufferPointer
+    private var indexKinds: [String: ComponentRecord.Kind] = [:]
+    private var records: [String: ComponentRecord] = [:]
+
+    static let copyBufferSize = 1 << 20
+
+    /// Creates `outputPath` (it must not exist; mode 0600) and prepares to write into it.
+    ///
+    /// - Parameters:
+    ///   - compressor: compresses the whole archive.
+    ///   - spoolDirectory: where ``addFile(at:mode:produce:)`` spools content of unknown size (it needs room
+    ///     for that file compressed with zstd level 1). Spool files are unlinked as soon as they are created.
+    public init(outputPath: String, compressor: any Compressor, spoolDirectory: String) throws {
+        _ = ignoreSIGPIPEOnce
+
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: spoolDirectory, isDirectory: &isDirectory), isDirectory.boolValue
+        else {
+            throw StackVaultError(
+                .io,
+                "the spool directory '\(spoolDirectory)' does not exist or is not a directory"
+            )
+        }
+
+        let fd = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            let code = errno
+            throw StackVaultError(
+                .io,
+                "cannot create the archive file '\(outputPath)': \(String(cString: strerror(code)))"
+                    + (code == EEXIST ? " (a file of that name exists already; it is never overwritten)" : "")
+            )
+        }
+
+        let fileSink = ArchiveFileSink(fd: fd, what: "the archive file '\(outputPath)'")
+        let output: ArchiveOutput
+        let handle: ArchiveWriteHandle
+        do {
+            output = ArchiveOutput(stream: try compressor.makeCompressor(writingTo: fileSink))
+            handle = try ArchiveWriteHandle(client: output)
+            let archive = handle.pointer
+            try archiveCheck(archive_write_set_format_pax_restricted(archive), archive, "selecting the PAX format")
+            // Unblocked: every write goes straight to the compressor, no tar-level padding to 10 KiB records.
+            try archiveCheck(archive_write_set_bytes_per_block(archive, 0), archive, "setting the block size")
+            try archiveCheck(archive_write_set_bytes_in_last_block(archive, 1), archive, "setting the last block")
+            let context = Unmanaged.passUnretained(output).toOpaque()
+            let opened = archive_write_open(
+                archive,
+                context,
+                nil,
+                { _, clientData, buffer, length in
+                    guard let clientData else { return -1 }
+                    let output = Unmanaged<ArchiveOutput>.fromOpaque(clientData).takeUnretainedValue()
+                    return output.write(UnsafeRawBufferPointer(start: buffer, count: length))
+                },
+                nil
+            )
+            try archiveCheck(opened, archive, "opening the archive for writing")
+        } catch {
+            close(fd)
+            unlink(outputPath)
+            throw error
+        }
+
+        self.outputPath = outputPath
+        self.spoolDirectory = spoolDirectory
+        self.fd = fd
+        self.fileSink = fileSink
+        self.output = output
+        self.handle = handle
+        self.copyBuffer = .allocate(byteCount: Self.copyBufferSize, alignment: 16)
+    }
+
+    deinit {
+        abort()
+        copyBuffer.deallocate()
+    }
+
+    // MARK: - Index and manifest
+
+    /// Writes the index as the first entry. Must be called once, before any component is added; afterwards
+    /// only the components it lists can be added, each with the kind it declares.
+    public func writeIndex(_ index: ArchiveIndex) throws {
+        guard case .awaitingIndex = state else {
+            throw StackVaultError(.archive, "the archive index must be written once, before any component")
+        }
+        var kinds: [String: ComponentRecord.Kind] = [:]
+        var roots: [[[UInt8]]] = []
+        for component in index.components {
+            let path = component.archivePath
+            try Self.validateComponentPath(path)
+            guard kinds[path] == nil else {
+                throw StackVaultError(.archive, "the archive index lists the component path '\(path)' twice")
+            }
+            let parts = ArchivePath.components(Array(path.utf8))
+            if let other = roots.first(where: { $0.starts(with: parts) || parts.starts(with: $0) }) {
+                throw StackVaultError(
+                    .archive,
+                    "the component paths '\(path)' and '\(String(decoding: ArchivePath.join(other), as: UTF8.self))' "
+                        + "are nested; every component needs its own root"
+                )
+            }
+            kinds[path] = component.kind
+            roots.append(parts)
+        }
+        try writeSmallFile(name: ArchiveIndex.entryName, data: try index.jsonData())
+        indexKinds = kinds
+        state = .open
+    }
+
+    /// Writes the manifest as the last entry, ends the tar stream and the compression, and syncs the file to disk.
+    ///
+    /// Every component the manifest lists must have been added to this archive, with the record it returned.
+    public func finish(manifest: Manifest) throws {
+        try requireOpen()
+        for component in manifest.components {
+            guard let record = records[component.archivePath] else {
+                throw StackVaultError(
+                    .archive,
+                    "the manifest lists the component '\(component.archivePath)' that was not added to this archive"
+                )
+            }
+            guard record == component.record else {
+                throw StackVaultError(
+                    .archive,
+                    "the manifest's record of '\(component.archivePath)' differs from what was written (\(record))"
+                )
+            }
+        }
+        do {
+            try writeSmallFile(name: Manifest.entryName, data: try manifest.jsonData())
+            let closed = archive_write_close(handle.pointer)
+            if closed != ARCHIVE_OK { throw outputFailure("ending the tar stream") }
+            try output.stream.finish()
+            try fileSink.flush()
+            if fsync(fd) != 0 {
+                throw StackVaultError(.io, "cannot sync '\(outputPath)' to disk: \(String(cString: strerror(errno)))")
+            }
+            fdClosed = true
+            if close(fd) != 0 {
+                throw StackVaultError(.io, "cannot close '\(outputPath)': \(String(cString: strerror(errno)))")
+            }
+            syncParentDirectory()
+        } catch {
+            if case .open = state { state = .failed("\(error)") }
+            throw error
+        }
+        state = .finished
+        output.reportProgress(force: true)
+    }
+
+    /// Stops writing and removes the partial output. Idempotent; does nothing once ``finish(manifest:)``
+    /// succeeded. Called by `deinit` when the archive was neither finished nor aborted.
+    public func abort() {
+        switch state {
+        case .finished, .aborted: return
+        default: break
+        }
+        state = .aborted
+        output.discard = true
+        archive_write_fail(handle.pointer)  // so that freeing the handle does not try to end the tar stream
+        if !fdClosed {
+            fdClosed = true
+            close(fd)
+        }
+        unlink(outputPath)
+    }
+
+    // MARK: - ArchiveSink
+
+    /// Adds one regular file whose content `produce` writes; see ``ArchiveSink/addFile(at:mode:produce:)``.
+    ///
+    /// The content is spooled (zstd level 1, hashed on the way) into an unlinked file in the spool directory,
+    /// then written as a tar entry with the now known size (mtime now, owner 0:0, permissions `mode & 0o7777`).
+    public func addFile(
+        at path: String,
+        mode: UInt32,
+        produce: (any ByteSink) async throws -> Void
+    ) async throws -> ComponentRecord {
+        try requireAddable(path, kind: .file)
+        let spool = try SpoolFile(directory: spoolDirectory)
+        let spoolCompressor = try ZstdCompressionStream(level: 1, workers: 0, downstream: spool.sink)
+        let hashing = HashingSink(downstream: spoolCompressor)
+        try await produce(hashing)
+        try spoolCompressor.finish()
+        try spool.sink.flush()
+
+        let size = hashing.count
+        let sha256 = hashing.hasher.finalize().hex
+        try await runOnArchiveThread(named: "stackvault-spool") {
+            try self.writeSpooledFile(path: path, mode: mode, size: size, spool: spool)
+        }
+        let record = ComponentRecord(archivePath: path, kind: .file, sizeBytes: size, entries: 1, sha256: sha256)
+        records[path] = record
+        return record
+    }
+
+    /// Adds the tar stream `produce` writes, its top entry renamed to `root`; see ``ArchiveSink/addTar(at:produce:)``.
+    ///
+    /// The stream is read on a helper thread through a pipe and copied entry by entry: the first path component
+    /// of every entry (and of every hard-link target) becomes `root`; symlink targets, modes, owners, times and
+    /// extended attributes are kept. Entries with absolute paths or `..` components, or outside the first entry's
+    /// top-level directory, are refused with an error naming the entry.
+    public func addTar(at root: String, produce: (any ByteSink) async throws -> Void) async throws -> ComponentRecord {
+        try requireAddable(root, kind: .tree)
+        let pipe = try ArchivePipe()
+        let completion = ArchiveThreadCompletion<ComponentRecord>()
+        let thread = Thread {
+            completion.complete(Result { try self.copyTar(from: pipe, root: root) })
+        }
+        thread.name = "stackvault-tar-reader"
+        thread.start()
+
+        let sink = ArchivePipeSink(pipe: pipe, what: "the tar stream for '\(root)'")
+        var produceError: (any Error)?
+        // Cancellation stops the reader thread at its next block; its closed pipe then stops the producer,
+        // which may be blocked writing into the full pipe where it cannot see the cancellation itself.
+        let result = await withTaskCancellationHandler {
+            do {
+                try await produce(sink)
+            } catch {
+                produceError = error
+            }
+            pipe.closeWriteEnd()
+            return await completion.value()
+        } onCancel: {
+            pipe.cancel()
+        }
+
+        if let produceError {
+            // If the reader gave up first, its error is the cause and the broken pipe only the consequence.
+            if sink.readerGone, case .failure(let readerError) = result { throw readerError }
+            throw produceError
+        }
+        let record = try result.get()
+        records[root] = record
+        return record
+    }
+
+    // MARK: - Entries
+
+    private func requireOpen() throws {
+        switch state {
+        case .open: return
+        case .awaitingIndex:
+            throw StackVaultError(.archive, "the archive index must be written before anything else")
+        case .failed(let reason):
+            throw StackVaultError(
+                .archive,
+                "the archive '\(outputPath)' is unusable after an earlier error (\(reason)); abort it"
+            )
+        case .finished:
+            throw StackVaultError(.archive, "the archive '\(outputPath)' is already finished")
+        case .aborted:
+            throw StackVaultError(.archive, "the archive '\(outputPath)' was aborted")
+        }
+    }
+
+    private func requireAddable(_ path: String, kind: ComponentRecord.Kind) throws {
+        try requireOpen()
+        guard let listed = indexKinds[path] else {
+            throw StackVaultError(
+                .archive,
+                "the component '\(path)' is not listed in the archive index; every component must be"
+            )
+        }
+        guard listed == kind else {
+            throw StackVaultError(
+                .archive,
+                "the component '\(path)' is listed in the index as a \(listed.rawValue), not a \(kind.rawValue)"
+            )
+        }
+        guard records[path] == nil else {
+            throw StackVaultError(.archive, "the component '\(path)' was already added to the archive")
+        }
+    }
+
+    static func validateComponentPath(_ path: String) throws {
+        let bytes = Array(path.utf8)
+        if let problem = ArchivePath.problem(bytes) {
+            throw StackVaultError(.archive, "the component path '\(path)' \(problem)")
+        }
+        let parts = ArchivePath.components(bytes)
+        guard ArchivePath.join(parts) == bytes, !parts.contains([UInt8(ascii: ".")]) else {
+            throw StackVaultError(
+                .archive,
+                "the component path '\(path)' is not canonical (no '.', '//' or trailing '/' allowed)"
+            )
+        }
+        guard path != ArchiveIndex.entryName, path != Manifest.entryName else {
+            throw StackVaultError(.archive, "the component path '\(path)' is reserved for the archive's own files")
+        }
+    }
+
+    private func writeSmallFile(name: String, data: Data) throws {
+        let entry = try ArchiveEntryHandle()
+        entry.setRegularFile(path: Array(name.utf8), size: Int64(data.count), permissions: 0o644)
+        try writeHeader(entry.pointer, path: name)
+        try data.withUnsafeBytes { try writeData($0, path: name) }
+        try finishEntry(path: name)
+    }
+
+    /// Runs on a helper thread: writes the spooled file as one tar entry.
+    private func writeSpooledFile(path: String, mode: UInt32, size: Int64, spool: SpoolFile) throws {
+        let entry = try ArchiveEntryHandle()
+        entry.setRegularFile(path: Array(path.utf8), size: size, permissions: mode)
+        try writeHeader(entry.pointer, path: path)
+        do {
+            guard lseek(spool.fd, 0, SEEK_SET) == 0 else {
+                throw StackVaultError(.io, "cannot rewind the spool file: \(String(cString: strerror(errno)))")
+            }
+            let data = ArchiveDataSink(writer: self, path: path)
+            let decompressor = try ZstdDecompressionStream(downstream: data)
+            while true {
+                let count = try archiveRead(spool.fd, copyBuffer, what: "the spool file")
+                if count == 0 { break }
+                try decompressor.write(UnsafeRawBufferPointer(rebasing: copyBuffer[0..<count]))
+            }
+            try decompressor.finish()
+            guard data.count == size else {
+                throw StackVaultError(
+                    .io,
+                    "the spool file of '\(path)' read back \(data.count) bytes instead of \(size)"
+                )
+            }
+            try finishEntry(path: path)
+        } catch {
+            // A header promising `size` bytes is out: the archive cannot be trusted any more.
+            if case .open = state { state = .failed("writing '\(path)': \(error)") }
+            throw error
+        }
+    }
+
+    /// Runs on the reader thread: copies every entry of the tar stream in `pipe` below `root`.
+    private func copyTar(from pipe: ArchivePipe, root: String) throws -> ComponentRecord {
+        defer { pipe.closeReadEnd() }
+        let reader = try ArchiveReadHandle()
+        let archive = reader.pointer
+        try archiveCheck(
+            archive_read_open_fd(archive, pipe.readEnd, Self.copyBufferSize),
+            archive,
+            "reading the tar stream for '\(root)'"
+        )
+
+        let rootParts = ArchivePath.components(Array(root.utf8))
+        var top: [UInt8]?
+        var digest = TreeDigest()
+        while true {
+            try pipe.checkCancellation("reading the tar stream for '\(root)'")
+            var entryPointer: OpaquePointer?
+            let status = withLibArchiveUTF8Locale { archive_read_next_header(archive, &entryPointer) }
+            if status == ARCHIVE_EOF { break }
+            guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry = entryPointer else {
+                throw StackVaultError(
+                    .archive,
+                    "the tar stream for '\(root)' is unreadable: \(archiveErrorString(archive))"
+                )
+            }
+            guard
+                let path = ArchivePath.bytes(archive_entry_pathname(entry))
+                    ?? ArchivePath.bytes(archive_entry_pathname_utf8(entry))
+            else {
+                throw StackVaultError(.archive, "the tar stream for '\(root)' has an entry without a name")
+            }
+            let shown = ArchivePath.display(path)
+            if let problem = ArchivePath.problem(path) {
+                throw StackVaultError(
+                    .archive,
+                    "refusing the tar stream for '\(root)': its entry '\(shown)' \(problem)"
+                )
+            }
+            let parts = ArchivePath.components(path)
+            if top == nil { top = parts[0] }
+            guard parts[0] == top else {
+                throw StackVaultError(
+                    .archive,
+                    "refusing the tar stream for '\(root)': its entry '\(shown)' is outside its top-level entry "
+                        + "'\(ArchivePath.display(top ?? []))'"
+                )
+            }
+            let relative = ArchivePath.join(parts.dropFirst())
+
+            let type: TreeDigest.EntryType
+            var linkTarget: [UInt8] = []
+            if let hardlink = ArchivePath.bytes(archive_entry_hardlink(entry)) {
+                let shownTarget = ArchivePath.display(hardlink)
+                if let problem = ArchivePath.problem(hardlink) {
+                    throw StackVaultError(
+                        .archive,
+                        "refusing the tar stream for '\(root)': the hard link '\(shown)' points to '\(shownTarget)', "
+                            + "which \(problem)"
+                    )
+                }
+                let targetParts = ArchivePath.components(hardlink)
+                guard targetParts[0] == top else {
+                    throw StackVaultError(
+                        .archive,
+                        "refusing the tar stream for '\(root)': the hard link '\(shown)' points outside the tree "
+                            + "to '\(shownTarget)'"
+                    )
+                }
+                linkTarget = ArchivePath.join(targetParts.dropFirst())
+                withNulTerminated(ArchivePath.join(rootParts + targetParts.dropFirst())) {
+                    archive_entry_copy_hardlink(entry, $0)
+                }
+                type = .hardlink
+            } else {
+                guard let mapped = TreeDigest.EntryType(fileType: archive_entry_filetype(entry)) else {
+                    throw StackVaultError(
+                        .archive,
+                        "refusing the tar stream for '\(root)': the entry '\(shown)' has an unsupported type "
+                            + "(mode \(String(archive_entry_mode(entry), radix: 8)))"
+                    )
+                }
+                type = mapped
+                if type == .symlink {
+                    linkTarget = ArchivePath.bytes(archive_entry_symlink(entry)) ?? []
+                }
+            }
+            withNulTerminated(ArchivePath.join(rootParts + parts.dropFirst())) {
+                archive_entry_copy_pathname(entry, $0)
+            }
+            archive_entry_sparse_clear(entry)  // the data is copied in full, holes as zeros
+            let size: Int64 = type == .file ? archive_entry_size(entry) : 0
+            archive_entry_set_size(entry, size)
+
+            digest.addEntry(
+                relativePath: relative,
+                type: type,
+                mode: UInt32(archive_entry_perm(entry)),
+                uid: archive_entry_uid(entry),
+                gid: archive_entry_gid(entry),
+                size: size,
+                linkTarget: linkTarget
+            )
+            let entryName = relative.isEmpty ? root : "\(root)/\(ArchivePath.display(relative))"
+            try writeHeader(entry, path: entryName)
+
+            var copied: Int64 = 0
+            while copied < size {
+                try pipe.checkCancellation("reading the tar stream for '\(root)'")
+                let count = archive_read_data(archive, copyBuffer.baseAddress, copyBuffer.count)
+                if count < 0 {
+                    let message = archiveErrorString(archive)
+                    try finishEntry(path: entryName)  // pads the entry so the archive stays well-formed
+                    throw StackVaultError(
+                        .archive,
+                        "the tar stream for '\(root)' broke off in the entry '\(shown)': \(message)"
+                    )
+                }
+                if count == 0 { break }
+                let chunk = UnsafeRawBufferPointer(rebasing: copyBuffer[0..<count])
+                try writeData(chunk, path: entryName)
+                digest.addContent(chunk)
+                copied += Int64(count)
+            }
+            try finishEntry(path: entryName)
+            guard copied == size else {
+                throw StackVaultError(
+                    .archive,
+                    "the tar stream for '\(root)' ended inside the entry '\(shown)' (\(copied) of \(size) bytes)"
+                )
+            }
+        }
+        // libarchive stops at the end-of-archive blocks; drain the rest (record padding) so the producer
+        // never sees a broken pipe after a good stream.
+        while try archiveRead(pipe.readEnd, copyBuffer, what: "the tar stream for '\(root)'") > 0 {}
+        guard digest.entries > 0 else {
+            throw StackVaultError(.archive, "the tar stream for '\(root)' contains no entries")
+        }
+        return ComponentRecord(
+            archivePath: root,
+            kind: .tree,
+            sizeBytes: digest.contentBytes,
+            entries: digest.entries,
+            sha256: digest.finalize().hex
+        )
+    }
+
+    /// Writes an entry header; a failure makes the writer unusable.
+    private func writeHeader(_ entry: OpaquePointer, path: String) throws {
+        let status = withLibArchiveUTF8Locale { archive_write_header(handle.pointer, entry) }
+        if status == ARCHIVE_OK { return }
+        if status == ARCHIVE_WARN {
+            warnings.append("\(path): \(archiveErrorString(handle.pointer))")
+            return
+        }
+        throw outputFailure("writing the header of '\(path)'")
+    }
+
+    fileprivate func writeData(_ buffer: UnsafeRawBufferPointer, path: String) throws {
+        var offset = 0
+        while offset < buffer.count {
+            let written = archive_write_data(handle.pointer, buffer.baseAddress! + offset, buffer.count - offset)
+            if written < 0 { throw outputFailure("writing the data of '\(path)'") }
+            if written == 0 {
+                throw outputFailure("writing the data of '\(path)': more data than its header announced")
+            }
+            offset += written
+        }
+    }
+
+    private func finishEntry(path: String) throws {
+        let status = archive_write_finish_entry(handle.pointer)
+        if status != ARCHIVE_OK && status != ARCHIVE_WARN { throw outputFailure("finishing '\(path)'") }
+    }
+
+    /// The error for a failed libarchive write call; marks the writer unusable.
+    private func outputFailure(_ what: String) -> StackVaultError {
+        let error: StackVaultError
+        if let cause = output.error {
+            error = StackVaultError(.io, "\(what) in '\(outputPath)' failed", cause: cause)
+        } else {
+            error = StackVaultError(
+                .archive,
+                "\(what) in '\(outputPath)' failed: \(archiveErrorString(handle.pointer))"
+            )
+        }
+        if case .open = state { state = .failed(error.description) }
+        return error
+    }
+
+    private func syncParentDirectory() {
+        let parent = (outputPath as NSString).deletingLastPathComponent
+        let dirFD = open(parent.isEmpty ? "." : parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard dirFD >= 0 else { return }
+        _ = fsync(dirFD)
+        close(dirFD)
+    }
+}
+
+// MARK: - libarchive plumbing (shared with ArchiveVerifier)
+
+/// Owns one libarchive write handle, freed in `deinit`; keeps its callback context alive as long as itself.
+final class ArchiveWriteHandle {
+    let pointer: OpaquePointer
+    private let client: AnyObject
+
+    init(client: AnyObject) throws {
+        guard let pointer = archive_write_new() else {
+            throw StackVaultError(.archive, "libarchive: cannot allocate a write handle (out of memory?)")
+        }
+        self.pointer = pointer
+        self.client = client
+    }
+
+    deinit {
+        archive_write_free(pointer)
+    }
+}
+
+/// Owns one libarchive read handle for tar streams, freed in `deinit`.
+final class ArchiveReadHandle {
+    let pointer: OpaquePointer
+
+    init() throws {
+        guard let pointer = archive_read_new() else {
+            throw StackVaultError(.archive, "libarchive: cannot allocate a read handle (out of memory?)")
+        }
+        self.pointer = pointer
+        // Only tar (ustar, pax, GNU): the input is always a tar stream, and accepting other formats from a
+        // container would only widen the attack surface.
+        try archiveCheck(archive_read_support_format_tar(pointer), pointer, "enabling the tar reader")
+    }
+
+    deinit {
+        archive_read_free(pointer)
+    }
+}
+
+/// Owns one libarchive entry, freed in `deinit`.
+final class ArchiveEntryHandle {
+    let pointer: OpaquePointer
+
+    init() throws {
+        guard let pointer = archive_entry_new() else {
+            throw StackVaultError(.archive, "libarchive: cannot allocate an entry (out of memory?)")
+        }
+        self.pointer = pointer
+    }
+
+    deinit {
+        archive_entry_free(pointer)
+    }
+
+    /// A regular file owned by root, modified now.
+    func setRegularFile(path: [UInt8], size: Int64, permissions: UInt32) {
+        withNulTerminated(path) { archive_entry_copy_pathname(pointer, $0) }
+        archive_entry_set_filetype(pointer, TarFileType.regular)
+        archive_entry_set_perm(pointer, mode_t(permissions & 0o7777))
+        archive_entry_set_size(pointer, size)
+        archive_entry_set_uid(pointer, 0)
+        archive_entry_set_gid(pointer, 0)
+        archive_entry_copy_uname(pointer, "root")
+        archive_entry_copy_gname(pointer, "root")
+        archive_entry_set_mtime(pointer, time(nil), 0)
+    }
+}
+
+/// Turns a libarchive status into a Swift error carrying `archive_error_string`; OK, EOF and WARN pass.
+@discardableResult
+func archiveCheck(_ status: Int32, _ archive: OpaquePointer, _ what: @autoclosure () -> String) throws -> Int32 {
+    if status == ARCHIVE_OK || status == ARCHIVE_EOF || status == ARCHIVE_WARN { return status }
+    throw StackVaultError(.archive, "\(what()): \(archiveErrorString(archive))")
+}
+
+func archiveErrorString(_ archive: OpaquePointer) -> String {
+    guard let message = archive_error_string(archive) else { return "unknown libarchive error" }
+    return String(decoding: ArchivePath.bytes(message) ?? [], as: UTF8.self)
+}
+
+extension TreeDigest.EntryType {
+    /// The type of a non-hard-link entry from its libarchive file type, nil for types tar cannot hold.
+    init?(fileType: UInt32) {
+        switch fileType & TarFileType.mask {
+        case TarFileType.regular: self = .file
+        case TarFileType.directory: self = .directory
+        case TarFileType.symlink: self = .symlink
+        case TarFileType.characterDevice: self = .characterDevice
+        case TarFileType.blockDevice: self = .blockDevice
+        case TarFileType.fifo: self = .fifo
+        default: return nil
+        }
+    }
+}
+
+/// libarchive's `AE_IF*` file-type bits (the POSIX values; the C macros are casts Swift does not import).
+enum TarFileType {
+    static let mask: UInt32 = 0o170000
+    static let regular: UInt32 = 0o100000
+    static let directory: UInt32 = 0o040000
+    static let symlink: UInt32 = 0o120000
+    static let characterDevice: UInt32 = 0o020000
+    static let blockDevice: UInt32 = 0o060000
+    static let fifo: UInt32 = 0o010000
+}
+
+/// The write-callback context: feeds the tar stream into the compressor and counts it.
+final class ArchiveOutput {
+    let stream: any CompressionStream
+    var error: (any Error)?
+    var discard = false
+    var uncompressedBytes: Int64 = 0
+    var onProgress: (@Sendable (Int64) -> Void)?
+    private var reportedAt: Int64 = 0
+    static let progressInterval: Int64 = 4 << 20
+
+    init(stream: any CompressionStream) {
+        self.stream = stream
+    }
+
+    /// The libarchive write callback's body: bytes accepted, or -1 with `error` set.
+    func write(_ buffer: UnsafeRawBufferPointer) -> Int {
+        if discard { return buffer.count }
+        if error != nil { return -1 }
+        do {
+            try stream.write(buffer)
+        } catch {
+            self.error = error
+            return -1
+        }
+        uncompressedBytes += Int64(buffer.count)
+        reportProgress(force: false)
+        return buffer.count
+    }
+
+    func reportProgress(force: Bool) {
+        guard let onProgress else { return }
+        if force || uncompressedBytes - reportedAt >= Self.progressInterval {
+            reportedAt = uncompressedBytes
+            onProgress(uncompressedBytes)
+        }
+    }
+}
+
+/// Hands entry data to libarchive (`archive_write_data`) for the spool read-back.
+private final class ArchiveDataSink: ByteSink {
+    private let writer: ArchiveWriter
+    private let path: String
+    private(set) var count: Int64 = 0
+
+    init(writer: ArchiveWriter, path: String) {
+        self.writer = writer
+        self.path = path
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try writer.writeData(bytes, path: path)
+        count += Int64(bytes.count)
+    }
+}
+
+/// Hashes and counts what passes through on its way downstream.
+private final class HashingSink: ByteSink {
+    private let downstream: any ByteSink
+    private(set) var hasher = SHA256()
+    private(set) var count: Int64 = 0
+
+    init(downstream: any ByteSink) {
+        self.downstream = downstream
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try downstream.write(bytes)
+        hasher.update(bytes)
+        count += Int64(bytes.count)
+    }
+}
+
+/// A spool file in the spool directory, unlinked right after creation so that no path can leak it;
+/// the descriptor is closed in `deinit`. Handed from the producing task to the read-back thread, never shared.
+private final class SpoolFile: @unchecked Sendable {
+    let fd: Int32
+    let sink: ArchiveFileSink
+
+    init(directory: String) throws {
+        let path = (directory as NSString).appendingPathComponent(".stackvault-spool-\(UUID().uuidString).zst")
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw StackVaultError(
+                .io,
+                "cannot create a spool file in '\(directory)': \(String(cString: strerror(errno)))"
+            )
+        }
+        unlink(path)
+        self.fd = fd
+        self.sink = ArchiveFileSink(fd: fd, what: "a spool file in '\(directory)'")
+    }
+
+    deinit {
+        close(fd)
+    }
+}
+
+/// Buffers writes into 1 MiB chunks for a file descriptor it does not own.
+final class ArchiveFileSink: ByteSink {
+    let fd: Int32
+    let what: String
+    private let buffer: UnsafeMutableRawBufferPointer
+    private var used = 0
+    /// Bytes accepted so far (written or buffered).
+    private(set) var totalBytes: Int64 = 0
+
+    init(fd: Int32, what: String, bufferSize: Int = 1 << 20) {
+        self.fd = fd
+        self.what = what
+        self.buffer = .allocate(byteCount: bufferSize, alignment: 16)
+    }
+
+    deinit {
+        buffer.deallocate()
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        totalBytes += Int64(bytes.count)
+        if used + bytes.count <= buffer.count {
+            buffer.baseAddress!.advanced(by: used).copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            used += bytes.count
+            if used == buffer.count { try flush() }
+            return
+        }
+        try flush()
+        if bytes.count >= buffer.count {
+            try archiveWriteAll(fd, bytes, what: what)
+        } else {
+            buffer.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
+            used = bytes.count
+        }
+    }
+
+    func flush() throws {
+        guard used > 0 else { return }
+        let pending = UnsafeRawBufferPointer(rebasing: buffer[0..<used])
+        used = 0
+        try archiveWriteAll(fd, pending, what: what)
+    }
+}
+
+/// Writes all of `bytes` to `fd`, retrying on EINTR and short writes.
+func archiveWriteAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, what: @autoclosure () -> String) throws {
+    var offset = 0
+    while offset < bytes.count {
+        let written = Foundation.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+        if written < 0 {
+            if errno == EINTR { continue }
+            throw StackVaultError(.io, "cannot write to \(what()): \(String(cString: strerror(errno)))")
+        }
+        offset += written
+    }
+}
+
+/// Reads up to `buffer.count` bytes, retrying on EINTR; 0 means end of file.
+func archiveRead(
+    _ fd: Int32,
+    _ buffer: UnsafeMutableRawBufferPointer,
+    what: @autoclosure () -> String
+) throws -> Int {
+    while true {
+        let count = read(fd, buffer.baseAddress, buffer.count)
+        if count >= 0 { return count }
+        if errno == EINTR { continue }
+        throw StackVaultError(.io, "cannot read \(what()): \(String(cString: strerror(errno)))")
+    }
+}
+
+/// A pipe whose two ends are closed independently (each at most once) and in `deinit` if still open.
+final class ArchivePipe: @unchecked Sendable {
+    let readEnd: Int32
+    let writeEnd: Int32
+    private let lock = NSLock()
+    private var readOpen = true
+    private var writeOpen = true
+    private var cancelled = false
+
+    /// Asks the reading thread to stop at its next block.
+    func cancel() {
+        lock.lock()
+        cancelled = true
+        lock.unlock()
+    }
+
+    var isCancelled: Bool {
+        lock.lock()
+        defer { lock.unlock() }
+        return cancelled
+    }
+
+    /// Throws when `cancel()` was called.
+    func checkCancellation(_ what: String) throws {
+        if isCancelled { throw StackVaultError(.cancelled, "\(what) was cancelled") }
+    }
+
+    init() throws {
+        var fds: [Int32] = [-1, -1]
+        guard pipe(&fds) == 0 else {
+            throw StackVaultError(.io, "cannot create a pipe: \(String(cString: strerror(errno)))")
+        }
+        readEnd = fds[0]
+        writeEnd = fds[1]
+        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
+        #if os(Linux)
+        // Best effort: a 1 MiB pipe means fewer context switches between producer and reader.
+        let setPipeSize: Int32 = 1031  // F_SETPIPE_SZ
+        _ = fcntl(writeEnd, setPipeSize, Int32(1 << 20))
+        #endif
+    }
+
+    deinit {
+        closeReadEnd()
+        closeWriteEnd()
+    }
+
+    func closeReadEnd() {
+        lock.lock()
+        defer { lock.unlock() }
+        if readOpen {
+            readOpen = false
+            close(readEnd)
+        }
+    }
+
+    func closeWriteEnd() {
+        lock.lock()
+        defer { lock.unlock() }
+        if writeOpen {
+            writeOpen = false
+            close(writeEnd)
+        }
+    }
+}
+
+/// Writes into the write end of a pipe; a reader that went away (EPIPE) becomes a clear error.
+final class ArchivePipeSink: ByteSink {
+    private let pipe: ArchivePipe
+    private let what: String
+    /// True once a write failed because the reading side closed its end.
+    private(set) var readerGone = false
+
+    init(pipe: ArchivePipe, what: String) {
+        self.pipe = pipe
+        self.what = what
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Foundation.write(pipe.writeEnd, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                let code = errno
+                if code == EINTR { continue }
+                if code == EPIPE {
+                    readerGone = true
+                    throw StackVaultError(.archive, "\(what) could not be delivered: its reader stopped early")
+                }
+                throw StackVaultError(.io, "cannot write \(what) into a pipe: \(String(cString: strerror(code)))")
+            }
+            offset += written
+        }
+    }
+}
+
+/// The result of work on a helper thread, awaited without blocking the cooperative pool (or waited for
+/// synchronously).
+final class ArchiveThreadCompletion<Value: Sendable>: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var result: Result<Value, any Error>?
+    private var continuation: CheckedContinuation<Result<Value, any Error>, Never>?
+
+    func complete(_ result: Result<Value, any Error>) {
+        condition.lock()
+        if let continuation {
+            self.continuation = nil
+            condition.unlock()
+            continuation.resume(returning: result)
+            return
+        }
+        self.result = result
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    func value() async -> Result<Value, any Error> {
+        await withCheckedContinuation { continuation in
+            condition.lock()
+            if let result {
+                condition.unlock()
+                continuation.resume(returning: result)
+            } else {
+                self.continuation = continuation
+                condition.unlock()
+            }
+        }
+    }
+
+    func wait() -> Result<Value, any Error> {
+        condition.lock()
+        defer { condition.unlock() }
+        while result == nil { condition.wait() }
+        return result!
+    }
+}
+
+/// Runs blocking `body` on a new thread and awaits it without occupying a cooperative-pool thread.
+func runOnArchiveThread<Value: Sendable>(
+    named name: String,
+    _ body: @escaping @Sendable () throws -> Value
+) async throws -> Value {
+    let completion = ArchiveThreadCompletion<Value>()
+    let thread = Thread { completion.complete(Result { try body() }) }
+    thread.name = name
+    thread.start()
+    return try await completion.value().get()
+}
+
+/// Calls `body` with `bytes` as a NUL-terminated C string.
+func withNulTerminated<Result>(_ bytes: [UInt8], _ body: (UnsafePointer<CChar>) throws -> Result) rethrows -> Result {
+    try (bytes + [0]).withUnsafeBufferPointer { buffer in
+        try buffer.withMemoryRebound(to: CChar.self) { try body($0.baseAddress!) }
+    }
+}
+
+/// A C.UTF-8 `LC_CTYPE` for libarchive's name conversions (nil if the system lacks it).
+///
+/// Swift programs run in the "C" locale, where libarchive cannot convert non-ASCII names to or from UTF-8:
+/// it still keeps them byte-exact, but marks PAX headers `hdrcharset=BINARY` (GNU tar then warns on every such
+/// entry) and returns warnings. Under C.UTF-8 it reads and writes standard UTF-8 PAX names, and falls back to
+/// `hdrcharset=BINARY` only for names that are not valid UTF-8. Switched per thread with `uselocale`, never
+/// process-wide.
+nonisolated(unsafe) private let utf8Locale: locale_t? = newlocale(Int32(1) << LC_CTYPE, "C.UTF-8", nil)
+
+/// Runs `body` with the C.UTF-8 character type on this thread (libarchive decides charsets per call).
+func withLibArchiveUTF8Locale<Result>(_ body: () throws -> Result) rethrows -> Result {
+    guard let utf8Locale else { return try body() }
+    let previous = uselocale(utf8Locale)
+    defer { uselocale(previous) }
+    return try body()
+}
+
+/// Writing into a pipe whose reader is gone must fail with EPIPE, not kill the process.
+let ignoreSIGPIPEOnce: Void = {
+    signal(SIGPIPE, SIG_IGN)
+}()
