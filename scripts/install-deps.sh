@@ -8,6 +8,8 @@ for pkg in docker.io docker-compose mmdebstrap busybox-static libcurl4-openssl-d
            zstd pkg-config postgresql-client mariadb-client; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
+# The AWS CLI checks the test S3 server (scripts/testbed/start-s3.sh); any install of it will do.
+command -v aws >/dev/null 2>&1 || need+=(awscli)
 if [ "${#need[@]}" -gt 0 ]; then
   echo "install-deps: apt-get install ${need[*]}"
   export DEBIAN_FRONTEND=noninteractive

@@ -69,7 +69,7 @@ struct BackupCommand: AsyncParsableCommand {
 
         let service = BackupRunService(engine: engine, plan: plan)
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service)],
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
             cancellationSignals: [.sigterm, .sigint],
             logger: environment.logger))
         try await group.run()

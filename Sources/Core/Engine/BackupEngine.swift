@@ -1,5 +1,6 @@
 public import Logging
 public import Foundation
+import Synchronization
 
 /// Settings of a backup run.
 public struct BackupConfiguration: Sendable {
@@ -183,10 +184,14 @@ public struct BackupEngine: Sendable {
                 formatVersion: Manifest.currentFormatVersion, tool: "stackvault",
                 toolVersion: configuration.toolVersion, host: configuration.hostName, stack: stack.name,
                 archiveName: name, compression: type(of: compressor).name,
-                startedAt: startedAt, finishedAt: Date(), components: records, warnings: stack.warnings)
+                startedAt: startedAt, finishedAt: Date(), components: records,
+                warnings: stack.warnings + writer.warnings)
             try writer.finish(manifest: manifest)
             progress.finish()
-            let report = try ArchiveVerifier.verify(path: temporaryPath, compressor: compressor)
+            let compressor = self.compressor
+            let report = try await runBlocking { _ in
+                try ArchiveVerifier.verify(path: temporaryPath, compressor: compressor)
+            }
             guard report.ok else {
                 throw StackVaultError(.verification, "the new archive of stack \(stack.name) failed verification: "
                     + report.problems.joined(separator: "; "))
@@ -271,37 +276,27 @@ public struct BackupEngine: Sendable {
             return errors
         }
 
+        // The restart runs once, in an unstructured task (cancelling this run must not cancel it), as soon as
+        // the body ends or, on cancellation (SIGTERM), at once: an abandoned copy need not finish unwinding first.
+        let restart = RunOnce {
+            (failures: await Self.startAll(services, docker: docker), at: ContinuousClock.now)
+        }
         let outcome: Result<T, any Error>
         if stopErrors.isEmpty {
-            do { outcome = .success(try await body()) } catch { outcome = .failure(error) }
+            do {
+                outcome = .success(try await withTaskCancellationHandler {
+                    try await body()
+                } onCancel: {
+                    restart.trigger()
+                })
+            } catch {
+                outcome = .failure(error)
+            }
         } else {
             outcome = .failure(StackVaultError(.dockerAPI, "could not stop " + stopErrors.joined(separator: "; ")))
         }
-
-        // Start again in an unstructured task: cancellation of this run must not cancel the restart.
-        let restartFailures = await Task.detached {
-            await withTaskGroup(of: String?.self) { group in
-                for service in services {
-                    group.addTask {
-                        for attempt in 1...3 {
-                            do {
-                                try await docker.startContainer(service.containerID)
-                                return nil
-                            } catch where attempt < 3 {
-                                try? await Task.sleep(for: .seconds(attempt))
-                            } catch {
-                                return "\(service.container): \(error)"
-                            }
-                        }
-                        return nil
-                    }
-                }
-                var failures: [String] = []
-                for await failure in group { if let failure { failures.append(failure) } }
-                return failures
-            }
-        }.value
-        let downtime = (ContinuousClock.now - stopStarted).seconds
+        let (restartFailures, restartedAt) = await restart.trigger().value
+        let downtime = (restartedAt - stopStarted).seconds
         if restartFailures.isEmpty {
             let names = services.map(\.container).joined(separator: ", ")
             log.info("started \(names) again \(String(format: "(downtime %.1f s)", downtime))")
@@ -314,6 +309,30 @@ public struct BackupEngine: Sendable {
                 downtime: downtime)
         }
         return (try outcome.get(), downtime)
+    }
+
+    /// Starts every container of `services`, three tries each; returns the failures.
+    static func startAll(_ services: [ServicePlan], docker: any DockerEngine) async -> [String] {
+        await withTaskGroup(of: String?.self) { group in
+            for service in services {
+                group.addTask {
+                    for attempt in 1...3 {
+                        do {
+                            try await docker.startContainer(service.containerID)
+                            return nil
+                        } catch where attempt < 3 {
+                            try? await Task.sleep(for: .seconds(attempt))
+                        } catch {
+                            return "\(service.container): \(error)"
+                        }
+                    }
+                    return nil
+                }
+            }
+            var failures: [String] = []
+            for await failure in group { if let failure { failures.append(failure) } }
+            return failures
+        }
     }
 
     private func requirement(of component: ComponentSpec) -> ContainerRequirement {
@@ -347,6 +366,26 @@ struct StackFailure: Error, CustomStringConvertible {
     var downtime: Double = 0
     var storedArchive: String? = nil
     var description: String { message }
+}
+
+/// Runs an async operation at most once, in a detached task, from whichever caller triggers it first.
+final class RunOnce<Value: Sendable>: Sendable {
+    private let operation: @Sendable () async -> Value
+    private let task = Mutex<Task<Value, Never>?>(nil)
+
+    init(_ operation: @escaping @Sendable () async -> Value) {
+        self.operation = operation
+    }
+
+    @discardableResult
+    func trigger() -> Task<Value, Never> {
+        task.withLock { task in
+            if let task { return task }
+            let started = Task.detached(operation: operation)
+            task = started
+            return started
+        }
+    }
 }
 
 extension Result {
