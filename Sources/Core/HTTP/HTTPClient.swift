@@ -14,8 +14,9 @@ public struct HTTPClient: Sendable {
 
     /// Sends `request` and keeps the (small) response body.
     public func send(_ request: HTTPRequest) async throws -> HTTPResponse {
+        // Keep the body whatever the status: error bodies carry the server's explanation.
         let collector = CollectingSink(limit: Self.maximumBufferedBody)
-        let head = try await stream(request, into: collector)
+        let head = try await stream(request, into: collector, errorBody: collector)
         return HTTPResponse(head: head, body: collector.bytes)
     }
 
