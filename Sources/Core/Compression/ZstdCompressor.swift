@@ -104,9 +104,17 @@ final class ZstdCompressionStream: CompressionStream {
             // Fails only if the library has no MT support; stay single-threaded then.
             if ZSTD_isError(ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, Int32(workers))) != 0 {
                 try zstdCheck(ZSTD_CCtx_setParameter(cctx, ZSTD_c_nbWorkers, 0), "zstd: setting workers")
+            } else {
+                // zstd's default job (4 x window, 8 MiB at level 3) keeps several jobs' input and output buffers
+                // in flight: peak RSS of a whole backup was 137 MB. 2 MiB jobs measured 73 MB for +0.9% size and
+                // the same speed (332 MB mixed data, 2 workers).
+                try zstdCheck(ZSTD_CCtx_setParameter(cctx, ZSTD_c_jobSize, Self.jobSize), "zstd: setting the job size")
             }
         }
     }
+
+    /// Bytes per multithreaded compression job.
+    static let jobSize: Int32 = 2 << 20
 
     deinit {
         ZSTD_freeCCtx(cctx)
