@@ -261,6 +261,36 @@ extension Integration {
             try Docker.waitForPostgres(fresh, user: "app", password: password)
         }
 
+        @Test func retentionPrunesAfterEachSuccessfulBackup() throws {
+            try TestBed.requireDocker()
+            let name = "svtest-retention"
+            try Shell.run(["docker", "rm", "-f", name], check: false)
+            try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true",
+                           "--label", "backup.enable=true", "--label", "backup.volume-path.etc=/etc",
+                           TestBed.busyboxImage, "sleep", "1000000"])
+            defer { _ = try? Shell.run(["docker", "rm", "-f", name], check: false) }
+            let target = try TestBed.temporaryDirectory("retention")
+            defer { try? FileManager.default.removeItem(at: target) }
+            try Data("not ours".utf8).write(to: target.appendingPathComponent("backup-\(name)-notes.txt"))
+            var written: [String] = []
+            for _ in 1...3 {
+                let run = try StackVaultCLI.run(["backup", "--stack", name, "--target", "file://\(target.path)"],
+                                                environment: ["RETENTION_KEEP_LAST": "2"])
+                #expect(run.ok, "\(run.stderr)")
+                written.append(contentsOf: try FileManager.default.contentsOfDirectory(atPath: target.path)
+                    .filter { $0.hasSuffix(".tar.zst") && !written.contains($0) })
+                sleep(1)  // archive names carry whole seconds
+            }
+            let left = try FileManager.default.contentsOfDirectory(atPath: target.path).sorted()
+            #expect(written.count == 3)
+            #expect(Set(left) == Set(written.suffix(2) + ["backup-\(name)-notes.txt"]), "left: \(left)")
+
+            let dry = try StackVaultCLI.run(["prune", "--keep-last", "1", "--dry-run", "--target", "file://\(target.path)"])
+            #expect(dry.ok, "\(dry.stderr)")
+            #expect(dry.stdout.contains("would remove"))
+            #expect(try FileManager.default.contentsOfDirectory(atPath: target.path).count == 3)
+        }
+
         static func firstService(of project: ComposeProject) throws -> String {
             let services = try Shell.run(["docker-compose", "-p", project.name, "-f", project.file.path, "config",
                                           "--services"]).stdout.split(separator: "\n").map(String.init)

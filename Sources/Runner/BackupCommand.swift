@@ -49,7 +49,8 @@ struct BackupCommand: AsyncParsableCommand {
                 storage: try environment.storage(options.target), compressor: compressor,
                 configuration: BackupConfiguration(workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
                                                    stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) }
-                                                       ?? 30),
+                                                       ?? 30,
+                                                   retention: try RetentionPolicy.fromEnvironment(variables)),
                 logger: environment.logger)
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
         } catch {

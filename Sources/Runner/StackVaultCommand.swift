@@ -11,7 +11,7 @@ struct StackVaultCommand: AsyncParsableCommand {
         commandName: "stackvault",
         abstract: "Backs up labelled Docker Compose stacks: database dumps and directories, one archive per stack.",
         version: StackVault.version,
-        subcommands: [PlanCommand.self, BackupCommand.self],
+        subcommands: [PlanCommand.self, BackupCommand.self, PruneCommand.self],
         defaultSubcommand: PlanCommand.self
     )
 }

@@ -4,6 +4,7 @@ public import StackVaultCore
 public enum BuiltinStorageBackends {
     public static let all: [StorageBackendFactory] = [
         LocalDirectoryBackend.factory,
+        S3Backend.factory,
     ]
 
     public static func registry() throws -> StorageRegistry {

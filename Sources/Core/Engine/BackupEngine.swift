@@ -12,19 +12,23 @@ public struct BackupConfiguration: Sendable {
     public var stopTimeoutSeconds: Int
     public var hostName: String
     public var toolVersion: String
+    /// Applied to a stack's archives after each successful backup of it; empty = keep everything.
+    public var retention: RetentionPolicy
 
     public init(
         workDirectory: String,
         minimumFreeBytes: Int64 = 1 << 30,
         stopTimeoutSeconds: Int = 30,
         hostName: String = ProcessInfo.processInfo.hostName,
-        toolVersion: String = StackVault.version
+        toolVersion: String = StackVault.version,
+        retention: RetentionPolicy = RetentionPolicy()
     ) {
         self.workDirectory = workDirectory
         self.minimumFreeBytes = minimumFreeBytes
         self.stopTimeoutSeconds = stopTimeoutSeconds
         self.hostName = hostName
         self.toolVersion = toolVersion
+        self.retention = retention
     }
 }
 
@@ -205,6 +209,7 @@ public struct BackupEngine: Sendable {
         do {
             let stored = try await storage.store(localPath: temporaryPath, as: name)
             _ = try? FileManager.default.removeItem(atPath: temporaryPath)
+            await applyRetention(stack: stack.name, protecting: stored.name, logger: log)
             return (stored, downtime)
         } catch {
             // Nothing is lost: the verified archive stays on local disk under a name that says so.
@@ -212,6 +217,20 @@ public struct BackupEngine: Sendable {
             let keptNote = rename(temporaryPath, kept) == 0 ? "; the verified archive was kept at \(kept)" : ""
             throw StackFailure(message: "storing the archive in \(storage.description) failed: \(error)\(keptNote)",
                                downtime: downtime)
+        }
+    }
+
+    /// Prunes the stack's older archives by the configured policy. A failure here is logged and never fails the
+    /// backup that just succeeded.
+    private func applyRetention(stack: String, protecting name: String, logger log: Logger) async {
+        guard !configuration.retention.isEmpty else { return }
+        do {
+            let outcomes = try await Pruner(storage: storage, policy: configuration.retention, logger: log)
+                .prune(stacks: [stack], dryRun: false, protecting: [name])
+            let removed = outcomes.flatMap(\.decisions).filter { !$0.keep }.count
+            log.info("retention: kept \(outcomes.flatMap(\.decisions).count - removed), removed \(removed) archive(s)")
+        } catch {
+            log.warning("retention for stack \(stack) failed (the backup itself succeeded): \(error)")
         }
     }
 

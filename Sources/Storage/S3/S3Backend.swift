@@ -1,0 +1,290 @@
+public import Logging
+public import StackVaultCore
+import Foundation
+
+/// `s3://bucket/optional/prefix`: archives in an S3 bucket, on AWS or any S3-compatible service (MinIO, Ceph,
+/// Garage, Backblaze B2, Wasabi, Cloudflare R2, rclone serve s3).
+///
+/// - Uploads stream from the finished local archive: up to `multipartThreshold` as one PUT, larger ones as a
+///   multipart upload with a bounded number of parts in flight, each read with `pread` at its offset. Memory stays
+///   flat whatever the archive size.
+/// - Every request body carries its SHA-256 (`x-amz-content-sha256`, signed; AWS, MinIO, Ceph, Garage verify it),
+///   and with `S3_CONTENT_MD5=true` also `Content-MD5` (verified by every S3 server, rclone's included), so data
+///   corrupted in flight is refused by the server.
+/// - Transient failures are retried per request with exponential backoff and jitter; permanent ones fail at once
+///   with a message saying what to fix. A failed multipart upload is aborted; the local file is never touched.
+/// - After an upload the object's size is confirmed with HEAD before `store` returns.
+public struct S3Backend: StorageBackend {
+    public let configuration: S3Configuration
+    let client: S3Client
+    let logger: Logger
+
+    /// The `s3://` entry of the storage registry.
+    public static let factory = StorageBackendFactory(scheme: "s3") { url, environment in
+        try S3Backend(url: url, environment: environment)
+    }
+
+    public init(configuration: S3Configuration, logger: Logger = Logger(label: "stackvault.storage.s3")) {
+        self.configuration = configuration
+        self.logger = logger
+        self.client = S3Client(configuration: configuration, logger: logger)
+    }
+
+    /// Reads the target URL and the environment (see `S3Configuration.parse(url:environment:)`).
+    public init(url: String, environment: [String: String],
+                logger: Logger = Logger(label: "stackvault.storage.s3")) throws {
+        self.init(configuration: try S3Configuration.parse(url: url, environment: environment), logger: logger)
+    }
+
+    public var description: String { configuration.description }
+    public var capabilities: StorageCapabilities {
+        StorageCapabilities(isLocalDirectory: false, maximumObjectSize: S3PartPlan.maximumObjectSize)
+    }
+    public var localDirectory: String? { nil }
+
+    // MARK: - store
+
+    public func store(localPath: String, as name: String) async throws -> StoredObject {
+        try Self.validate(name)
+        let file = try S3SourceFile(path: localPath)
+        let key = configuration.key(for: name)
+        let started = ContinuousClock.now
+        do {
+            if file.size <= configuration.multipartThreshold {
+                try await uploadSingle(file, key: key, name: name)
+            } else {
+                try await uploadMultipart(file, key: key, name: name)
+            }
+        } catch is CancellationError {
+            throw StackVaultError(.cancelled, "the upload of \(name) to \(description) was cancelled")
+        }
+        let transferred = ContinuousClock.now
+        let stored = try await confirm(key: key, name: name, expectedSize: file.size)
+        let seconds = Self.seconds(ContinuousClock.now - started)
+        let confirming = Self.seconds(ContinuousClock.now - transferred)
+        let rate = seconds > 0 ? Double(file.size) / seconds / 1_048_576 : 0
+        let summary = "S3: uploaded \(name) (\(file.size) bytes) to \(description) in "
+            + "\(String(format: "%.2f", seconds)) s (\(String(format: "%.1f", rate)) MiB/s), including "
+            + "\(String(format: "%.2f", confirming)) s for the server to confirm the size"
+        logger.info("\(summary)")
+        return stored
+    }
+
+    /// One PUT streamed from the file, after a first pass that hashes it.
+    func uploadSingle(_ file: S3SourceFile, key: String, name: String) async throws {
+        let size = file.size
+        logger.info("S3: uploading \(name) (\(size) bytes) to \(description) in one request")
+        let md5 = configuration.sendsContentMD5
+        let digests = try await runBlockingS3 { flag in
+            try file.digests(offset: 0, length: size, md5: md5, cancellation: flag)
+        }
+        _ = try await client.sendWithRetries("uploading \(name) to \(description)") {
+            client.request("PUT", key: key,
+                           headers: digests.headers + [("content-type", "application/octet-stream")],
+                           body: file.body(offset: 0, length: size), payloadHash: digests.sha256Hex,
+                           timeoutSeconds: nil)
+        }
+    }
+
+    /// HEADs the new object: it must exist with the local file's size (a server that is slow to show it gets the
+    /// retry policy's patience). A wrong size is deleted and reported.
+    func confirm(key: String, name: String, expectedSize: Int64) async throws -> StoredObject {
+        let operation = "confirming the upload of \(name) to \(description)"
+        let object = try await withS3Retries(operation, policy: configuration.retry, logger: logger) { _ in
+            guard let head = try await headObject(name, retrying: false) else {
+                throw StackVaultError(.storage, "\(operation) failed: the server reported success, but the object is "
+                    + "not there", isTransient: true)
+            }
+            return try storedObject(name, head: head)
+        }
+        guard object.sizeBytes == expectedSize else {
+            logger.error(
+                "S3: \(name) has \(object.sizeBytes) bytes on the server instead of \(expectedSize); deleting it")
+            try? await delete(name)
+            throw StackVaultError(.verification, "the upload of \(name) to \(description) is incomplete: the server "
+                + "holds \(object.sizeBytes) of \(expectedSize) bytes; the object was removed", isTransient: true)
+        }
+        return object
+    }
+
+    // MARK: - head, list, read, delete
+
+    /// The object `name`, or nil when it does not exist.
+    public func head(_ name: String) async throws -> StoredObject? {
+        try Self.validate(name)
+        return try await headObject(name).map { try storedObject(name, head: $0) }
+    }
+
+    /// The HEAD answer for `name`, or nil on 404.
+    func headObject(_ name: String, retrying: Bool = true) async throws -> HTTPResponseHead? {
+        let operation = "checking \(name) in \(description)"
+        let makeRequest = { client.request("HEAD", key: configuration.key(for: name)) }
+        let response = retrying
+            ? try await client.sendWithRetries(operation, accepting: [404], makeRequest: makeRequest)
+            : try await client.send(makeRequest(), operation: operation, accepting: [404])
+        return response.status == 404 ? nil : response.head
+    }
+
+    func storedObject(_ name: String, head: HTTPResponseHead) throws -> StoredObject {
+        guard let length = head.headers["content-length"].flatMap({ Int64($0) }) else {
+            throw StackVaultError(.storage, "checking \(name) in \(description) failed: the answer has no size")
+        }
+        return StoredObject(name: name, sizeBytes: length,
+                            lastModified: head.headers["last-modified"].flatMap(Self.httpDate))
+    }
+
+    public func list(prefix: String) async throws -> [StoredObject] {
+        let fullPrefix = configuration.prefix + prefix
+        var objects: [StoredObject] = []
+        var continuation: String?
+        var startAfter: String?
+        let dates = S3DateParser()
+        repeat {
+            var query: [(name: String, value: String)] = [("list-type", "2"), ("prefix", fullPrefix)]
+            if let continuation { query.append(("continuation-token", continuation)) }
+            if let startAfter { query.append(("start-after", startAfter)) }
+            let page = query
+            let response = try await client.sendWithRetries("listing \(description)") {
+                client.request("GET", key: nil, query: page)
+            }
+            guard let root = S3XML.parse(response.body), root.name == "ListBucketResult" else {
+                throw StackVaultError(.storage, "listing \(description) failed: the server's answer is not a "
+                    + "ListBucketResult: \(response.bodyText.prefix(300))")
+            }
+            var lastKey: String?
+            for entry in root.children("Contents") {
+                guard let key = entry.value("Key") else { continue }
+                lastKey = key
+                guard key.hasPrefix(configuration.prefix), !key.hasSuffix("/") else { continue }
+                objects.append(StoredObject(
+                    name: String(key.dropFirst(configuration.prefix.count)),
+                    sizeBytes: entry.value("Size").flatMap { Int64($0) } ?? 0,
+                    lastModified: entry.value("LastModified").flatMap(dates.parse)))
+            }
+            continuation = nil
+            startAfter = nil
+            if root.value("IsTruncated")?.lowercased() == "true" {
+                if let token = root.value("NextContinuationToken"), !token.isEmpty {
+                    continuation = token
+                } else if let lastKey {
+                    startAfter = lastKey
+                } else {
+                    throw StackVaultError(.storage, "listing \(description) failed: the server says the list is "
+                        + "truncated but gives no way to continue")
+                }
+            }
+        } while continuation != nil || startAfter != nil
+        return objects
+    }
+
+    /// Streams the object into `sink`. The object is looked up first (a missing one throws before anything is
+    /// written); a transfer that breaks off resumes where it stopped with a ranged GET bound to the object's ETag,
+    /// so `sink` sees every byte exactly once.
+    public func read(_ name: String, into sink: any ByteSink) async throws {
+        try Self.validate(name)
+        let key = configuration.key(for: name)
+        let operation = "reading \(name) from \(description)"
+        guard let object = try await headObject(name) else {
+            throw StackVaultError(.storage, "\(operation) failed: there is no object \(name) (key '\(key)')")
+        }
+        let etag = object.headers["etag"]
+        let counter = S3CountingSink(sink)
+        try await withS3Retries(operation, policy: configuration.retry, logger: logger) { _ in
+            let resumeAt = counter.delivered
+            var headers: [(name: String, value: String)] = []
+            if let etag { headers.append(("if-match", etag)) }
+            if resumeAt > 0 { headers.append(("range", "bytes=\(resumeAt)-")) }
+            let request = client.request("GET", key: key, headers: headers, timeoutSeconds: nil)
+            let errorBody = CollectingSink(limit: 64 << 10)
+            let head: HTTPResponseHead
+            do {
+                head = try await client.http.stream(request, into: counter, errorBody: errorBody)
+            } catch {
+                throw client.transportError(error, operation: operation)
+            }
+            guard (200..<300).contains(head.status) else {
+                let response = S3ErrorResponse(status: head.status, headers: head.headers, body: errorBody.bytes)
+                switch (head.status, response.code) {
+                case (_, "NoSuchKey"), (404, nil):
+                    throw StackVaultError(.storage, "\(operation) failed: the object \(name) was deleted while it "
+                        + "was read", cause: response)
+                case (412, _):
+                    throw StackVaultError(.storage, "\(operation) failed: the object changed while it was read; "
+                        + "read it again", cause: response)
+                default:
+                    throw response.error(operation: operation, configuration: configuration)
+                }
+            }
+            if resumeAt > 0 && head.status != 206 {
+                throw StackVaultError(.storage, "\(operation) failed: the transfer broke off and the server cannot "
+                    + "resume it (it ignored the Range header)")
+            }
+        }
+    }
+
+    public func delete(_ name: String) async throws {
+        try Self.validate(name)
+        _ = try await client.sendWithRetries("deleting \(name) from \(description)", accepting: [404]) {
+            client.request("DELETE", key: configuration.key(for: name))
+        }
+    }
+
+    // MARK: - helpers
+
+    /// Names are relative to the prefix: not empty, no leading `/`, no `.` or `..` segments, no control characters,
+    /// and the whole key at most 1024 bytes (S3's limit).
+    static func validate(_ name: String) throws {
+        let segments = name.split(separator: "/", omittingEmptySubsequences: false)
+        guard !name.isEmpty, !name.hasPrefix("/"), !segments.contains(where: { $0 == "." || $0 == ".." }),
+              !name.unicodeScalars.contains(where: { $0.properties.generalCategory == .control }),
+              name.utf8.count <= 1024
+        else {
+            throw StackVaultError(.storage, "'\(name)' is not a valid object name")
+        }
+    }
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    /// `Last-Modified: Wed, 12 Oct 2009 17:50:00 GMT`.
+    static func httpDate(_ text: String) -> Date? {
+        let formatter = DateFormatter()
+        formatter.locale = Locale(identifier: "en_US_POSIX")
+        formatter.timeZone = TimeZone(identifier: "GMT")
+        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
+        return formatter.date(from: text)
+    }
+}
+
+/// Parses ListObjectsV2's `LastModified` (`2009-10-12T17:50:30.000Z`, fractional seconds optional).
+struct S3DateParser {
+    private let withFraction: ISO8601DateFormatter
+    private let plain: ISO8601DateFormatter
+
+    init() {
+        withFraction = ISO8601DateFormatter()
+        withFraction.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        plain = ISO8601DateFormatter()
+        plain.formatOptions = [.withInternetDateTime]
+    }
+
+    func parse(_ text: String) -> Date? {
+        withFraction.date(from: text) ?? plain.date(from: text)
+    }
+}
+
+/// Forwards a download to the caller's sink, counting bytes so a broken transfer can resume at the right offset.
+///
+/// `@unchecked Sendable`: used by one transfer at a time (attempts run one after another).
+final class S3CountingSink: ByteSink, @unchecked Sendable {
+    let downstream: any ByteSink
+    private(set) var delivered: Int64 = 0
+
+    init(_ downstream: any ByteSink) { self.downstream = downstream }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try downstream.write(bytes)
+        delivered += Int64(bytes.count)
+    }
+}

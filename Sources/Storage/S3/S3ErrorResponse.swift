@@ -1,0 +1,118 @@
+public import StackVaultCore
+import Foundation
+
+/// An S3 error answer: the HTTP status and, when the server sent one, the `<Error>` document's fields.
+public struct S3ErrorResponse: Error, Sendable, Equatable, CustomStringConvertible {
+    public var status: Int
+    public var code: String?
+    public var message: String?
+    /// The bucket's real region, when the server says (`<Region>` or `x-amz-bucket-region`).
+    public var region: String?
+    public var requestID: String?
+
+    public init(status: Int, code: String? = nil, message: String? = nil, region: String? = nil,
+                requestID: String? = nil) {
+        self.status = status
+        self.code = code
+        self.message = message
+        self.region = region
+        self.requestID = requestID
+    }
+
+    /// Reads the `<Error>` body (if any) and the headers of a non-2xx answer.
+    public init(status: Int, headers: [String: String], body: [UInt8]) {
+        self.init(status: status)
+        if let root = S3XML.parse(body), root.name == "Error" {
+            code = root.value("Code").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            message = root.value("Message").map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+            region = root.value("Region")
+            requestID = root.value("RequestId")
+        }
+        region = region ?? headers["x-amz-bucket-region"]
+        requestID = requestID ?? headers["x-amz-request-id"]
+        if code == nil, let headerCode = headers["x-amz-error-code"] { code = headerCode }
+        // HEAD answers have no body; a 301 is S3's "wrong region" answer.
+        if code == nil, status == 301 { code = "PermanentRedirect" }
+    }
+
+    /// True when sending the same request again may succeed.
+    public var isTransient: Bool { S3RetryClassifier.isTransient(status: status, code: code) }
+
+    /// A `StackVaultError` that says what went wrong while doing `operation` and what to fix.
+    public func error(operation: String, configuration: S3Configuration) -> StackVaultError {
+        let bucket = configuration.bucket
+        let accessKey = configuration.credentials.accessKeyID
+        let advice: String
+        switch code {
+        case "SignatureDoesNotMatch":
+            advice = "the server rejected the request signature: AWS_SECRET_ACCESS_KEY does not match the access key "
+                + "'\(accessKey)' (check the secret, and AWS_DEFAULT_REGION '\(configuration.region)' if the server "
+                + "expects another region)"
+        case "InvalidAccessKeyId":
+            advice = "the server does not know the access key '\(accessKey)': check AWS_ACCESS_KEY_ID"
+        case "AccessDenied", "AllAccessDisabled", "AccountProblem":
+            advice = "access denied: the access key '\(accessKey)' may not do this in bucket '\(bucket)'; "
+                + "grant it s3:PutObject, s3:GetObject, s3:ListBucket, s3:DeleteObject and "
+                + "s3:AbortMultipartUpload on the bucket and prefix"
+        case "NoSuchBucket":
+            advice = "the bucket '\(bucket)' does not exist at \(configuration.endpoint): create it, or fix the "
+                + "bucket name in S3_BUCKET_URL"
+                + (configuration.isCustomEndpoint ? "" : " (or set S3_ENDPOINT_URL for a non-AWS service)")
+        case "NoSuchKey":
+            advice = "the object does not exist"
+        case "NoSuchUpload":
+            advice = "the multipart upload no longer exists on the server (aborted by another client or a "
+                + "lifecycle rule); run the backup again"
+        case "AuthorizationHeaderMalformed", "PermanentRedirect", "IllegalLocationConstraintException":
+            if let region, region != configuration.region {
+                advice = "the bucket '\(bucket)' is in region '\(region)', not '\(configuration.region)': "
+                    + "set AWS_DEFAULT_REGION=\(region)"
+            } else {
+                advice = "the server refused the region '\(configuration.region)' for bucket '\(bucket)': set "
+                    + "AWS_DEFAULT_REGION to the bucket's region"
+                    + (configuration.isCustomEndpoint ? "" : " or S3_ENDPOINT_URL to its endpoint")
+            }
+        case "RequestTimeTooSkewed":
+            advice = "this host's clock is too far from the server's: synchronise it (NTP)"
+        case "ExpiredToken", "InvalidToken", "TokenRefreshRequired":
+            advice = "the session token is expired or invalid: renew AWS_SESSION_TOKEN with the other credentials"
+        case "InvalidBucketName":
+            advice = "the server does not accept '\(bucket)' as a bucket name: fix S3_BUCKET_URL"
+        case "EntityTooLarge":
+            advice = "the server refuses an object or part this large: lower S3_PART_SIZE or "
+                + "S3_MULTIPART_THRESHOLD"
+        case "SlowDown", "Throttling", "ThrottlingException", "RequestThrottled", "TooManyRequests":
+            advice = "the server asks to slow down: lower S3_UPLOAD_CONCURRENCY if this persists"
+        case "BadDigest", "XAmzContentSHA256Mismatch":
+            advice = "the data arrived corrupted (the checksum did not match): check the network path or any proxy"
+        default:
+            switch status {
+            case 403:
+                advice = "access denied (HTTP 403): check AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY and the key's "
+                    + "permissions on bucket '\(bucket)'"
+            case 404:
+                advice = "not found (HTTP 404): check that the bucket '\(bucket)' exists at \(configuration.endpoint)"
+            case 500...599:
+                advice = "the S3 server failed (HTTP \(status))"
+            default:
+                advice = "the S3 server answered HTTP \(status)"
+            }
+        }
+        return StackVaultError(.storage, "\(operation) failed: \(advice)", isTransient: isTransient, cause: self)
+    }
+
+    /// `SignatureDoesNotMatch, HTTP 403, "The request signature ...", request id X`.
+    public var description: String {
+        var details: [String] = []
+        if let code { details.append(code) }
+        details.append("HTTP \(status)")
+        if let message, !message.isEmpty, message != code { details.append("\"\(message)\"") }
+        if let requestID, !requestID.isEmpty { details.append("request id \(requestID)") }
+        return details.joined(separator: ", ")
+    }
+}
+
+extension StackVaultError {
+    /// The S3 error code behind this error, if it came from an S3 error answer.
+    var s3ErrorCode: String? { (cause as? S3ErrorResponse)?.code }
+}

@@ -1,0 +1,214 @@
+import StackVaultCore
+import Foundation
+import Logging
+
+/// How a file is cut into parts for a multipart upload, within S3's limits: parts of 5 MiB to 5 GiB (the last one
+/// may be smaller), at most 10,000 of them, objects up to 5 TiB.
+public struct S3PartPlan: Sendable, Equatable {
+    public static let minimumPartSize: Int64 = 5 << 20
+    public static let maximumPartSize: Int64 = 5 << 30
+    public static let maximumPartCount = 10_000
+    public static let maximumObjectSize: Int64 = 5 << 40
+
+    public let fileSize: Int64
+    public let partSize: Int64
+    public let partCount: Int
+
+    /// The part size is `max(preferred, ceil(size / 10,000))`, rounded up to a whole MiB and at least 5 MiB.
+    public init(fileSize: Int64, preferredPartSize: Int64 = S3Configuration.defaultPartSize) throws {
+        guard fileSize <= Self.maximumObjectSize else {
+            throw StackVaultError(.storage,
+                                  "the archive is \(fileSize) bytes, more than the 5 TiB an S3 object may hold")
+        }
+        let mebibyte: Int64 = 1 << 20
+        let needed = (fileSize + Int64(Self.maximumPartCount) - 1) / Int64(Self.maximumPartCount)
+        var size = max(preferredPartSize, needed, Self.minimumPartSize)
+        size = (size + mebibyte - 1) / mebibyte * mebibyte
+        size = min(size, Self.maximumPartSize)
+        self.fileSize = fileSize
+        self.partSize = size
+        self.partCount = max(1, Int((fileSize + size - 1) / size))
+    }
+
+    /// Offset and length of part `number` (1-based).
+    public func range(ofPart number: Int) -> (offset: Int64, length: Int64) {
+        let offset = Int64(number - 1) * partSize
+        return (offset, min(partSize, fileSize - offset))
+    }
+}
+
+/// One uploaded part, as CompleteMultipartUpload lists it.
+struct S3CompletedPart: Sendable, Equatable {
+    var number: Int
+    var etag: String
+}
+
+extension S3Backend {
+    /// Uploads `file` as `key` in parts, `configuration.concurrency` at a time, each streamed from the file at its
+    /// offset and signed with its SHA-256 (plus `Content-MD5` if configured); aborts the upload on any failure.
+    func uploadMultipart(_ file: S3SourceFile, key: String, name: String) async throws {
+        let plan = try S3PartPlan(fileSize: file.size, preferredPartSize: configuration.partSize)
+        let concurrency = max(1, min(configuration.concurrency, plan.partCount))
+        let summary = "S3: uploading \(name) (\(file.size) bytes) to \(description) in \(plan.partCount) part(s) "
+            + "of \(plan.partSize >> 20) MiB, \(concurrency) at a time"
+        logger.info("\(summary)")
+
+        let uploadID = try await createMultipartUpload(key: key, name: name)
+        do {
+            let started = ContinuousClock.now
+            let parts = try await uploadParts(file, plan: plan, concurrency: concurrency, key: key, name: name,
+                                              uploadID: uploadID)
+            let uploaded = ContinuousClock.now
+            try await completeMultipartUpload(key: key, name: name, uploadID: uploadID, parts: parts,
+                                              expectedSize: file.size)
+            logger.debug(
+                "S3: \(name): parts uploaded in \(uploaded - started), completed in \(ContinuousClock.now - uploaded)")
+        } catch {
+            await abortMultipartUpload(key: key, name: name, uploadID: uploadID, reason: error)
+            throw error
+        }
+    }
+
+    func createMultipartUpload(key: String, name: String) async throws -> String {
+        let operation = "starting the multipart upload of \(name) to \(description)"
+        let response = try await client.sendWithRetries(operation) {
+            client.request("POST", key: key, query: [("uploads", "")],
+                           headers: [("content-type", "application/octet-stream")])
+        }
+        guard let root = S3XML.parse(response.body), let uploadID = root.value("UploadId"), !uploadID.isEmpty else {
+            throw StackVaultError(.storage, "\(operation) failed: the server's answer names no UploadId: "
+                + String(response.bodyText.prefix(300)))
+        }
+        return uploadID
+    }
+
+    /// Uploads every part with at most `concurrency` in flight; on the first failure the others are cancelled.
+    func uploadParts(
+        _ file: S3SourceFile,
+        plan: S3PartPlan,
+        concurrency: Int,
+        key: String,
+        name: String,
+        uploadID: String
+    ) async throws -> [S3CompletedPart] {
+        try await withThrowingTaskGroup(of: S3CompletedPart.self) { group in
+            var parts: [S3CompletedPart] = []
+            parts.reserveCapacity(plan.partCount)
+            var next = 1
+            while next <= plan.partCount && next <= concurrency {
+                let number = next
+                group.addTask { try await uploadPart(file, number: number, plan: plan, key: key, name: name,
+                                                     uploadID: uploadID) }
+                next += 1
+            }
+            do {
+                while let part = try await group.next() {
+                    parts.append(part)
+                    logger.debug("S3: \(name): part \(part.number) of \(plan.partCount) uploaded")
+                    if next <= plan.partCount {
+                        let number = next
+                        group.addTask { try await uploadPart(file, number: number, plan: plan, key: key, name: name,
+                                                             uploadID: uploadID) }
+                        next += 1
+                    }
+                }
+            } catch {
+                group.cancelAll()
+                throw error
+            }
+            return parts.sorted { $0.number < $1.number }
+        }
+    }
+
+    /// Hashes part `number` from the file, then sends it (re-reading the file on every attempt).
+    func uploadPart(
+        _ file: S3SourceFile,
+        number: Int,
+        plan: S3PartPlan,
+        key: String,
+        name: String,
+        uploadID: String
+    ) async throws -> S3CompletedPart {
+        let (offset, length) = plan.range(ofPart: number)
+        let md5 = configuration.sendsContentMD5
+        let digests = try await runBlockingS3 { flag in
+            try file.digests(offset: offset, length: length, md5: md5, cancellation: flag)
+        }
+        let operation = "uploading part \(number) of \(plan.partCount) of \(name) to \(description)"
+        let response = try await client.sendWithRetries(operation) {
+            client.request("PUT", key: key, query: [("partNumber", "\(number)"), ("uploadId", uploadID)],
+                           headers: digests.headers,
+                           body: file.body(offset: offset, length: length), payloadHash: digests.sha256Hex,
+                           timeoutSeconds: nil)
+        }
+        guard let etag = response.head.headers["etag"], !etag.isEmpty else {
+            throw StackVaultError(.storage, "\(operation) failed: the server's answer has no ETag")
+        }
+        return S3CompletedPart(number: number, etag: etag)
+    }
+
+    func completeMultipartUpload(
+        key: String,
+        name: String,
+        uploadID: String,
+        parts: [S3CompletedPart],
+        expectedSize: Int64
+    ) async throws {
+        let operation = "completing the multipart upload of \(name) to \(description)"
+        let document = Self.completionDocument(parts)
+        let payloadHash = SHA256.hash(document).hex
+        let md5 = Data(MD5.hash(document)).base64EncodedString()
+        do {
+            try await withS3Retries(operation, policy: configuration.retry, logger: logger) { attempt in
+                let request = client.request("POST", key: key, query: [("uploadId", uploadID)],
+                                             headers: [("content-type", "application/xml"), ("content-md5", md5)],
+                                             body: .bytes(document), payloadHash: payloadHash, timeoutSeconds: 900)
+                let response: S3Response
+                do {
+                    response = try await client.send(request, operation: operation)
+                } catch let error as StackVaultError where attempt > 1 && error.s3ErrorCode == "NoSuchUpload" {
+                    // An earlier attempt may have completed the upload and lost only its answer: the HEAD check
+                    // that follows tells.
+                    logger.warning("S3: \(name): the upload was already completed or aborted; checking the object")
+                    return
+                }
+                // S3 may answer 200 and still report an error in the body (the connection stays open while it
+                // assembles the parts).
+                if let root = S3XML.parse(response.body), root.name == "Error" {
+                    throw S3ErrorResponse(status: 500, headers: response.head.headers, body: response.body)
+                        .error(operation: operation, configuration: configuration)
+                }
+            }
+        }
+    }
+
+    /// Best effort: removes the parts of a failed upload so they neither cost money nor linger. Runs in its own
+    /// task, so a cancelled backup still aborts. Failures are logged, never thrown.
+    func abortMultipartUpload(key: String, name: String, uploadID: String, reason: any Error) async {
+        let backend = self
+        let task = Task {
+            let request = backend.client.request("DELETE", key: key, query: [("uploadId", uploadID)],
+                                                 timeoutSeconds: 30)
+            _ = try await backend.client.send(request, operation: "aborting the multipart upload of \(name)",
+                                              accepting: [404])
+        }
+        do {
+            try await task.value
+            logger.warning("S3: \(name): upload failed, multipart upload aborted (no parts left behind): \(reason)")
+        } catch {
+            let message = "S3: \(name): upload failed, and aborting the multipart upload \(uploadID) failed too; "
+                + "its parts may remain until a lifecycle rule removes them: \(error)"
+            logger.error("\(message)")
+        }
+    }
+
+    /// `<CompleteMultipartUpload>` listing the parts in order.
+    static func completionDocument(_ parts: [S3CompletedPart]) -> [UInt8] {
+        var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
+        for part in parts {
+            xml += "<Part><PartNumber>\(part.number)</PartNumber><ETag>\(S3XML.escape(part.etag))</ETag></Part>"
+        }
+        xml += "</CompleteMultipartUpload>"
+        return Array(xml.utf8)
+    }
+}

@@ -1,0 +1,132 @@
+import Dispatch
+import Foundation
+import StackVaultCore
+import Synchronization
+
+/// The local archive being uploaded: one read-only descriptor shared by all parts, read with `pread` at each part's
+/// offset, so nothing but small buffers is ever in memory. Closed in `deinit`.
+///
+/// `@unchecked Sendable`: the descriptor never changes and `pread` does not move a shared file position.
+final class S3SourceFile: @unchecked Sendable {
+    let path: String
+    let size: Int64
+    private let fd: Int32
+
+    /// Chunk size of hashing passes and of each buffer handed to libcurl at most.
+    static let chunkSize = 1 << 20
+
+    init(path: String) throws {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            let reason = String(cString: strerror(errno))
+            throw StackVaultError(.storage, "cannot open the archive \(path) for upload: \(reason)")
+        }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else {
+            let reason = String(cString: strerror(errno))
+            close(fd)
+            throw StackVaultError(.storage, "cannot stat the archive \(path): \(reason)")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFREG else {
+            close(fd)
+            throw StackVaultError(.storage, "\(path) is not a regular file")
+        }
+        self.path = path
+        self.fd = fd
+        self.size = Int64(info.st_size)
+    }
+
+    deinit { close(fd) }
+
+    /// Reads up to `buffer.count` bytes at `offset`, retrying interrupted and short reads; 0 only at the end.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let count = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if count == 0 { break }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw StackVaultError(.io, "reading the archive \(path) failed: \(String(cString: strerror(errno)))")
+            }
+            done += count
+        }
+        return done
+    }
+
+    /// SHA-256 (hex, for `x-amz-content-sha256`) and, when asked, MD5 (base64, for `Content-MD5`) of `length` bytes
+    /// at `offset`. Blocking; stops early when `cancellation` is set.
+    func digests(offset: Int64, length: Int64, md5 wantsMD5: Bool, cancellation: CancellationFlag) throws
+        -> S3PayloadDigests
+    {
+        var sha = SHA256()
+        var md5 = wantsMD5 ? MD5() : nil
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.chunkSize, alignment: 16)
+        defer { buffer.deallocate() }
+        var position = offset
+        let end = offset + length
+        while position < end {
+            if cancellation.isCancelled { throw StackVaultError(.cancelled, "hashing \(path) was cancelled") }
+            let want = Int(min(Int64(buffer.count), end - position))
+            let count = try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: position)
+            guard count == want else {
+                throw StackVaultError(.storage, "the archive \(path) shrank while being uploaded (it should hold "
+                    + "\(end) bytes or more, a read at byte \(position) came up short): did another process change it?")
+            }
+            let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
+            sha.update(chunk)
+            md5?.update(chunk)
+            position += Int64(count)
+        }
+        return S3PayloadDigests(sha256Hex: sha.finalize().hex,
+                                md5Base64: md5.map { Data($0.finalize()).base64EncodedString() })
+    }
+
+    /// A request body that streams `length` bytes at `offset` straight from the file into libcurl's buffer.
+    /// Each call gives a fresh reader, so a retried request starts over.
+    func body(offset: Int64, length: Int64) -> HTTPRequest.Body {
+        let cursor = Cursor(offset)
+        let end = offset + length
+        return .stream(length: length) { [self] buffer in
+            try cursor.position.withLock { position in
+                let want = Int(min(Int64(buffer.count), end - position))
+                guard want > 0 else { return 0 }
+                let count = try read(into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), at: position)
+                guard count > 0 else {
+                    throw StackVaultError(.storage, "the archive \(path) shrank while being uploaded")
+                }
+                position += Int64(count)
+                return count
+            }
+        }
+    }
+}
+
+/// The next offset a streamed body reads from (libcurl calls the read callback from one thread at a time).
+private final class Cursor: Sendable {
+    let position: Mutex<Int64>
+    init(_ offset: Int64) { position = Mutex(offset) }
+}
+
+/// Integrity headers of one request body.
+struct S3PayloadDigests: Sendable, Equatable {
+    var sha256Hex: String
+    var md5Base64: String?
+
+    /// `Content-MD5`, when computed.
+    var headers: [(name: String, value: String)] { md5Base64.map { [("content-md5", $0)] } ?? [] }
+}
+
+/// Runs blocking work (hashing a part, reading a file) on a Dispatch thread, off the cooperative pool; task
+/// cancellation sets the flag the work polls.
+func runBlockingS3<T: Sendable>(_ work: @escaping @Sendable (CancellationFlag) throws -> T) async throws -> T {
+    let flag = CancellationFlag()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
+            DispatchQueue.global().async {
+                continuation.resume(with: Result { try work(flag) })
+            }
+        }
+    } onCancel: {
+        flag.cancel()
+    }
+}

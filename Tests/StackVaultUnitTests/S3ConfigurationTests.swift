@@ -1,0 +1,248 @@
+import Foundation
+import StackVaultCore
+import Testing
+
+@testable import StackVaultStorage
+
+@Suite("S3 configuration from the URL and the environment")
+struct S3ConfigurationTests {
+    static let secret = "s3cr3t-Value/+never-shown"
+    static let keys = ["AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY": secret]
+
+    static func parse(_ url: String, _ extra: [String: String] = [:]) throws -> S3Configuration {
+        try S3Configuration.parse(url: url, environment: keys.merging(extra) { $1 })
+    }
+
+    /// The error `parse` throws, as text (failing the test when it does not throw).
+    static func failure(
+        _ url: String, _ environment: [String: String], sourceLocation: SourceLocation = #_sourceLocation
+    ) -> String {
+        do {
+            _ = try S3Configuration.parse(url: url, environment: environment)
+            Issue.record("expected an error", sourceLocation: sourceLocation)
+            return ""
+        } catch {
+            return "\(error)"
+        }
+    }
+
+    // MARK: - the target URL
+
+    @Test(arguments: [
+        ("s3://bucket", "bucket", ""),
+        ("s3://bucket/", "bucket", ""),
+        ("S3://bucket/backups", "bucket", "backups/"),
+        ("s3://bucket/a/b/", "bucket", "a/b/"),
+        ("s3://my.bucket-1/My Backups/ünïcødé 日本", "my.bucket-1", "My Backups/ünïcødé 日本/"),
+        ("s3://bucket/100%25+x=y", "bucket", "100%25+x=y/"),
+    ])
+    func bucketAndPrefix(url: String, bucket: String, prefix: String) throws {
+        let configuration = try Self.parse(url)
+        #expect(configuration.bucket == bucket)
+        #expect(configuration.prefix == prefix)
+        #expect(configuration.key(for: "x.tar.zst") == prefix + "x.tar.zst")
+    }
+
+    @Test(arguments: [
+        ("s3://", "names no bucket"),
+        ("s3:///prefix", "names no bucket"),
+        ("s3://Bad Bucket/x", "is not a bucket name"),
+        ("s3://key:secret@bucket/x", "must not contain credentials"),
+        ("s3://bucket/a/../b", "'.' or '..'"),
+        ("gs://bucket/x", "is not an s3:// URL"),
+    ])
+    func malformedURLsNameTheVariable(url: String, problem: String) {
+        let message = Self.failure(url, Self.keys.merging(["S3_BUCKET_URL": url]) { $1 })
+        #expect(message.contains("S3_BUCKET_URL"))
+        #expect(message.contains(problem))
+        #expect(!message.contains("secret@"), "a password in the URL is redacted")
+    }
+
+    @Test func aTargetFromBackupTargetIsNamedSo() {
+        let message = Self.failure("s3://", Self.keys.merging(["BACKUP_TARGET": "s3://"]) { $1 })
+        #expect(message.contains("BACKUP_TARGET"))
+    }
+
+    // MARK: - credentials
+
+    @Test func missingAccessKeyNamesTheVariables() {
+        let message = Self.failure("s3://bucket/p", ["AWS_SECRET_ACCESS_KEY": Self.secret])
+        #expect(message.contains("AWS_ACCESS_KEY_ID"))
+        #expect(message.contains("s3://bucket/p"))
+        #expect(!message.contains(Self.secret))
+    }
+
+    @Test func missingSecretNamesTheVariable() {
+        let message = Self.failure("s3://bucket", ["AWS_ACCESS_KEY_ID": "AKIDEXAMPLE"])
+        #expect(message.contains("AWS_SECRET_ACCESS_KEY"))
+        #expect(message.contains("AWS_SECRET_ACCESS_KEY_FILE"))
+    }
+
+    @Test func secretsAreReadFromFiles() throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("s3-conf-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let secretFile = directory.appendingPathComponent("secret")
+        let tokenFile = directory.appendingPathComponent("token")
+        try "\(Self.secret)\n".write(to: secretFile, atomically: true, encoding: .utf8)
+        try "session-token\n".write(to: tokenFile, atomically: true, encoding: .utf8)
+        let configuration = try S3Configuration.parse(url: "s3://bucket", environment: [
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY_FILE": secretFile.path,
+            "AWS_SESSION_TOKEN_FILE": tokenFile.path,
+        ])
+        #expect(configuration.credentials.secretAccessKey == Self.secret)
+        #expect(configuration.credentials.sessionToken == "session-token")
+
+        let unreadable = Self.failure("s3://bucket", [
+            "AWS_ACCESS_KEY_ID": "AKIDEXAMPLE", "AWS_SECRET_ACCESS_KEY_FILE": directory.path + "/missing",
+        ])
+        #expect(unreadable.contains("AWS_SECRET_ACCESS_KEY_FILE"))
+        #expect(unreadable.contains("/missing"))
+
+        let both = Self.failure("s3://bucket",
+                                Self.keys.merging(["AWS_SECRET_ACCESS_KEY_FILE": secretFile.path]) { $1 })
+        #expect(both.contains("both AWS_SECRET_ACCESS_KEY and AWS_SECRET_ACCESS_KEY_FILE"))
+        #expect(!both.contains(Self.secret))
+
+        try "\n".write(to: secretFile, atomically: true, encoding: .utf8)
+        let empty = Self.failure("s3://bucket", ["AWS_ACCESS_KEY_ID": "AKIDEXAMPLE",
+                                                 "AWS_SECRET_ACCESS_KEY_FILE": secretFile.path])
+        #expect(empty.contains("AWS_SECRET_ACCESS_KEY_FILE") && empty.contains("is empty"))
+    }
+
+    @Test func secretsNeverShow() throws {
+        let configuration = try Self.parse("s3://bucket/p", ["AWS_SESSION_TOKEN": "the-session-token",
+                                                             "S3_ENDPOINT_URL": "http://127.0.0.1:9000"])
+        var dumped = ""
+        dump(configuration, to: &dumped)
+        let texts = [configuration.description, "\(configuration.credentials)",
+                     String(reflecting: configuration.credentials), dumped,
+                     S3Backend(configuration: configuration).description]
+        for text in texts {
+            #expect(!text.contains(Self.secret), "\(text)")
+            #expect(!text.contains("the-session-token"), "\(text)")
+        }
+        #expect(configuration.description == "s3://bucket/p (endpoint http://127.0.0.1:9000)")
+        #expect(try Self.parse("s3://bucket").description == "s3://bucket (AWS region us-east-1)")
+    }
+
+    // MARK: - region and endpoint
+
+    @Test func regionPrecedence() throws {
+        #expect(try Self.parse("s3://b").region == "us-east-1")
+        #expect(try Self.parse("s3://b", ["AWS_REGION": "eu-west-1"]).region == "eu-west-1")
+        #expect(try Self.parse("s3://b", ["AWS_REGION": "eu-west-1", "AWS_DEFAULT_REGION": "eu-central-1"]).region
+            == "eu-central-1")
+        #expect(Self.failure("s3://b", Self.keys.merging(["AWS_REGION": "eu west"]) { $1 }).contains("AWS_REGION"))
+    }
+
+    @Test func endpointPrecedence() throws {
+        let all = ["S3_ENDPOINT_URL": "http://one:9000", "AWS_ENDPOINT_URL_S3": "http://two:9000",
+                   "AWS_ENDPOINT_URL": "http://three:9000"]
+        #expect(try Self.parse("s3://b", all).endpoint.host == "one")
+        #expect(try Self.parse("s3://b", all.filter { $0.key != "S3_ENDPOINT_URL" }).endpoint.host == "two")
+        #expect(try Self.parse("s3://b", ["AWS_ENDPOINT_URL": "http://three:9000"]).endpoint.host == "three")
+        let aws = try Self.parse("s3://b", ["AWS_DEFAULT_REGION": "eu-west-1"])
+        #expect(aws.endpoint == S3Endpoint(scheme: "https", host: "s3.eu-west-1.amazonaws.com"))
+        #expect(!aws.isCustomEndpoint)
+    }
+
+    @Test(arguments: ["minio:9000", "ftp://minio", "http://", "http://user:pw@minio:9000", "http://minio?x=1"])
+    func badEndpointsNameTheVariable(endpoint: String) {
+        let message = Self.failure("s3://b", Self.keys.merging(["AWS_ENDPOINT_URL_S3": endpoint]) { $1 })
+        #expect(message.contains("AWS_ENDPOINT_URL_S3"), "\(message)")
+        #expect(!message.contains(":pw@"))
+    }
+
+    @Test func addressingStyle() throws {
+        let custom = ["S3_ENDPOINT_URL": "https://s3.example.com"]
+        #expect(try Self.parse("s3://b", custom).usesPathStyle)
+        #expect(try !Self.parse("s3://b", custom.merging(["S3_FORCE_PATH_STYLE": "false"]) { $1 }).usesPathStyle)
+        #expect(try !Self.parse("s3://b").usesPathStyle)
+        #expect(try Self.parse("s3://b", ["S3_FORCE_PATH_STYLE": "true"]).usesPathStyle)
+        #expect(try Self.parse("s3://my.dotted.bucket").usesPathStyle, "dots break the wildcard certificate")
+        #expect(Self.failure("s3://b", Self.keys.merging(["S3_FORCE_PATH_STYLE": "maybe"]) { $1 })
+            .contains("S3_FORCE_PATH_STYLE"))
+        #expect(Self.failure("s3://Under_score", Self.keys.merging(["S3_FORCE_PATH_STYLE": "no"]) { $1 })
+            .contains("S3_FORCE_PATH_STYLE"))
+    }
+
+    @Test func requestLocations() throws {
+        let pathStyle = S3Client(configuration: try Self.parse("s3://bucket/my backups",
+                                                               ["S3_ENDPOINT_URL": "http://127.0.0.1:9000/"]),
+                                 logger: .init(label: "test"))
+        #expect(pathStyle.location(key: "my backups/a+b ü.tar") == .init(
+            url: "http://127.0.0.1:9000/bucket/my%20backups/a%2Bb%20%C3%BC.tar", host: "127.0.0.1:9000",
+            path: "/bucket/my%20backups/a%2Bb%20%C3%BC.tar"))
+        #expect(pathStyle.location(key: nil, query: [("prefix", "my backups/"), ("list-type", "2")]).url
+            == "http://127.0.0.1:9000/bucket?list-type=2&prefix=my%20backups%2F")
+
+        let virtual = S3Client(configuration: try Self.parse("s3://bucket/p", ["AWS_DEFAULT_REGION": "eu-west-1"]),
+                               logger: .init(label: "test"))
+        #expect(virtual.location(key: "p/x") == .init(url: "https://bucket.s3.eu-west-1.amazonaws.com/p/x",
+                                                      host: "bucket.s3.eu-west-1.amazonaws.com", path: "/p/x"))
+        #expect(virtual.location(key: nil).path == "/")
+
+        let proxied = try Self.parse("s3://b", ["S3_ENDPOINT_URL": "https://[::1]:8443/s3/"])
+        let behindProxy = S3Client(configuration: proxied, logger: .init(label: "test"))
+        #expect(behindProxy.location(key: "k") == .init(url: "https://[::1]:8443/s3/b/k", host: "[::1]:8443",
+                                                         path: "/s3/b/k"))
+        let defaultPort = S3Client(configuration: try Self.parse("s3://b", ["S3_ENDPOINT_URL": "https://h:443"]),
+                                   logger: .init(label: "test"))
+        #expect(defaultPort.location(key: "k").host == "h")
+    }
+
+    @Test func signedRequestsCarryHostDateAndHash() throws {
+        let client = S3Client(configuration: try Self.parse("s3://bucket", ["S3_ENDPOINT_URL": "http://h:9000"]),
+                              logger: .init(label: "test"))
+        let request = client.request("PUT", key: "k", headers: [("content-md5", "md5==")], payloadHash: "abc")
+        let names = request.headers.map(\.name)
+        #expect(names == ["host", "content-md5", "x-amz-date", "x-amz-content-sha256", "authorization"])
+        let authorization = request.headers.last?.value ?? ""
+        #expect(authorization.contains("SignedHeaders=content-md5;host;x-amz-content-sha256;x-amz-date,"))
+        #expect(!authorization.contains(Self.secret))
+        #expect(request.url == "http://h:9000/bucket/k")
+    }
+
+    // MARK: - tuning
+
+    @Test func uploadTuning() throws {
+        let defaults = try Self.parse("s3://b")
+        #expect(defaults.multipartThreshold == 64 << 20)
+        #expect(defaults.partSize == 8 << 20)
+        #expect(defaults.concurrency == 4)
+        #expect(!defaults.sendsContentMD5)
+        let tuned = try Self.parse("s3://b", ["S3_MULTIPART_THRESHOLD": "16MiB", "S3_PART_SIZE": "5M",
+                                              "S3_UPLOAD_CONCURRENCY": "8", "S3_MAX_ATTEMPTS": "2",
+                                              "S3_CONTENT_MD5": "yes"])
+        #expect(tuned.multipartThreshold == 16 << 20)
+        #expect(tuned.partSize == 5 << 20)
+        #expect(tuned.concurrency == 8)
+        #expect(tuned.retry.maxAttempts == 2)
+        #expect(tuned.sendsContentMD5)
+        #expect(try S3Configuration.size("64MB", variable: "X") == 64_000_000)
+        #expect(try S3Configuration.size("1.5GiB", variable: "X") == 3 << 29)
+        #expect(try S3Configuration.size("5242880", variable: "X") == 5_242_880)
+    }
+
+    @Test(arguments: [
+        ("S3_PART_SIZE", "1MiB"), ("S3_PART_SIZE", "lots"), ("S3_MULTIPART_THRESHOLD", "6GiB"),
+        ("S3_UPLOAD_CONCURRENCY", "0"), ("S3_UPLOAD_CONCURRENCY", "many"), ("S3_MAX_ATTEMPTS", "0"),
+        ("S3_CA_BUNDLE", "/nonexistent/ca.pem"), ("S3_CONTENT_MD5", "sometimes"),
+    ])
+    func badTuningNamesTheVariable(variable: String, value: String) {
+        let message = Self.failure("s3://b", Self.keys.merging([variable: value]) { $1 })
+        #expect(message.contains(variable), "\(message)")
+    }
+
+    @Test func theRegistryBuildsTheS3Backend() throws {
+        let registry = try BuiltinStorageBackends.registry()
+        #expect(registry.schemes.contains("s3"))
+        let backend = try registry.backend(for: "s3://bucket/stack backups", environment: Self.keys.merging(
+            ["S3_ENDPOINT_URL": "http://127.0.0.1:9000"]) { $1 })
+        #expect(backend.description == "s3://bucket/stack backups (endpoint http://127.0.0.1:9000)")
+        #expect(backend.localDirectory == nil)
+        #expect(!backend.capabilities.isLocalDirectory)
+        #expect(backend.capabilities.maximumObjectSize == 5 << 40)
+    }
+}
