@@ -8,7 +8,7 @@ struct PlanCommand: AsyncParsableCommand {
         commandName: "plan",
         abstract: "Shows what would be backed up on this Docker host, changing nothing.",
         discussion: "Exit code 0 when the plan has no errors, 1 when a service has errors, 2 when Docker cannot be "
-            + "reached."
+            + "reached or the target is misconfigured."
     )
 
     @OptionGroup var options: GlobalOptions
@@ -19,11 +19,17 @@ struct PlanCommand: AsyncParsableCommand {
     func run() async throws {
         let environment: Environment
         let plan: BackupPlan
-        let targetDescription: String
+        var targetDescription: String
+        var targetError: (any Error)?
         do {
             environment = try Environment(options: options)
-            targetDescription = (try? environment.storage(options.target).description)
-                ?? Redaction.redactURL(environment.targetURL(options.target))
+            do {
+                targetDescription = try environment.storage(options.target).description
+            } catch {
+                // Still show the plan, but say what is wrong with the target and fail like a bad configuration.
+                targetDescription = "\(Redaction.redactURL(environment.targetURL(options.target))) (ERROR: \(error))"
+                targetError = error
+            }
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
         } catch {
             printError("\(error)")
@@ -33,6 +39,10 @@ struct PlanCommand: AsyncParsableCommand {
             print(try PlanRendering.json(plan, target: targetDescription))
         } else {
             print(PlanRendering.text(plan, target: targetDescription), terminator: "")
+        }
+        if let targetError {
+            printError("the backup target is not usable: \(targetError)")
+            throw ExitStatus.unreachable
         }
         if plan.hasErrors { throw ExitStatus.failure }
     }
