@@ -33,6 +33,7 @@ struct BackupCommand: AsyncParsableCommand {
     func run() async throws {
         let environment: Environment
         let engine: BackupEngine
+        let notifier: Notifier
         var plan: BackupPlan
         do {
             environment = try Environment(options: options)
@@ -52,6 +53,7 @@ struct BackupCommand: AsyncParsableCommand {
                                                        ?? 30,
                                                    retention: try RetentionPolicy.fromEnvironment(variables)),
                 logger: environment.logger)
+            notifier = try Notifier(environment: variables, logger: environment.logger)
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
         } catch {
             printError("\(error)")
@@ -68,6 +70,8 @@ struct BackupCommand: AsyncParsableCommand {
         }
         environment.logger.info("backup run: \(plan.stacks.count) stack(s) to \(engine.storage.description)")
 
+        let startedAt = Date()
+        await notifier.runStarted()
         let service = BackupRunService(engine: engine, plan: plan)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
@@ -75,6 +79,8 @@ struct BackupCommand: AsyncParsableCommand {
             logger: environment.logger))
         try await group.run()
         let results = service.results
+        await notifier.runFinished(RunSummary(host: engine.configuration.hostName, startedAt: startedAt,
+                                              finishedAt: Date(), stacks: results))
         print(json ? try Summary.json(results) : Summary.table(results), terminator: json ? "\n" : "")
         if results.count < plan.stacks.count || results.contains(where: { !$0.succeeded }) {
             throw ExitStatus.failure

@@ -37,22 +37,6 @@ public enum StackVault {
     public static let version = "0.1.0"
 }
 
-/// How one stack's backup went.
-public struct StackResult: Sendable, Codable {
-    public var stack: String
-    public var services: Int
-    public var archive: String?
-    public var sizeBytes: Int64
-    public var durationSeconds: Double
-    /// Seconds between the first stop and the last start of the stack's stopped containers.
-    public var downtimeSeconds: Double
-    public var warnings: [String]
-    /// Nil when the stack succeeded.
-    public var error: String?
-
-    public var succeeded: Bool { error == nil }
-}
-
 /// Backs up stacks one at a time: dumps from running databases, then directories read while their containers
 /// are stopped (and started again right after the last read, whatever happens), then the archive is finished,
 /// verified and stored.
