@@ -18,9 +18,14 @@ public final class FakeDockerEngine: DockerEngine {
         }
     }
 
-    /// What happened, in order: `stop:<name>`, `start:<name>`, `exec:<name>`, `archive:<name>:<path>`.
+    /// What happened, in order: `stop:<name>`, `start:<name>`, `exec:<name>`, `archive:<name>:<path>`,
+    /// `put:<name>:<path>`, `create:<name>`, `remove:<name>`.
     public var calls: [String] { state.withLock { $0.calls } }
     public var containers: [ContainerDetails] { state.withLock { $0.containers } }
+    /// The tar streams written by `putArchive`, in order: container name, path, bytes.
+    public var puts: [(container: String, path: String, tar: [UInt8])] { state.withLock { $0.puts } }
+    /// The specs of the containers `createContainer` made, in order.
+    public var created: [ContainerCreateSpec] { state.withLock { $0.created } }
 
     private struct State {
         var containers: [ContainerDetails] = []
@@ -28,6 +33,8 @@ public final class FakeDockerEngine: DockerEngine {
         var archives: [String: [UInt8]] = [:]
         var failures: [String: String] = [:]
         var calls: [String] = []
+        var puts: [(container: String, path: String, tar: [UInt8])] = []
+        var created: [ContainerCreateSpec] = []
     }
 
     private let state = Mutex(State())
@@ -137,6 +144,28 @@ public final class FakeDockerEngine: DockerEngine {
     {
         let details = try find(container)
         try record("put", details, ":\(path)")
+        let collector = InMemoryArchiveSink.Collector()
+        try body(collector)
+        state.withLock { $0.puts.append((details.name, path, collector.bytes)) }
+    }
+
+    /// Creates a running-capable container named `spec.name` (or `helper-N`); `start` makes it run.
+    public func createContainer(_ spec: ContainerCreateSpec) async throws -> String {
+        let name = state.withLock { s -> String in
+            s.created.append(spec)
+            return spec.name ?? "helper-\(s.created.count)"
+        }
+        let container = ContainerDetails(id: "id-\(name)", name: name, image: spec.image, isRunning: false,
+                                         labels: spec.labels, environment: [:])
+        try record("create", container)
+        add(container)
+        return container.id
+    }
+
+    public func removeContainer(_ id: String, force: Bool) async throws {
+        let details = try find(id)
+        try record("remove", details)
+        state.withLock { s in s.containers.removeAll { $0.id == details.id } }
     }
 
     public func stopContainer(_ id: String, timeoutSeconds: Int) async throws {

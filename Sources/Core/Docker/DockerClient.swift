@@ -96,7 +96,10 @@ public final class DockerClient: DockerEngine {
             image: row.Config?.Image ?? "",
             isRunning: row.State?.Running ?? false,
             labels: row.Config?.Labels ?? [:],
-            environment: environment
+            environment: environment,
+            mounts: (row.Mounts ?? []).compactMap { mount in
+                mount.Destination.map { ContainerMount(type: mount.`Type` ?? "", destination: $0) }
+            }
         )
     }
 
@@ -112,6 +115,35 @@ public final class DockerClient: DockerEngine {
         let response = try await raw("POST", "/containers/\(percentEncode(id))/start", timeout: 120)
         guard response.status == 204 || response.status == 304 else {
             throw daemonError(response, doing: "start container \(id)")
+        }
+    }
+
+    public func createContainer(_ spec: ContainerCreateSpec) async throws -> String {
+        var hostConfig: [String: Any] = ["VolumesFrom": spec.volumesFrom]
+        if spec.networkDisabled { hostConfig["NetworkMode"] = "none" }
+        var body: [String: Any] = [
+            "Image": spec.image, "Entrypoint": spec.entrypoint, "Cmd": spec.command, "Labels": spec.labels,
+            "OpenStdin": spec.openStdin, "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+            "Tty": false, "HostConfig": hostConfig,
+        ]
+        if let user = spec.user { body["User"] = user }
+        let query = spec.name.map { "?name=\(percentEncode($0))" } ?? ""
+        let response = try await request(
+            "POST", "/containers/create\(query)", body: try JSONSerialization.data(withJSONObject: body), timeout: 120,
+            doing: "create a container from image \(spec.image)")
+        guard let id = (try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["Id"]
+            as? String
+        else {
+            throw StackVaultError(.dockerAPI, "the Docker daemon did not return the id of the container it created")
+        }
+        return id
+    }
+
+    public func removeContainer(_ id: String, force: Bool) async throws {
+        let response = try await raw("DELETE", "/containers/\(percentEncode(id))?v=1&force=\(force ? 1 : 0)",
+                                     timeout: 120)
+        guard response.status == 204 || response.status == 404 else {
+            throw daemonError(response, doing: "remove container \(id)")
         }
     }
 
@@ -306,10 +338,16 @@ private struct ContainerInspectRow: Decodable {
         var Running: Bool?
     }
 
+    struct Mount: Decodable {
+        var `Type`: String?
+        var Destination: String?
+    }
+
     var Id: String
     var Name: String?
     var Config: Config?
     var State: State?
+    var Mounts: [Mount]?
 }
 
 extension String {

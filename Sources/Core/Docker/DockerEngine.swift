@@ -25,6 +25,65 @@ public protocol DockerEngine: Sendable {
         async throws
     func stopContainer(_ id: String, timeoutSeconds: Int) async throws
     func startContainer(_ id: String) async throws
+    /// Creates (does not start) a container as `spec` describes; returns its id.
+    func createContainer(_ spec: ContainerCreateSpec) async throws -> String
+    /// Removes a container; `force` kills it first if it runs. Its anonymous volumes go with it, unless another
+    /// container still uses them.
+    func removeContainer(_ id: String, force: Bool) async throws
+}
+
+/// What `createContainer` makes; only what short-lived helper containers need.
+public struct ContainerCreateSpec: Sendable, Equatable {
+    /// The container name; nil lets Docker choose one.
+    public var name: String?
+    public var image: String
+    /// Replaces the image's entrypoint.
+    public var entrypoint: [String]
+    public var command: [String]
+    /// `uid[:gid]` or a user name; nil keeps the image's user.
+    public var user: String?
+    public var labels: [String: String]
+    /// Containers whose volumes and bind mounts this one mounts at the same paths (`--volumes-from`).
+    public var volumesFrom: [String]
+    /// No network at all (`--network none`).
+    public var networkDisabled: Bool
+    /// Keeps stdin open although nothing is attached (`-i`), so a command that reads it blocks instead of ending.
+    public var openStdin: Bool
+
+    public init(
+        name: String? = nil,
+        image: String,
+        entrypoint: [String],
+        command: [String] = [],
+        user: String? = nil,
+        labels: [String: String] = [:],
+        volumesFrom: [String] = [],
+        networkDisabled: Bool = true,
+        openStdin: Bool = false
+    ) {
+        self.name = name
+        self.image = image
+        self.entrypoint = entrypoint
+        self.command = command
+        self.user = user
+        self.labels = labels
+        self.volumesFrom = volumesFrom
+        self.networkDisabled = networkDisabled
+        self.openStdin = openStdin
+    }
+}
+
+/// One mount of a container (`Mounts` in `GET /containers/{id}/json`).
+public struct ContainerMount: Sendable, Equatable, Codable {
+    /// `volume`, `bind`, `tmpfs`, ...
+    public var type: String
+    /// The absolute path inside the container.
+    public var destination: String
+
+    public init(type: String, destination: String) {
+        self.type = type
+        self.destination = destination
+    }
 }
 
 /// One row of `GET /containers/json`.
@@ -55,6 +114,8 @@ public struct ContainerDetails: Sendable, Equatable {
     public var labels: [String: String]
     /// `Config.Env` as a dictionary (a later entry wins).
     public var environment: [String: String]
+    /// Volumes, bind mounts and tmpfs mounts.
+    public var mounts: [ContainerMount]
 
     public init(
         id: String,
@@ -62,7 +123,8 @@ public struct ContainerDetails: Sendable, Equatable {
         image: String,
         isRunning: Bool,
         labels: [String: String],
-        environment: [String: String]
+        environment: [String: String],
+        mounts: [ContainerMount] = []
     ) {
         self.id = id
         self.name = name
@@ -70,6 +132,7 @@ public struct ContainerDetails: Sendable, Equatable {
         self.isRunning = isRunning
         self.labels = labels
         self.environment = environment
+        self.mounts = mounts
     }
 
     public var composeProject: String? { labels["com.docker.compose.project"] }

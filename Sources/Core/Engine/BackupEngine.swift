@@ -250,91 +250,21 @@ public struct BackupEngine: Sendable {
     }
 
     /// Stops `services`' containers together, runs `body`, and starts them again on every path: success, error,
-    /// cancellation. Returns the body's result and the downtime.
+    /// cancellation (see `ContainerStopGuard`). Returns the body's result and the downtime.
     func withContainersStopped<T: Sendable>(
         _ services: [ServicePlan],
         stack: String,
         logger log: Logger,
         body: () async throws -> T
     ) async throws -> (T, Double) {
-        guard !services.isEmpty else { return (try await body(), 0) }
-        let stopStarted = ContinuousClock.now
-        let timeout = configuration.stopTimeoutSeconds
-        let docker = self.docker
-        log.info("stopping \(services.map(\.container).joined(separator: ", "))")
-        // Every container we asked to stop is started again, even when its stop call failed half-way.
-        let stopErrors = await withTaskGroup(of: String?.self) { group in
-            for service in services {
-                group.addTask {
-                    do {
-                        try await docker.stopContainer(service.containerID, timeoutSeconds: timeout)
-                        return nil
-                    } catch {
-                        return "\(service.container): \(error)"
-                    }
-                }
-            }
-            var errors: [String] = []
-            for await error in group { if let error { errors.append(error) } }
-            return errors
-        }
-
-        // The restart runs once, in an unstructured task (cancelling this run must not cancel it), as soon as
-        // the body ends or, on cancellation (SIGTERM), at once: an abandoned copy need not finish unwinding first.
-        let restart = RunOnce {
-            (failures: await Self.startAll(services, docker: docker), at: ContinuousClock.now)
-        }
-        let outcome: Result<T, any Error>
-        if stopErrors.isEmpty {
-            do {
-                outcome = .success(try await withTaskCancellationHandler {
-                    try await body()
-                } onCancel: {
-                    restart.trigger()
-                })
-            } catch {
-                outcome = .failure(error)
-            }
-        } else {
-            outcome = .failure(StackVaultError(.dockerAPI, "could not stop " + stopErrors.joined(separator: "; ")))
-        }
-        let (restartFailures, restartedAt) = await restart.trigger().value
-        let downtime = (restartedAt - stopStarted).seconds
-        if restartFailures.isEmpty {
-            let names = services.map(\.container).joined(separator: ", ")
-            log.info("started \(names) again \(String(format: "(downtime %.1f s)", downtime))")
-        } else {
-            let names = services.map(\.container).joined(separator: " ")
-            log.critical("CONTAINERS LEFT STOPPED in stack \(stack): \(restartFailures.joined(separator: "; ")). Start them by hand: docker start \(names)")
-            throw StackFailure(
-                message: "could not start again: \(restartFailures.joined(separator: "; "))"
-                    + (outcome.failureDescription.map { "; and the backup failed: \($0)" } ?? ""),
-                downtime: downtime)
-        }
-        return (try outcome.get(), downtime)
-    }
-
-    /// Starts every container of `services`, three tries each; returns the failures.
-    static func startAll(_ services: [ServicePlan], docker: any DockerEngine) async -> [String] {
-        await withTaskGroup(of: String?.self) { group in
-            for service in services {
-                group.addTask {
-                    for attempt in 1...3 {
-                        do {
-                            try await docker.startContainer(service.containerID)
-                            return nil
-                        } catch where attempt < 3 {
-                            try? await Task.sleep(for: .seconds(attempt))
-                        } catch {
-                            return "\(service.container): \(error)"
-                        }
-                    }
-                    return nil
-                }
-            }
-            var failures: [String] = []
-            for await failure in group { if let failure { failures.append(failure) } }
-            return failures
+        let stopGuard = ContainerStopGuard(
+            docker: docker, stopTimeoutSeconds: configuration.stopTimeoutSeconds, logger: log)
+        do {
+            return try await stopGuard.run(
+                services.map { StoppedContainer(id: $0.containerID, name: $0.container) }, stack: stack,
+                purpose: "backup", body: body)
+        } catch let failure as ContainersLeftStopped {
+            throw StackFailure(message: failure.description, downtime: failure.downtime)
         }
     }
 
@@ -369,26 +299,6 @@ struct StackFailure: Error, CustomStringConvertible {
     var downtime: Double = 0
     var storedArchive: String? = nil
     var description: String { message }
-}
-
-/// Runs an async operation at most once, in a detached task, from whichever caller triggers it first.
-final class RunOnce<Value: Sendable>: Sendable {
-    private let operation: @Sendable () async -> Value
-    private let task = Mutex<Task<Value, Never>?>(nil)
-
-    init(_ operation: @escaping @Sendable () async -> Value) {
-        self.operation = operation
-    }
-
-    @discardableResult
-    func trigger() -> Task<Value, Never> {
-        task.withLock { task in
-            if let task { return task }
-            let started = Task.detached(operation: operation)
-            task = started
-            return started
-        }
-    }
 }
 
 extension Result {

@@ -54,7 +54,26 @@ public struct BackupContext: Sendable {
     }
 }
 
-/// A way of backing up part of a container, selected by a label key.
+/// What a strategy can use while it restores one component.
+public struct RestoreContext: Sendable {
+    public var docker: any DockerEngine
+    public var logger: Logger
+    /// The stack and service restored into (they differ from the archive's when mapped elsewhere).
+    public var stack: String
+    public var service: String
+    /// The verified archive the component comes from.
+    public var archive: any RestoreSource
+
+    public init(docker: any DockerEngine, logger: Logger, stack: String, service: String, archive: any RestoreSource) {
+        self.docker = docker
+        self.logger = logger
+        self.stack = stack
+        self.service = service
+        self.archive = archive
+    }
+}
+
+/// A way of backing up part of a container, selected by a label key, and of putting it back.
 ///
 /// Implementations are registered in `BuiltinStrategies.all` (one line each). An implementation must guarantee:
 /// - `plan` never touches the host: it only reads the label and the container's inspected details, and throws a
@@ -63,7 +82,20 @@ public struct BackupContext: Sendable {
 /// - no secret appears in a process's arguments, in a log line or in an error message;
 /// - a failure (non-zero exit, empty or truncated output) throws with the tool's own error text, so the
 ///   archive is never presented as good;
-/// - anything it leaves in the container (temporary files) is removed on every path, errors included.
+/// - anything it leaves in the container (temporary files, helper containers) is removed on every path, errors
+///   and cancellation included.
+///
+/// Restoring is a declared capability (`canRestore`); the defaults say "not supported". A strategy that restores
+/// must also guarantee:
+/// - `restore` is only called with a component of an archive that passed verification in full (zstd stream, tar
+///   structure, every digest, and `checkCompleteness`), so it never has to defend against a damaged archive;
+/// - it reads the component only through `RestoreContext.archive` and writes into the container only through
+///   the Docker Engine API (exec, archive upload), never through host paths;
+/// - it runs in the container state `restoreRequirement` names: `.running` strategies get a running container,
+///   `.stopped` ones a stopped container that the engine starts again afterwards, on every path;
+/// - `describeRestore` says exactly what `restore` will do to the container, including what happens to data
+///   that is there already; `restore --dry-run` prints it and changes nothing;
+/// - the same component restored twice leaves the same result (existing data is replaced, not merged).
 public protocol BackupStrategy: Sendable {
     /// The type name used in plans and manifests (`pg_dumpall`).
     var type: String { get }
@@ -84,10 +116,63 @@ public protocol BackupStrategy: Sendable {
         context: BackupContext,
         into archive: any ArchiveSink
     ) async throws -> ComponentRecord
+
+    /// True when `restore` is implemented. Declared, so that `restore` refuses an archive before touching anything.
+    var canRestore: Bool { get }
+    /// Whether the container runs (logical replays through exec) or is stopped (files) while `restore` writes.
+    var restoreRequirement: ContainerRequirement { get }
+
+    /// Checks how a `.file` component of this strategy ends, from its last bytes (up to
+    /// `RestoreLimits.completenessTailBytes`): nil when it ends the way a complete one does, else the problem.
+    /// `verify` and `restore` refuse an archive with such a problem.
+    func checkCompleteness(of component: Manifest.ManifestComponent, tail: [UInt8]) -> String?
+
+    /// Throws when `component` cannot be restored into `container` as it is (naming why), before anything is
+    /// touched; `restore` plans with it.
+    func checkRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) throws
+
+    /// One or more sentences for `restore --dry-run` and the confirmation prompt: what `restore` would do to
+    /// `container`, and what happens to the data already there.
+    func describeRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) -> String
+
+    /// Puts `component` back into `container`, replacing what is there (see `describeRestore`).
+    func restore(
+        _ component: Manifest.ManifestComponent,
+        into container: ContainerDetails,
+        context: RestoreContext
+    ) async throws
+}
+
+/// Sizes shared by restore and verification.
+public enum RestoreLimits {
+    /// How many last bytes of a `.file` component `checkCompleteness` sees.
+    public static let completenessTailBytes = 4096
 }
 
 extension BackupStrategy {
     public var matchesKeyPrefix: Bool { false }
+
+    public var canRestore: Bool { false }
+    public var restoreRequirement: ContainerRequirement { requirement }
+
+    public func checkCompleteness(of component: Manifest.ManifestComponent, tail: [UInt8]) -> String? { nil }
+
+    public func checkRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) throws {}
+
+    public func describeRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) -> String {
+        "cannot restore \(component.archivePath): the \(type) strategy does not support restoring"
+    }
+
+    public func restore(
+        _ component: Manifest.ManifestComponent,
+        into container: ContainerDetails,
+        context: RestoreContext
+    ) async throws {
+        throw StackVaultError(
+            .invalidConfiguration,
+            "the \(type) strategy cannot restore \(component.archivePath) (service \(component.service)); "
+                + "restore it by hand from the archive (tar --zstd -xpf)")
+    }
 
     /// True when `key` selects this strategy.
     public func matches(labelKey key: String) -> Bool {

@@ -1,0 +1,157 @@
+public import Logging
+import Synchronization
+
+/// A container that is stopped for a while and must run again afterwards.
+public struct StoppedContainer: Sendable, Hashable {
+    public var id: String
+    /// The name, for messages and the `docker start` hint.
+    public var name: String
+
+    public init(id: String, name: String) {
+        self.id = id
+        self.name = name
+    }
+}
+
+/// Containers could not be started again after `ContainerStopGuard` stopped them.
+public struct ContainersLeftStopped: Error, CustomStringConvertible, Sendable {
+    /// One entry per container: `name: error`.
+    public var failures: [String]
+    /// What the body failed with, if it failed too.
+    public var bodyFailure: String?
+    /// Seconds from the first stop to the last start attempt.
+    public var downtime: Double
+    /// What the stop was for (`backup`, `restore`), for the message.
+    public var purpose: String
+
+    public var description: String {
+        "could not start again: \(failures.joined(separator: "; "))"
+            + (bodyFailure.map { "; and the \(purpose) failed: \($0)" } ?? "")
+    }
+}
+
+/// Stops containers together, runs work while they are stopped, and starts them again on every path: success,
+/// error, cancellation (SIGTERM). Shared by the backup and the restore engines.
+public struct ContainerStopGuard: Sendable {
+    public let docker: any DockerEngine
+    /// Seconds Docker gives a container to stop before it kills it.
+    public let stopTimeoutSeconds: Int
+    public let logger: Logger
+
+    public init(docker: any DockerEngine, stopTimeoutSeconds: Int, logger: Logger) {
+        self.docker = docker
+        self.stopTimeoutSeconds = stopTimeoutSeconds
+        self.logger = logger
+    }
+
+    /// Stops `containers` together, runs `body`, and starts them again whatever happens. Returns the body's
+    /// result and the downtime in seconds.
+    ///
+    /// If a stop fails, `body` does not run and every container is started again. If a start fails after three
+    /// tries, `ContainersLeftStopped` is thrown and logged as critical with the `docker start` command to run.
+    public func run<T: Sendable>(
+        _ containers: [StoppedContainer],
+        stack: String,
+        purpose: String,
+        body: () async throws -> T
+    ) async throws -> (T, Double) {
+        let log = logger
+        guard !containers.isEmpty else { return (try await body(), 0) }
+        let stopStarted = ContinuousClock.now
+        let timeout = stopTimeoutSeconds
+        let docker = self.docker
+        log.info("stopping \(containers.map(\.name).joined(separator: ", "))")
+        // Every container we asked to stop is started again, even when its stop call failed half-way.
+        let stopErrors = await withTaskGroup(of: String?.self) { group in
+            for container in containers {
+                group.addTask {
+                    do {
+                        try await docker.stopContainer(container.id, timeoutSeconds: timeout)
+                        return nil
+                    } catch {
+                        return "\(container.name): \(error)"
+                    }
+                }
+            }
+            var errors: [String] = []
+            for await error in group { if let error { errors.append(error) } }
+            return errors
+        }
+
+        // The restart runs once, in an unstructured task (cancelling this run must not cancel it), as soon as
+        // the body ends or, on cancellation (SIGTERM), at once: abandoned work need not finish unwinding first.
+        let restart = RunOnce {
+            (failures: await Self.startAll(containers, docker: docker), at: ContinuousClock.now)
+        }
+        let outcome: Result<T, any Error>
+        if stopErrors.isEmpty {
+            do {
+                outcome = .success(try await withTaskCancellationHandler {
+                    try await body()
+                } onCancel: {
+                    restart.trigger()
+                })
+            } catch {
+                outcome = .failure(error)
+            }
+        } else {
+            outcome = .failure(StackVaultError(.dockerAPI, "could not stop " + stopErrors.joined(separator: "; ")))
+        }
+        let (restartFailures, restartedAt) = await restart.trigger().value
+        let downtime = (restartedAt - stopStarted).seconds
+        if restartFailures.isEmpty {
+            let names = containers.map(\.name).joined(separator: ", ")
+            log.info("started \(names) again \(String(format: "(downtime %.1f s)", downtime))")
+        } else {
+            let names = containers.map(\.name).joined(separator: " ")
+            log.critical("CONTAINERS LEFT STOPPED in stack \(stack): \(restartFailures.joined(separator: "; ")). Start them by hand: docker start \(names)")
+            throw ContainersLeftStopped(failures: restartFailures, bodyFailure: outcome.failureDescription,
+                                        downtime: downtime, purpose: purpose)
+        }
+        return (try outcome.get(), downtime)
+    }
+
+    /// Starts every container, three tries each; returns the failures.
+    static func startAll(_ containers: [StoppedContainer], docker: any DockerEngine) async -> [String] {
+        await withTaskGroup(of: String?.self) { group in
+            for container in containers {
+                group.addTask {
+                    for attempt in 1...3 {
+                        do {
+                            try await docker.startContainer(container.id)
+                            return nil
+                        } catch where attempt < 3 {
+                            try? await Task.sleep(for: .seconds(attempt))
+                        } catch {
+                            return "\(container.name): \(error)"
+                        }
+                    }
+                    return nil
+                }
+            }
+            var failures: [String] = []
+            for await failure in group { if let failure { failures.append(failure) } }
+            return failures
+        }
+    }
+}
+
+/// Runs an async operation at most once, in a detached task, from whichever caller triggers it first.
+final class RunOnce<Value: Sendable>: Sendable {
+    private let operation: @Sendable () async -> Value
+    private let task = Mutex<Task<Value, Never>?>(nil)
+
+    init(_ operation: @escaping @Sendable () async -> Value) {
+        self.operation = operation
+    }
+
+    @discardableResult
+    func trigger() -> Task<Value, Never> {
+        task.withLock { task in
+            if let task { return task }
+            let started = Task.detached(operation: operation)
+            task = started
+            return started
+        }
+    }
+}

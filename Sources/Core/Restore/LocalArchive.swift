@@ -1,0 +1,293 @@
+internal import CArchive
+import Foundation
+public import Logging
+
+/// A verified archive, read one component at a time: what strategies restore from.
+///
+/// Every method blocks while it reads and decompresses the archive, with bounded memory: call it from a thread of
+/// your own, such as the producer of `DockerEngine.putArchive`, never from a cooperative task.
+public protocol RestoreSource: Sendable {
+    /// Streams the content of the `.file` component `archivePath` into `sink`.
+    func readFile(_ archivePath: String, into sink: any ByteSink) throws
+
+    /// Writes the `.tree` component `archivePath` into `sink` as a tar stream whose top entry is named `top` (a
+    /// single name, no `/`), everything below it moved along; modes, owners, times and links as archived.
+    func writeTree(_ archivePath: String, as top: String, layout: TreeTarLayout, into sink: any ByteSink) throws
+}
+
+/// How `RestoreSource.writeTree` lays out the tar stream of a tree.
+public enum TreeTarLayout: Sendable, Equatable {
+    /// Every entry of the tree.
+    case whole
+    /// Every entry, preceded by an empty regular file named like the top entry. Docker's archive upload removes
+    /// whatever is in the way of a non-directory entry, so extracting this stream replaces the directory `top`
+    /// as a whole: nothing that was in it survives. Never use it where `top` is a mount point.
+    case replacingTop
+    /// Only the top directory entry: extracting it over an existing directory sets that directory's own mode,
+    /// owner and times and leaves its content alone.
+    case topOnly
+}
+
+/// The outcome of checking an archive before it is trusted: ``ArchiveVerifier``'s report plus each strategy's
+/// completeness check of its dumps.
+public struct ArchiveCheck: Sendable {
+    public var archive: String
+    public var report: VerificationReport
+    /// Completeness problems by component archive path (a dump that does not end the way complete dumps end).
+    public var completeness: [String: String] = [:]
+    /// Components whose strategy this stackvault does not know, so their completeness was not checked.
+    public var unknownStrategies: [String: String] = [:]
+
+    public var ok: Bool { report.ok && completeness.isEmpty }
+
+    /// Everything that makes the archive untrustworthy, each naming its culprit.
+    public var problems: [String] {
+        report.problems + completeness.keys.sorted().map { "the component '\($0)' \(completeness[$0]!)" }
+    }
+}
+
+/// An archive on local disk, opened once and read through that descriptor until it is released: from a local
+/// directory target, a local file, or downloaded from a remote target into a temporary file that is unlinked at
+/// once (so nothing is left behind, whatever happens).
+public final class LocalArchive: RestoreSource, @unchecked Sendable {
+    /// The archive's name (`backup-app-20261127-120000-<uuid>.tar.zst`).
+    public let name: String
+    /// Where it came from, for messages.
+    public let origin: String
+    public let sizeBytes: Int64
+    private let fileDescriptor: Int32
+    private let compressor: any Compressor
+
+    private init(name: String, origin: String, fileDescriptor: Int32, compressor: any Compressor) {
+        self.name = name
+        self.origin = origin
+        self.fileDescriptor = fileDescriptor
+        self.compressor = compressor
+        var info = stat()
+        sizeBytes = fstat(fileDescriptor, &info) == 0 ? Int64(info.st_size) : 0
+    }
+
+    deinit {
+        close(fileDescriptor)
+    }
+
+    /// Opens the local file at `path`.
+    public static func open(localPath path: String, compressor: any Compressor) throws -> LocalArchive {
+        try open(path, name: (path as NSString).lastPathComponent, origin: path, compressor: compressor)
+    }
+
+    private static func open(_ path: String, name: String, origin: String, compressor: any Compressor) throws
+        -> LocalArchive
+    {
+        let fd = Foundation.open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw StackVaultError(.io, "cannot open the archive \(origin): \(String(cString: strerror(errno)))")
+        }
+        return LocalArchive(name: name, origin: origin, fileDescriptor: fd, compressor: compressor)
+    }
+
+    /// Opens the archive `name` of `storage`: in place for a local directory target, else downloaded (streamed)
+    /// into a temporary file in `workDirectory` that is unlinked as soon as it is created.
+    public static func open(
+        name: String,
+        storage: any StorageBackend,
+        workDirectory: String,
+        compressor: any Compressor,
+        logger: Logger
+    ) async throws -> LocalArchive {
+        guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
+            throw StackVaultError(.invalidConfiguration, "'\(name)' is not an archive name")
+        }
+        let origin = "\(storage.description)/\(name)"
+        if let directory = storage.localDirectory {
+            return try open(directory + "/" + name, name: name, origin: origin, compressor: compressor)
+        }
+        try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        let path = "\(workDirectory)/.stackvault-fetch-\(UUID().uuidString).tar.zst"
+        let fd = Foundation.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw StackVaultError(.io, "cannot create a temporary file in \(workDirectory) to download \(name) "
+                + "into: \(String(cString: strerror(errno))); set STACKVAULT_WORK_DIR or --work-dir")
+        }
+        unlink(path)
+        do {
+            let progress = ProgressLogger(logger: logger, label: "downloading \(name)")
+            let sink = DescriptorSink(fd: fd, what: "the temporary copy of \(name) in \(workDirectory)") {
+                progress.report($0)
+            }
+            logger.info("downloading \(name) from \(storage.description)")
+            try await storage.read(name, into: sink)
+            try sink.flush()
+            progress.finish()
+        } catch {
+            close(fd)
+            throw error
+        }
+        return LocalArchive(name: name, origin: origin, fileDescriptor: fd, compressor: compressor)
+    }
+
+    // MARK: - Verification
+
+    /// Verifies the whole archive (``ArchiveVerifier``) and, when that passes, asks each component's strategy
+    /// whether its dump ends the way a complete dump ends. Blocking.
+    public func check(strategies: StrategyRegistry) throws -> ArchiveCheck {
+        guard lseek(fileDescriptor, 0, SEEK_SET) == 0 else {
+            throw StackVaultError(.io, "cannot rewind \(origin): \(String(cString: strerror(errno)))")
+        }
+        var check = ArchiveCheck(archive: name, report: try ArchiveVerifier.verify(fileDescriptor: fileDescriptor,
+                                                                                    compressor: compressor))
+        guard check.report.ok, let manifest = check.report.manifest else { return check }
+        var files: [String: Manifest.ManifestComponent] = [:]
+        for component in manifest.components {
+            if strategies.strategy(forType: component.type) == nil {
+                check.unknownStrategies[component.archivePath] = component.type
+            } else if component.kind == .file {
+                files[component.archivePath] = component
+            }
+        }
+        for (path, tail) in try fileTails(Set(files.keys)) {
+            let component = files[path]!
+            if let problem = strategies.strategy(forType: component.type)?.checkCompleteness(of: component, tail: tail)
+            {
+                check.completeness[path] = problem
+            }
+        }
+        return check
+    }
+
+    /// `check(strategies:)` on a thread of its own, so the cooperative pool stays free.
+    public func verify(strategies: StrategyRegistry) async throws -> ArchiveCheck {
+        try await runOnArchiveThread(named: "stackvault-verify") { try self.check(strategies: strategies) }
+    }
+
+    /// The last bytes of each `.file` component in `paths`, in one pass.
+    func fileTails(_ paths: Set<String>) throws -> [String: [UInt8]] {
+        guard !paths.isEmpty else { return [:] }
+        let keep = RestoreLimits.completenessTailBytes
+        var tails: [String: [UInt8]] = [:]
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        try reader().forEachEntry { archive, _, path in
+            let name = String(decoding: ArchivePath.join(ArchivePath.components(path)), as: UTF8.self)
+            guard paths.contains(name) else { return .next }
+            var tail: [UInt8] = []
+            _ = try copyEntryData(archive, buffer, shown: name) { chunk in
+                tail.append(contentsOf: chunk.suffix(keep))
+                if tail.count > keep { tail.removeFirst(tail.count - keep) }
+            }
+            tails[name] = tail
+            return tails.count == paths.count ? .stop : .next
+        }
+        return tails
+    }
+
+    // MARK: - RestoreSource
+
+    public func readFile(_ archivePath: String, into sink: any ByteSink) throws {
+        let wanted = ArchivePath.components(Array(archivePath.utf8))
+        var found = false
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        try reader().forEachEntry { archive, entry, path in
+            guard ArchivePath.components(path) == wanted, archive_entry_hardlink(entry) == nil,
+                TreeDigest.EntryType(fileType: archive_entry_filetype(entry)) == .file
+            else { return .next }
+            found = true
+            _ = try copyEntryData(archive, buffer, shown: archivePath) { try sink.write($0) }
+            return .stop
+        }
+        guard found else {
+            throw StackVaultError(.archive, "\(origin) holds no file '\(archivePath)'")
+        }
+    }
+
+    public func writeTree(_ archivePath: String, as top: String, layout: TreeTarLayout, into sink: any ByteSink)
+        throws
+    {
+        let topBytes = Array(top.utf8)
+        guard ArchivePath.problem(topBytes) == nil, ArchivePath.components(topBytes) == [topBytes] else {
+            throw StackVaultError(.archive, "'\(top)' is not a single name to extract '\(archivePath)' as")
+        }
+        let root = ArchivePath.components(Array(archivePath.utf8))
+        let writer = try TarStreamWriter(sink: sink, what: "the tar stream of '\(archivePath)'")
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        var inside = false
+        var wroteTop = false
+        try reader().forEachEntry { archive, entry, path in
+            let parts = ArchivePath.components(path)
+            guard let relative = ArchivePath.relative(parts, below: root) else {
+                // A component's entries are contiguous: once past them, the rest is not needed.
+                return inside ? .stop : .next
+            }
+            inside = true
+            let shown = ArchivePath.display(path)
+            if let problem = ArchivePath.problem(path) {
+                throw StackVaultError(.archive, "the entry '\(shown)' \(problem): refusing to restore it")
+            }
+            if layout == .topOnly && !relative.isEmpty { return .next }
+            if relative.isEmpty && layout == .replacingTop {
+                let placeholder = try ArchiveEntryHandle()
+                placeholder.setRegularFile(path: topBytes, size: 0, permissions: 0o600)
+                try writer.writeHeader(placeholder.pointer, shown: top)
+                try writer.finishEntry(shown: top)
+            }
+            let isFile: Bool
+            if let hardlink = ArchivePath.bytes(archive_entry_hardlink(entry)) {
+                guard ArchivePath.problem(hardlink) == nil,
+                    let target = ArchivePath.relative(ArchivePath.components(hardlink), below: root)
+                else {
+                    throw StackVaultError(.archive, "the hard link '\(shown)' points outside '\(archivePath)'")
+                }
+                withNulTerminated(target.isEmpty ? topBytes : topBytes + [ArchivePath.slash] + target) {
+                    archive_entry_copy_hardlink(entry, $0)
+                }
+                archive_entry_set_size(entry, 0)
+                isFile = false
+            } else {
+                isFile = TreeDigest.EntryType(fileType: archive_entry_filetype(entry)) == .file
+                if !isFile { archive_entry_set_size(entry, 0) }
+            }
+            withNulTerminated(relative.isEmpty ? topBytes : topBytes + [ArchivePath.slash] + relative) {
+                archive_entry_copy_pathname(entry, $0)
+            }
+            archive_entry_sparse_clear(entry)
+            try writer.writeHeader(entry, shown: shown)
+            if isFile {
+                _ = try copyEntryData(archive, buffer, shown: shown) { try writer.writeData($0, shown: shown) }
+            }
+            try writer.finishEntry(shown: shown)
+            if relative.isEmpty { wroteTop = true }
+            return layout == .topOnly && wroteTop ? .stop : .next
+        }
+        guard wroteTop else {
+            throw StackVaultError(.archive, "\(origin) holds no directory '\(archivePath)'")
+        }
+        try writer.finish()
+    }
+
+    private func reader() -> ArchiveEntryReader {
+        ArchiveEntryReader(fileDescriptor: fileDescriptor, compressor: compressor, what: "the archive \(name)")
+    }
+}
+
+/// Buffers writes into a file descriptor it does not own, reporting the running total.
+private final class DescriptorSink: ByteSink {
+    private let file: ArchiveFileSink
+    private let progress: (Int64) -> Void
+
+    init(fd: Int32, what: String, progress: @escaping (Int64) -> Void) {
+        file = ArchiveFileSink(fd: fd, what: what)
+        self.progress = progress
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try file.write(bytes)
+        progress(file.totalBytes)
+    }
+
+    func flush() throws {
+        try file.flush()
+    }
+}

@@ -1,0 +1,142 @@
+import Foundation
+public import Logging
+
+/// How one step of a restore went.
+public struct RestoreStepResult: Sendable, Codable {
+    public enum Outcome: String, Sendable, Codable {
+        case restored
+        case failed
+        /// Not attempted because an earlier step failed or the run was cancelled.
+        case skipped
+    }
+
+    public var service: String
+    public var container: String
+    public var archivePath: String
+    public var outcome: Outcome
+    public var seconds: Double
+    public var error: String?
+}
+
+/// Puts a verified archive back: decides the plan from the host's containers and runs it.
+///
+/// Order and guarantees:
+/// - nothing is planned before the archive passed `LocalArchive.check` (the caller's duty; `restore` commands
+///   refuse a failed check before calling here), and nothing is touched before the whole plan is decided;
+/// - replays into running containers (database dumps) run first, one at a time; then the containers whose
+///   directories are replaced are stopped together, their directories replaced, and they are started again on
+///   every path (success, error, SIGTERM) through `ContainerStopGuard`; containers that were not running stay
+///   stopped;
+/// - the first failing step stops the run; later steps are reported as skipped.
+public struct RestoreEngine: Sendable {
+    public let docker: any DockerEngine
+    public let strategies: StrategyRegistry
+    public let stopTimeoutSeconds: Int
+    public let logger: Logger
+
+    public init(docker: any DockerEngine, strategies: StrategyRegistry, stopTimeoutSeconds: Int, logger: Logger) {
+        self.docker = docker
+        self.strategies = strategies
+        self.stopTimeoutSeconds = stopTimeoutSeconds
+        self.logger = logger
+    }
+
+    /// Finds the candidate containers on the host and decides the plan. Reads only.
+    public func plan(manifest: Manifest, origin: String, options: RestoreOptions) async throws -> RestorePlan {
+        let target = options.intoStack ?? manifest.stack
+        var candidates: [ContainerDetails] = []
+        for summary in try await docker.listContainers(labelFilters: ["com.docker.compose.project=\(target)"]) {
+            candidates.append(try await docker.inspectContainer(summary.id))
+        }
+        var references = Array(options.containerMap.values)
+        if candidates.isEmpty { references.append(target) }
+        for reference in references where !candidates.contains(where: { $0.name == reference || $0.id == reference }) {
+            do {
+                candidates.append(try await docker.inspectContainer(reference))
+            } catch let error as StackVaultError where error.code == .dockerAPI {
+                continue  // not found: `RestorePlanner` names what is missing
+            }
+        }
+        return try RestorePlanner.plan(manifest: manifest, origin: origin, options: options, strategies: strategies,
+                                       containers: candidates)
+    }
+
+    /// Runs `plan` with components from `source`. Never throws for a failing step (see the results), only when
+    /// containers could not be started again.
+    public func run(_ plan: RestorePlan, source: any RestoreSource) async throws -> [RestoreStepResult] {
+        var results: [RestoreStepResult] = []
+        var failed = false
+
+        for step in plan.steps where step.requirement == .running {
+            results.append(await run(step, plan: plan, source: source, skip: failed))
+            failed = failed || results.last!.outcome != .restored
+        }
+        let fileSteps = plan.steps.filter { $0.requirement == .stopped }
+        guard !fileSteps.isEmpty else { return results }
+        if failed || Task.isCancelled {
+            return results + fileSteps.map { skipped($0) }
+        }
+        let toStop = plan.steps.filter { $0.requirement == .stopped && $0.containerRunning }
+            .reduce(into: [StoppedContainer]()) { list, step in
+                if !list.contains(where: { $0.id == step.containerID }) {
+                    list.append(StoppedContainer(id: step.containerID, name: step.container))
+                }
+            }
+        let stopGuard = ContainerStopGuard(docker: docker, stopTimeoutSeconds: stopTimeoutSeconds, logger: logger)
+        do {
+            let (fileResults, _) = try await stopGuard.run(toStop, stack: plan.targetStack, purpose: "restore") {
+                var fileResults: [RestoreStepResult] = []
+                var failed = false
+                for step in fileSteps {
+                    fileResults.append(await run(step, plan: plan, source: source, skip: failed))
+                    failed = failed || fileResults.last!.outcome != .restored
+                }
+                return fileResults
+            }
+            results += fileResults
+        } catch let error as ContainersLeftStopped {
+            throw StackVaultError(.containerRestart, "\(error)")
+        } catch {
+            // The stop itself failed: nothing was written.
+            results += fileSteps.map {
+                RestoreStepResult(service: $0.service, container: $0.container, archivePath: $0.component.archivePath,
+                                  outcome: .failed, seconds: 0, error: "\(error)")
+            }
+        }
+        return results
+    }
+
+    private func run(_ step: RestoreStep, plan: RestorePlan, source: any RestoreSource, skip: Bool) async
+        -> RestoreStepResult
+    {
+        if skip || Task.isCancelled { return skipped(step) }
+        let started = ContinuousClock.now
+        var log = logger
+        log[metadataKey: "stack"] = "\(plan.targetStack)"
+        log.info("\(step.service): restoring \(step.component.archivePath) into container \(step.container)")
+        do {
+            guard let strategy = strategies.strategy(forType: step.component.type) else {
+                throw StackVaultError(.invalidConfiguration, "no strategy '\(step.component.type)' is registered")
+            }
+            let container = try await docker.inspectContainer(step.containerID)
+            let context = RestoreContext(docker: docker, logger: log, stack: plan.targetStack, service: step.service,
+                                         archive: source)
+            try await strategy.restore(step.component, into: container, context: context)
+            let seconds = (ContinuousClock.now - started).seconds
+            log.info("\(step.service): \(step.component.archivePath) restored in \(String(format: "%.1f s", seconds))")
+            return RestoreStepResult(service: step.service, container: step.container,
+                                     archivePath: step.component.archivePath, outcome: .restored, seconds: seconds,
+                                     error: nil)
+        } catch {
+            log.error("\(step.service): restoring \(step.component.archivePath) failed: \(error)")
+            return RestoreStepResult(service: step.service, container: step.container,
+                                     archivePath: step.component.archivePath, outcome: .failed,
+                                     seconds: (ContinuousClock.now - started).seconds, error: "\(error)")
+        }
+    }
+
+    private func skipped(_ step: RestoreStep) -> RestoreStepResult {
+        RestoreStepResult(service: step.service, container: step.container, archivePath: step.component.archivePath,
+                          outcome: .skipped, seconds: 0, error: nil)
+    }
+}

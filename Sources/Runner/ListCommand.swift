@@ -1,0 +1,106 @@
+import ArgumentParser
+import Foundation
+import StackVaultCore
+
+/// `stackvault list`: the archives in the target, newest first.
+struct ListCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list",
+        abstract: "Lists the archives in the target, newest first.",
+        discussion: "VERIFIED says 'at backup' for every archive: StackVault reads every archive back whole before "
+            + "it stores it, and never stores one that fails. With --verify, each archive is also read from the "
+            + "target and checked now, as `verify` does. list never writes to the target, so read-only credentials "
+            + "are enough. Exit code 0, or 1 when --verify finds a failing archive, 2 when the target cannot be "
+            + "used."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: "Only the archives of this stack.")
+    var stack: String?
+
+    @Flag(help: "Also check every listed archive now (reads each one whole).")
+    var verify = false
+
+    @Option(help: ArgumentHelp("With --verify: directory for temporary copies from a remote target (default: "
+        + "$STACKVAULT_WORK_DIR or the system temporary directory)."))
+    var workDir: String?
+
+    @Flag(help: "Print JSON instead of a table.")
+    var json = false
+
+    func run() async throws {
+        var rows: [ListRendering.Row] = []
+        let target: String
+        do {
+            let environment = try Environment(options: options)
+            let storage = try environment.storage(options.target)
+            target = storage.description
+            for listing in try await ArchiveCatalog.load(from: storage, stack: stack) {
+                var row = ListRendering.Row(listing: listing, verified: "at backup", problems: [])
+                if verify {
+                    do {
+                        let check = try await ArchiveSelection.open(listing.name, from: storage, workDir: workDir,
+                                                                    environment: environment)
+                            .verify(strategies: environment.strategies)
+                        row.verified = check.ok ? "ok (checked now)" : "FAILED (checked now)"
+                        row.problems = check.problems
+                    } catch {
+                        row.verified = "FAILED (checked now)"
+                        row.problems = ["\(error)"]
+                    }
+                }
+                rows.append(row)
+            }
+        } catch {
+            printError("\(error)")
+            throw ExitStatus.code(for: error)
+        }
+        print(json ? try ListRendering.json(rows, target: target) : ListRendering.text(rows, target: target),
+              terminator: json ? "\n" : "")
+        if rows.contains(where: { !$0.problems.isEmpty }) { throw ExitStatus.failure }
+    }
+}
+
+enum ListRendering {
+    struct Row: Encodable {
+        var listing: ArchiveListing
+        /// `at backup`, or the outcome of `--verify`.
+        var verified: String
+        var problems: [String]
+    }
+
+    static func text(_ rows: [Row], target: String) -> String {
+        guard !rows.isEmpty else { return "No archives in \(target).\n" }
+        var table = [["STACK", "TIME (UTC)", "SIZE", "VERIFIED", "ARCHIVE"]]
+        for row in rows {
+            table.append([row.listing.stack, RestorePlan.format(row.listing.date).replacingOccurrences(of: " UTC", with: ""),
+                          "\(ByteCount(row.listing.sizeBytes))", row.verified, row.listing.name])
+        }
+        var out = "Archives in \(target), newest first:\n" + Table.render(table)
+        for row in rows where !row.problems.isEmpty {
+            out += "\(row.listing.name) FAILED:\n" + row.problems.map { "  - \($0)\n" }.joined()
+        }
+        return out
+    }
+
+    static func json(_ rows: [Row], target: String) throws -> String {
+        struct Entry: Encodable {
+            var name: String
+            var stack: String
+            var time: Date
+            var sizeBytes: Int64
+            var verified: String
+            var problems: [String]
+        }
+        struct Document: Encodable {
+            var target: String
+            var archives: [Entry]
+        }
+        let entries = rows.map {
+            Entry(name: $0.listing.name, stack: $0.listing.stack, time: $0.listing.date, sizeBytes: $0.listing.sizeBytes,
+                  verified: $0.verified, problems: $0.problems)
+        }
+        return try prettyJSON(Document(target: target, archives: entries))
+    }
+}

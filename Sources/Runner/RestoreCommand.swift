@@ -1,0 +1,158 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import StackVaultCore
+
+/// `stackvault restore`: puts an archive back into the stack's containers.
+struct RestoreCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "restore",
+        abstract: "Restores an archive into a stack's containers: database dumps are replayed, directories replaced.",
+        discussion: "The archive is verified in full first (as `verify` does) and refused, before anything on this "
+            + "host is touched, when any check fails. Existing data is REPLACED: databases are dropped and recreated "
+            + "from the dump, directories end up holding exactly the archived files. --dry-run prints what would be "
+            + "done to which container. Without a terminal, a restore needs --yes. Exit code 0 when every component "
+            + "was restored, 1 when the archive was refused or a component failed, 2 when Docker or the target "
+            + "cannot be used or the options are wrong."
+    )
+
+    @OptionGroup var options: GlobalOptions
+    @OptionGroup var selection: ArchiveSelection
+
+    @Option(name: .customLong("service"), help: "Restore only this service of the archive (repeatable).")
+    var services: [String] = []
+
+    @Option(help: "Restore into this Compose project (or standalone container) instead of the archive's stack.")
+    var intoStack: String?
+
+    @Option(name: .customLong("map"), help: ArgumentHelp(
+        "Restore a service into this container (repeatable); wins over --into-stack.", valueName: "service=container"))
+    var mappings: [String] = []
+
+    @Flag(help: "Print what would be done, to which container, and change nothing.")
+    var dryRun = false
+
+    @Flag(help: "Do not ask for confirmation (required when standard input is not a terminal).")
+    var yes = false
+
+    func validate() throws {
+        if selection.latest && selection.stack == nil {
+            throw ValidationError("--latest needs --stack NAME: say which stack to restore")
+        }
+    }
+
+    func run() async throws {
+        let environment: Environment
+        let archive: LocalArchive
+        let plan: RestorePlan
+        let engine: RestoreEngine
+        do {
+            environment = try Environment(options: options)
+            let map = try RestoreOptions.parseMap(mappings)
+            archive = try await selection.open(environment: environment, target: options.target)
+            let check = try await archive.verify(strategies: environment.strategies)
+            guard check.ok, let manifest = check.report.manifest else {
+                printError("refusing to restore \(archive.name): it failed verification, nothing was changed:\n"
+                    + check.problems.map { "  - \($0)" }.joined(separator: "\n"))
+                throw ExitStatus.failure
+            }
+            environment.logger.info("\(archive.name) verified: \(manifest.components.count) component(s)")
+            engine = RestoreEngine(
+                docker: environment.docker, strategies: environment.strategies,
+                stopTimeoutSeconds: environment.variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30,
+                logger: environment.logger)
+            plan = try await engine.plan(
+                manifest: manifest, origin: archive.origin,
+                options: RestoreOptions(services: services, intoStack: intoStack, containerMap: map))
+        } catch let exit as ExitCode {
+            throw exit
+        } catch {
+            printError("\(error)")
+            throw ExitStatus.code(for: error)
+        }
+
+        print(plan.rendered(), terminator: "")
+        if dryRun {
+            print("Dry run: nothing was changed.")
+            return
+        }
+        try confirm()
+
+        let service = RestoreRunService(engine: engine, plan: plan, source: archive)
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+            cancellationSignals: [.sigterm, .sigint],
+            logger: environment.logger))
+        try await group.run()
+        let (results, failure) = service.outcome
+        print(RestoreRendering.summary(results, plan: plan, failure: failure), terminator: "")
+        if failure != nil || results.count < plan.steps.count || results.contains(where: { $0.outcome != .restored }) {
+            throw ExitStatus.failure
+        }
+    }
+
+    /// Asks on the terminal, or insists on --yes without one.
+    private func confirm() throws {
+        if yes { return }
+        guard isatty(STDIN_FILENO) == 1 else {
+            printError("this restore replaces existing data: run it again with --yes (standard input is not a "
+                + "terminal, so it cannot ask), or with --dry-run to only see the plan")
+            throw ExitStatus.unreachable
+        }
+        print("Type 'yes' to replace the data listed above: ", terminator: "")
+        guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
+            printError("not confirmed: nothing was changed")
+            throw ExitStatus.failure
+        }
+    }
+}
+
+/// Runs one restore as a `Service`, so SIGTERM/SIGINT cancel it while stopped containers are still started again.
+final class RestoreRunService: Service, @unchecked Sendable {
+    let engine: RestoreEngine
+    let plan: RestorePlan
+    let source: LocalArchive
+    private let lock = NSLock()
+    private var results: [RestoreStepResult] = []
+    private var failure: String?
+
+    init(engine: RestoreEngine, plan: RestorePlan, source: LocalArchive) {
+        self.engine = engine
+        self.plan = plan
+        self.source = source
+    }
+
+    var outcome: ([RestoreStepResult], String?) { lock.withLock { (results, failure) } }
+
+    func run() async throws {
+        do {
+            let results = try await engine.run(plan, source: source)
+            lock.withLock { self.results = results }
+        } catch {
+            lock.withLock { failure = "\(error)" }
+        }
+    }
+}
+
+enum RestoreRendering {
+    static func summary(_ results: [RestoreStepResult], plan: RestorePlan, failure: String?) -> String {
+        var rows = [["SERVICE", "CONTAINER", "COMPONENT", "TIME", "RESULT"]]
+        for result in results {
+            let outcome: String
+            switch result.outcome {
+            case .restored: outcome = "restored"
+            case .failed: outcome = "FAILED: \(result.error ?? "")"
+            case .skipped: outcome = "skipped (an earlier step failed, or the run was cancelled)"
+            }
+            rows.append([result.service, result.container, result.archivePath,
+                         String(format: "%.1fs", result.seconds), outcome])
+        }
+        var out = "\n" + Table.render(rows)
+        let restored = results.filter { $0.outcome == .restored }.count
+        out += "\(restored) of \(plan.steps.count) component(s) restored from \(plan.archive)"
+        out += restored == plan.steps.count && failure == nil ? "\n" : ", RESTORE INCOMPLETE\n"
+        if let failure { out += "ERROR: \(failure)\n" }
+        return out
+    }
+}

@@ -1,0 +1,52 @@
+public import StackVaultCore
+
+/// Restoring a directory: while the container is stopped, the content of the backed-up path is replaced by the
+/// archive's, through the Docker Engine API (see `DirectoryReplacement` for how, and its limits).
+extension VolumePathStrategy {
+    public var canRestore: Bool { true }
+
+    public func checkRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) throws {
+        guard let path = component.sourcePath, path.hasPrefix("/"), path != "/",
+            !path.split(separator: "/").contains("..")
+        else {
+            throw StackVaultError(.restoreFailed, "the archive does not say which directory \(component.archivePath) "
+                + "came from (sourcePath '\(component.sourcePath ?? "")')")
+        }
+        _ = try DirectoryReplacement.method(for: path, mounts: container.mounts)
+    }
+
+    public func describeRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) -> String {
+        let path = component.sourcePath ?? "?"
+        let how: String
+        switch Result(catching: { try DirectoryReplacement.method(for: path, mounts: container.mounts) }) {
+        case .success(.helperContainer(let mount)):
+            how = "It is on the mount \(mount): the archive's copy is staged inside it first, then a helper container "
+                + "from the image \(container.image) (no network, removed afterwards) swaps it in."
+        case .success(.writableLayer):
+            how = "It is in the container's own layer (no mount): one upload replaces the directory."
+        case .failure(let error):
+            how = "REFUSED: \(error)"
+        }
+        return "replace the content of \(path) with \(component.archivePath) (\(component.entries) entries, "
+            + "\(ByteCount(component.sizeBytes))). EXISTING DATA IS REPLACED: files that are not in the archive are "
+            + "deleted; modes, owners, times and links are set as archived. \(how)"
+    }
+
+    public func restore(
+        _ component: Manifest.ManifestComponent,
+        into container: ContainerDetails,
+        context: RestoreContext
+    ) async throws {
+        try checkRestore(component, into: container)
+        let path = component.sourcePath ?? ""
+        guard !container.isRunning else {
+            throw StackVaultError(.restoreFailed, "container \(container.name) runs; directories are only restored "
+                + "into stopped containers")
+        }
+        try await DirectoryReplacement(
+            docker: context.docker, container: container, path: path, archivePath: component.archivePath,
+            source: context.archive, logger: context.logger,
+            place: LogicalDump.place(context, container)
+        ).run()
+    }
+}
