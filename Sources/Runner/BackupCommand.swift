@@ -37,23 +37,9 @@ struct BackupCommand: AsyncParsableCommand {
         var plan: BackupPlan
         do {
             environment = try Environment(options: options)
-            let variables = environment.variables
-            let settings = CompressionSettings(
-                level: level ?? variables["ZSTD_LEVEL"].flatMap { Int($0) },
-                threads: threads ?? variables["ZSTD_THREADS"].flatMap { Int($0) } ?? 0)
-            let compressor = try CompressorRegistry().compressor(named: "zstd", settings: settings)
-            let minimumFree = try variables["MIN_FREE_SPACE"].map { try ByteSize.parse($0, variable: "MIN_FREE_SPACE") }
-            let work = workDir ?? variables["STACKVAULT_WORK_DIR"]
-                ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("stackvault")
-            engine = BackupEngine(
-                docker: environment.docker, strategies: environment.strategies,
-                storage: try environment.storage(options.target), compressor: compressor,
-                configuration: BackupConfiguration(workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
-                                                   stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) }
-                                                       ?? 30,
-                                                   retention: try RetentionPolicy.fromEnvironment(variables)),
-                logger: environment.logger)
-            notifier = try Notifier(environment: variables, logger: environment.logger)
+            engine = try environment.makeBackupEngine(target: options.target, level: level, threads: threads,
+                                                      workDir: workDir)
+            notifier = try Notifier(environment: environment.variables, logger: environment.logger)
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
         } catch {
             printError("\(error)")

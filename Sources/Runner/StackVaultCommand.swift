@@ -11,7 +11,10 @@ struct StackVaultCommand: AsyncParsableCommand {
         commandName: "stackvault",
         abstract: "Backs up labelled Docker Compose stacks: database dumps and directories, one archive per stack.",
         version: StackVault.version,
-        subcommands: [PlanCommand.self, BackupCommand.self, PruneCommand.self],
+        subcommands: [
+            PlanCommand.self, BackupCommand.self, PruneCommand.self, ListCommand.self, VerifyCommand.self,
+            RestoreCommand.self, DaemonCommand.self, ScheduleCommand.self, HealthCommand.self,
+        ],
         defaultSubcommand: PlanCommand.self
     )
 }
@@ -33,12 +36,14 @@ struct Environment {
     let strategies: StrategyRegistry
     let storageRegistry: StorageRegistry
 
-    init(options: GlobalOptions) throws {
+    /// `logs`: where log lines go; `daemon` logs to stdout, the others to stderr (their stdout carries the plan or
+    /// the summary).
+    init(options: GlobalOptions, logs: LogDestination = .standardError) throws {
         let variables = ProcessInfo.processInfo.environment
         self.variables = variables
         let level = Logger.Level(rawValue: (options.logLevel ?? variables["LOG_LEVEL"] ?? "info").lowercased())
             ?? .info
-        Logging.bootstrapOnce(level: level)
+        Logging.bootstrapOnce(level: level, format: try LogFormat(environment: variables), destination: logs)
         var logger = Logger(label: "stackvault")
         logger.logLevel = level
         self.logger = logger
@@ -64,11 +69,19 @@ enum Logging {
     private static let once: Void = ()
     nonisolated(unsafe) private static var bootstrapped = false
 
-    static func bootstrapOnce(level: Logger.Level) {
+    static func bootstrapOnce(level: Logger.Level, format: LogFormat = .text,
+                              destination: LogDestination = .standardError) {
         guard !bootstrapped else { return }
         bootstrapped = true
         LoggingSystem.bootstrap { label in
-            var handler = StreamLogHandler.standardError(label: label)
+            var handler: any LogHandler
+            switch format {
+            case .text:
+                handler = destination == .standardOutput ? StreamLogHandler.standardOutput(label: label)
+                    : StreamLogHandler.standardError(label: label)
+            case .json:
+                handler = JSONLogHandler(label: label, destination: destination)
+            }
             handler.logLevel = level
             return handler
         }

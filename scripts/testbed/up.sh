@@ -2,7 +2,8 @@
 # Brings the whole integration test bed up, idempotently (a rerun on a ready machine takes seconds):
 #   1. scripts/install-deps.sh        (apt/pip only for what is missing)
 #   2. scripts/testbed/start-docker.sh (dockerd in the background unless `docker info` works)
-#   3. scripts/testbed/build-images.sh (postgres/mariadb/busybox test images, cached by tag+recipe)
+#   3. scripts/testbed/build-images.sh (postgres/mariadb/busybox test images, cached by tag+recipe), and
+#      scripts/build-image.sh --base-only (the sidecar image's runtime base, cached likewise)
 #   4. scripts/testbed/start-s3.sh     (rclone serve s3 on 127.0.0.1:9000 + self-check)
 # and writes $TESTBED_DIR/env (default .testbed/env, git-ignored) exporting what the tests read:
 #   DOCKER_HOST, STACKVAULT_TEST_S3_{ENDPOINT,ACCESS_KEY,SECRET_KEY,BUCKET,REGION},
@@ -18,6 +19,7 @@ export DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
 bash "$REPO_ROOT/scripts/install-deps.sh"
 bash "$REPO_ROOT/scripts/testbed/start-docker.sh"
 bash "$REPO_ROOT/scripts/testbed/build-images.sh"
+bash "$REPO_ROOT/scripts/build-image.sh" --base-only   # runtime base of the sidecar image (DaemonTests)
 bash "$REPO_ROOT/scripts/testbed/start-s3.sh"
 
 envfile="$TESTBED_DIR/env"

@@ -1,0 +1,223 @@
+public import Foundation
+public import Logging
+
+/// What `stackvault daemon` records about itself and its runs, for `stackvault health` and for people.
+///
+/// Lives in a small JSON file (`STATE_FILE`, default `/var/lib/stackvault/state.json`), rewritten atomically at
+/// daemon start, when a run starts and when it ends.
+public struct DaemonState: Codable, Sendable, Equatable {
+    public static let currentFormatVersion = 1
+
+    public var formatVersion: Int
+    /// The cron expression and zone the daemon runs on (health needs them to know when a run is overdue).
+    public var schedule: String
+    public var timeZone: String
+    public var host: String
+    public var pid: Int32
+    public var daemonStartedAt: Date
+    public var nextRunDue: Date?
+    /// The run in progress, if any.
+    public var currentRun: RunStart?
+    /// The last run that ended (kept across daemon restarts).
+    public var lastRun: RunRecord?
+    public var lastSuccessAt: Date?
+    /// Schedule times skipped because the previous run was still going.
+    public var skippedTicks: Int
+
+    public init(schedule: String, timeZone: String, host: String, pid: Int32, daemonStartedAt: Date) {
+        self.formatVersion = Self.currentFormatVersion
+        self.schedule = schedule
+        self.timeZone = timeZone
+        self.host = host
+        self.pid = pid
+        self.daemonStartedAt = daemonStartedAt
+        self.skippedTicks = 0
+    }
+}
+
+/// Why a run started.
+public enum RunTrigger: String, Codable, Sendable {
+    /// Its schedule time came.
+    case schedule
+    /// `BACKUP_ON_START=true`.
+    case start
+}
+
+/// A run that has started.
+public struct RunStart: Codable, Sendable, Equatable {
+    public var trigger: RunTrigger
+    /// The schedule time it is for (for a start-up run, when it started).
+    public var due: Date
+    public var startedAt: Date
+
+    public init(trigger: RunTrigger, due: Date, startedAt: Date) {
+        self.trigger = trigger
+        self.due = due
+        self.startedAt = startedAt
+    }
+}
+
+/// How a run ended.
+public enum RunOutcome: String, Codable, Sendable {
+    /// Every stack was backed up (or skipped because another StackVault was backing it up).
+    case succeeded
+    /// A stack failed, or the containers could not be listed.
+    case failed
+    /// SIGTERM/SIGINT stopped it.
+    case interrupted
+}
+
+/// A run that has ended.
+public struct RunRecord: Codable, Sendable, Equatable {
+    public var trigger: RunTrigger
+    public var due: Date
+    public var startedAt: Date
+    public var finishedAt: Date
+    public var outcome: RunOutcome
+    /// A failure of the run as a whole (Docker unreachable), nil otherwise.
+    public var error: String?
+    public var stacks: [StackOutcome]
+
+    public init(trigger: RunTrigger, due: Date, startedAt: Date, finishedAt: Date, outcome: RunOutcome,
+                error: String? = nil, stacks: [StackOutcome]) {
+        self.trigger = trigger
+        self.due = due
+        self.startedAt = startedAt
+        self.finishedAt = finishedAt
+        self.outcome = outcome
+        self.error = error
+        self.stacks = stacks
+    }
+
+    public var succeeded: Bool { outcome == .succeeded }
+}
+
+/// What happened to one stack in a run.
+public struct StackOutcome: Codable, Sendable, Equatable {
+    public enum Status: String, Codable, Sendable {
+        case succeeded, failed
+        /// Another StackVault held the stack's lock: it was backing the stack up at that moment.
+        case skipped
+        /// The run was stopped before this stack started.
+        case cancelled
+    }
+
+    public var stack: String
+    public var status: Status
+    public var archive: String?
+    public var sizeBytes: Int64?
+    public var durationSeconds: Double?
+    /// The error, or why the stack was skipped.
+    public var detail: String?
+
+    public init(stack: String, status: Status, archive: String? = nil, sizeBytes: Int64? = nil,
+                durationSeconds: Double? = nil, detail: String? = nil) {
+        self.stack = stack
+        self.status = status
+        self.archive = archive
+        self.sizeBytes = sizeBytes
+        self.durationSeconds = durationSeconds
+        self.detail = detail
+    }
+}
+
+/// The state file on disk: read whole, written atomically (temporary file in the same directory, fsync, rename).
+public struct StateFile: Sendable {
+    public static let defaultPath = "/var/lib/stackvault/state.json"
+
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    /// `STATE_FILE`, else the default path.
+    public init(environment: [String: String]) {
+        let value = environment["STATE_FILE"]?.trimmingSpaces ?? ""
+        self.init(path: value.isEmpty ? Self.defaultPath : value)
+    }
+
+    /// The state as the file holds it: pretty-printed JSON, ISO 8601 times.
+    public static func encode(_ state: DaemonState) throws -> Data {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .iso8601
+        return try encoder.encode(state)
+    }
+
+    public func read() throws -> DaemonState {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
+        } catch {
+            throw StackVaultError(.io, "cannot read the state file \(path): "
+                + (FileManager.default.fileExists(atPath: path) ? "\(error)" : "it does not exist")
+                + "; is `stackvault daemon` running with the same STATE_FILE, and has it started?")
+        }
+        do {
+            let decoder = JSONDecoder()
+            decoder.dateDecodingStrategy = .iso8601
+            return try decoder.decode(DaemonState.self, from: data)
+        } catch {
+            throw StackVaultError(.io, "the state file \(path) is not a StackVault daemon state: \(error)")
+        }
+    }
+
+    public func write(_ state: DaemonState) throws {
+        let url = URL(fileURLWithPath: path)
+        let directory = url.deletingLastPathComponent().path
+        let bytes = Array(try Self.encode(state)) + [UInt8(ascii: "\n")]
+        do {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        } catch {
+            throw StackVaultError(.io, "cannot create the directory of the state file \(path): \(error); set "
+                + "STATE_FILE to a writable path")
+        }
+        let temporary = "\(directory)/.\(url.lastPathComponent).\(getpid()).tmp"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard fd >= 0 else {
+            throw StackVaultError(.io, "cannot write the state file \(path): \(String(cString: strerror(errno))); "
+                + "set STATE_FILE to a writable path")
+        }
+        let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        do {
+            try handle.write(contentsOf: bytes)
+            try handle.synchronize()
+            try handle.close()
+        } catch {
+            unlink(temporary)
+            throw StackVaultError(.io, "cannot write the state file \(path): \(error)")
+        }
+        guard rename(temporary, path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            unlink(temporary)
+            throw StackVaultError(.io, "cannot write the state file \(path): \(reason)")
+        }
+    }
+}
+
+/// The daemon's state in memory, saved to its file after every change. A failed save is logged, not fatal: the
+/// backups matter more than the health report.
+public actor DaemonStateStore {
+    public private(set) var state: DaemonState
+    public nonisolated let file: StateFile
+    private let logger: Logger
+
+    public init(state: DaemonState, file: StateFile, logger: Logger) {
+        self.state = state
+        self.file = file
+        self.logger = logger
+    }
+
+    /// Writes the state as it is now; throws when the file cannot be written (checked at start-up).
+    public func save() throws {
+        try file.write(state)
+    }
+
+    public func update(_ change: @Sendable (inout DaemonState) -> Void) {
+        change(&state)
+        do {
+            try file.write(state)
+        } catch {
+            logger.error("\(error)")
+        }
+    }
+}

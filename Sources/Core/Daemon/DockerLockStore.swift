@@ -1,0 +1,208 @@
+public import Foundation
+
+/// Stack locks kept in the Docker daemon, which every StackVault container of a host shares (they need not share
+/// a file system).
+///
+/// A lock is a container named `stackvault-lock.<stack>` that is created but never started: Docker creates a
+/// container name atomically (a second create of the same name gets 409 Conflict), and removing a container by
+/// id cannot remove a newer lock of the same name. Its labels (`org.stackvault.lock.*`) say who holds it and the
+/// first lease expiry; renewals write the file `/stackvault-lease` into it (container labels cannot change).
+///
+/// The containers are made from `stackvault-lock:1`, an empty image (no files, no layers' worth of bytes) that
+/// the store imports when missing, so a lock needs no registry and no other image.
+public struct DockerLockStore: LockStore {
+    public static let image = "stackvault-lock:1"
+    public static let labelPrefix = "org.stackvault.lock"
+    static let leasePath = "/stackvault-lease"
+
+    public let client: DockerClient
+    private let http = HTTPClient()
+
+    public init(client: DockerClient) {
+        self.client = client
+    }
+
+    public func create(name: String, record: LockRecord) async throws -> String? {
+        let body: [String: Any] = [
+            "Image": Self.image, "Cmd": ["stackvault-lock-never-started"], "Labels": Self.labels(of: record),
+            "NetworkDisabled": true, "HostConfig": ["NetworkMode": "none"],
+        ]
+        let json = Array(try JSONSerialization.data(withJSONObject: body))
+        for attempt in 0..<2 {
+            let response = try await send("POST", "/containers/create?name=\(percentEncode(name))", body: json,
+                                          contentType: "application/json")
+            switch response.status {
+            case 201:
+                guard let id = (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["Id"]
+                    as? String
+                else { throw failure(response, doing: "create the lock container \(name)") }
+                return id
+            case 409:
+                return nil
+            case 404 where attempt == 0:
+                try await importImage()  // the lock image is missing (first use, or someone removed it)
+            default:
+                throw failure(response, doing: "create the lock container \(name)")
+            }
+        }
+        throw StackVaultError(.dockerAPI, "Docker could not create the lock container \(name): image \(Self.image) "
+            + "is still missing after importing it")
+    }
+
+    public func read(name: String) async throws -> StoredLock? {
+        let response = try await send("GET", "/containers/\(percentEncode(name))/json")
+        if response.status == 404 { return nil }
+        guard response.status == 200 else { throw failure(response, doing: "inspect the lock container \(name)") }
+        let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
+        let id = object["Id"] as? String ?? name
+        let labels = (object["Config"] as? [String: Any])?["Labels"] as? [String: String] ?? [:]
+        guard let record = Self.record(from: labels) else {
+            throw StackVaultError(.dockerAPI, "the container \(name) exists but is not a StackVault lock (its "
+                + "\(Self.labelPrefix).* labels are missing); remove it: docker rm \(name)")
+        }
+        var expires = record.expiresAt
+        let lease = try await send(
+            "GET", "/containers/\(percentEncode(id))/archive?path=\(percentEncode(Self.leasePath))")
+        if lease.status == 200, let renewed = Self.leaseExpiry(inTar: lease.body), renewed > expires {
+            expires = renewed
+        } else if lease.status != 200 && lease.status != 404 {
+            throw failure(lease, doing: "read the lease of lock \(name)")
+        }
+        return StoredLock(id: id, record: record, expiresAt: expires)
+    }
+
+    public func renew(id: String, holder: String, until: Date) async throws -> Bool {
+        let content = "stackvault-lease holder=\(holder) expires=\(until.formatted(.iso8601))\n"
+        let tar = Self.tar(name: String(Self.leasePath.dropFirst()), contents: Array(content.utf8),
+                           modified: Int64(Date().timeIntervalSince1970))
+        let response = try await send("PUT", "/containers/\(percentEncode(id))/archive?path=%2F", body: tar,
+                                      contentType: "application/x-tar")
+        switch response.status {
+        case 200: return true
+        case 404: return false
+        default: throw failure(response, doing: "renew the lease of lock \(id.prefix(12))")
+        }
+    }
+
+    public func remove(id: String) async throws {
+        let response = try await send("DELETE", "/containers/\(percentEncode(id))?force=1&v=1")
+        guard response.status == 204 || response.status == 404 else {
+            throw failure(response, doing: "remove the lock container \(id.prefix(12))")
+        }
+    }
+
+    public func isContainerRunning(_ id: String) async throws -> Bool? {
+        let response = try await send("GET", "/containers/\(percentEncode(id))/json")
+        if response.status == 404 { return nil }
+        guard response.status == 200 else { throw failure(response, doing: "inspect container \(id.prefix(12))") }
+        let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
+        return (object["State"] as? [String: Any])?["Running"] as? Bool ?? false
+    }
+
+    /// Imports the empty lock image (`docker import` of an empty tar).
+    func importImage() async throws {
+        let changes = percentEncode("LABEL \(Self.labelPrefix).image=1")
+        let (repository, tag) = (Self.image.split(separator: ":")[0], Self.image.split(separator: ":")[1])
+        let response = try await send(
+            "POST", "/images/create?fromSrc=-&repo=\(repository)&tag=\(tag)&changes=\(changes)",
+            body: [UInt8](repeating: 0, count: 1024), contentType: "application/x-tar", timeout: 120)
+        // Errors of an import come inside a 200 response's JSON stream.
+        guard response.status == 200, !response.bodyText.contains("\"error") else {
+            throw failure(response, doing: "import the empty image \(Self.image) for stack locks")
+        }
+    }
+
+    // MARK: - Labels and lease
+
+    static func labels(of record: LockRecord) -> [String: String] {
+        var labels = [
+            labelPrefix: "1",
+            "\(labelPrefix).stack": record.stack,
+            "\(labelPrefix).holder": record.holder.id,
+            "\(labelPrefix).holder-pid": String(record.holder.pid),
+            "\(labelPrefix).acquired": record.acquiredAt.formatted(.iso8601),
+            "\(labelPrefix).expires": record.expiresAt.formatted(.iso8601),
+        ]
+        if let namespace = record.holder.pidNamespace { labels["\(labelPrefix).holder-pidns"] = namespace }
+        if let container = record.holder.container { labels["\(labelPrefix).holder-container"] = container }
+        return labels
+    }
+
+    static func record(from labels: [String: String]) -> LockRecord? {
+        func date(_ key: String) -> Date? {
+            labels["\(labelPrefix).\(key)"].flatMap { try? Date($0, strategy: .iso8601) }
+        }
+        guard let stack = labels["\(labelPrefix).stack"], let holder = labels["\(labelPrefix).holder"],
+              let pid = labels["\(labelPrefix).holder-pid"].flatMap({ Int32($0) }), let acquired = date("acquired"),
+              let expires = date("expires")
+        else { return nil }
+        return LockRecord(
+            stack: stack,
+            holder: HolderIdentity(id: holder, pid: pid, pidNamespace: labels["\(labelPrefix).holder-pidns"],
+                                   container: labels["\(labelPrefix).holder-container"]),
+            acquiredAt: acquired, expiresAt: expires)
+    }
+
+    /// The expiry written by `renew`, found in the tar Docker returns for the lease file.
+    static func leaseExpiry(inTar bytes: [UInt8]) -> Date? {
+        let text = String(decoding: bytes.map { $0 == 0 ? UInt8(ascii: "\n") : $0 }, as: UTF8.self)
+        for line in text.split(separator: "\n") where line.hasPrefix("stackvault-lease ") {
+            for field in line.split(separator: " ") where field.hasPrefix("expires=") {
+                return try? Date(String(field.dropFirst("expires=".count)), strategy: .iso8601)
+            }
+        }
+        return nil
+    }
+
+    /// A ustar archive holding one regular file (mode 0644, owner root).
+    static func tar(name: String, contents: [UInt8], modified: Int64) -> [UInt8] {
+        var header = [UInt8](repeating: 0, count: 512)
+        func put(_ text: String, at offset: Int) {
+            for (index, byte) in text.utf8.enumerated() { header[offset + index] = byte }
+        }
+        func octal(_ value: Int64, width: Int) -> String {
+            let digits = String(value, radix: 8)
+            return String(repeating: "0", count: max(0, width - 1 - digits.count)) + digits
+        }
+        put(name, at: 0)
+        put(octal(0o644, width: 8), at: 100)
+        put(octal(0, width: 8), at: 108)
+        put(octal(0, width: 8), at: 116)
+        put(octal(Int64(contents.count), width: 12), at: 124)
+        put(octal(modified, width: 12), at: 136)
+        put("        ", at: 148)  // the checksum counts its own field as spaces
+        header[156] = UInt8(ascii: "0")
+        put("ustar\u{0}00", at: 257)
+        put("root", at: 265)
+        put("root", at: 297)
+        let checksum = header.reduce(0) { $0 + Int64($1) }
+        put(octal(checksum, width: 7) + "\u{0} ", at: 148)
+        let padding = (512 - contents.count % 512) % 512
+        return header + contents + [UInt8](repeating: 0, count: padding + 1024)
+    }
+
+    // MARK: - Plumbing
+
+    private func send(_ method: String, _ path: String, body: [UInt8]? = nil, contentType: String? = nil,
+                      timeout: Int = 30) async throws -> HTTPResponse {
+        let version = try await client.apiVersion()
+        let endpoint = client.endpoint
+        let request = HTTPRequest(
+            method: method, url: "\(endpoint.baseURL)/v\(version)\(path)",
+            headers: contentType.map { [(name: "Content-Type", value: $0)] } ?? [],
+            body: body.map { .bytes($0) } ?? .none, unixSocketPath: endpoint.socketPath, timeoutSeconds: timeout)
+        do {
+            return try await http.send(request)
+        } catch let error as HTTPTransportError {
+            throw StackVaultError(.dockerUnreachable, "cannot connect to the Docker daemon at \(endpoint) to manage "
+                + "stack locks: \(error.message)", isTransient: error.isTransient)
+        }
+    }
+
+    private func failure(_ response: HTTPResponse, doing what: String) -> StackVaultError {
+        let message = (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["message"]
+            as? String ?? response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines)
+        let reason = message.isEmpty ? "HTTP \(response.status)" : message
+        return StackVaultError(.dockerAPI, "Docker could not \(what): \(reason)", isTransient: response.status >= 500)
+    }
+}

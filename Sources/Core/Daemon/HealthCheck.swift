@@ -1,0 +1,76 @@
+public import Foundation
+
+/// The verdict of `stackvault health`.
+public struct HealthReport: Sendable, Equatable {
+    public var healthy: Bool
+    /// One line for `docker inspect` / `docker ps`: why.
+    public var message: String
+}
+
+/// Decides from the daemon's state whether its backups are happening as scheduled.
+///
+/// Healthy means both:
+/// 1. the last run that ended succeeded (every stack backed up, or skipped because another StackVault was backing
+///    it up at that moment) -- or no run has ended yet;
+/// 2. it is not overdue: with `R` the latest of the daemon's start, the last run's due time and the due time of the
+///    run in progress, the second schedule time after `R` has not come yet. With a daily 02:00 schedule and a run
+///    due (and succeeded) on Monday 02:00, that is Wednesday 02:00: Tuesday's run may take up to a day.
+///
+/// A failed or interrupted last run stays unhealthy until a run succeeds, across daemon restarts.
+public enum HealthCheck {
+    public static func evaluate(_ state: DaemonState, now: Date) -> HealthReport {
+        let schedule: CronSchedule
+        do {
+            schedule = try CronSchedule(state.schedule, timeZone: try ScheduleTimeZone(identifier: state.timeZone))
+        } catch {
+            return HealthReport(healthy: false, message: "UNHEALTHY: the state file's schedule is unusable: \(error)")
+        }
+        func show(_ date: Date) -> String { schedule.describe(Int64(date.timeIntervalSince1970)).iso8601 }
+
+        if let last = state.lastRun, last.outcome != .succeeded {
+            let what = last.outcome == .interrupted
+                ? "was interrupted before it finished" + (last.error.map { " (\($0))" } ?? " (SIGTERM/SIGINT)")
+                : "failed: " + failureSummary(last)
+            return HealthReport(healthy: false, message: "UNHEALTHY: the last backup run (due \(show(last.due)), "
+                + "ended \(show(last.finishedAt))) \(what)")
+        }
+
+        let reference = [state.daemonStartedAt, state.lastRun?.due, state.currentRun?.due].compactMap { $0 }.max()!
+        guard let firstDue = schedule.next(after: reference), let deadline = schedule.next(after: firstDue) else {
+            return HealthReport(healthy: false, message: "UNHEALTHY: the schedule \"\(state.schedule)\" never fires")
+        }
+        if now >= deadline {
+            if let current = state.currentRun {
+                return HealthReport(healthy: false, message: "UNHEALTHY: a backup run has been going since "
+                    + "\(show(current.startedAt)) (due \(show(current.due))), past \(show(deadline))")
+            }
+            return HealthReport(healthy: false, message: "UNHEALTHY: no backup run has ended since "
+                + "\(show(reference)); the run due \(show(firstDue)) should have ended by \(show(deadline))")
+        }
+
+        var message = "healthy: "
+        if let last = state.lastRun {
+            let skipped = last.stacks.filter { $0.status == .skipped }.count
+            let done = last.stacks.filter { $0.status == .succeeded }.count
+            message += "the last run (due \(show(last.due))) succeeded: \(done) stack(s) backed up"
+                + (skipped > 0 ? ", \(skipped) skipped (another StackVault was backing them up)" : "")
+        } else {
+            message += "no run has ended yet"
+        }
+        if let current = state.currentRun {
+            message += "; a run is going since \(show(current.startedAt))"
+        }
+        if let next = state.nextRunDue { message += "; next run due \(show(next))" }
+        return HealthReport(healthy: true, message: message)
+    }
+
+    private static func failureSummary(_ run: RunRecord) -> String {
+        var parts: [String] = []
+        if let error = run.error { parts.append(error) }
+        for stack in run.stacks where stack.status == .failed {
+            parts.append("stack \(stack.stack): \(stack.detail ?? "failed")")
+        }
+        let text = parts.isEmpty ? "see the daemon's log" : parts.joined(separator: "; ")
+        return text.count > 1500 ? String(text.prefix(1500)) + "..." : text
+    }
+}

@@ -1,0 +1,105 @@
+public import Foundation
+public import Logging
+import Synchronization
+
+/// Calls a job at each due time of a schedule, never two at once: a due time that comes while the previous run
+/// still goes is skipped with a warning.
+///
+/// Runs until its task is cancelled; cancellation reaches the run in progress, and `run` returns (throwing
+/// `CancellationError`) only after that run has ended, so its cleanup is complete.
+public struct RunScheduler: Sendable {
+    public typealias Job = @Sendable (_ trigger: RunTrigger, _ due: Date) async -> Void
+
+    /// The first due time strictly after a date (the schedule), nil when there is none.
+    let nextDue: @Sendable (Date) -> Date?
+    let logger: Logger
+    let now: @Sendable () -> Date
+    /// The longest single sleep, so that a wall-clock change is noticed.
+    let maximumSleep: Duration
+    /// Told each next due time once it is known.
+    var onNextDue: @Sendable (Date?) async -> Void = { _ in }
+    /// Told each due time skipped because a run was going.
+    var onSkip: @Sendable (Date) async -> Void = { _ in }
+
+    public init(
+        nextDue: @escaping @Sendable (Date) -> Date?,
+        logger: Logger,
+        now: @escaping @Sendable () -> Date = Date.init,
+        maximumSleep: Duration = .seconds(30),
+        onNextDue: @escaping @Sendable (Date?) async -> Void = { _ in },
+        onSkip: @escaping @Sendable (Date) async -> Void = { _ in }
+    ) {
+        self.nextDue = nextDue
+        self.logger = logger
+        self.now = now
+        self.maximumSleep = maximumSleep
+        self.onNextDue = onNextDue
+        self.onSkip = onSkip
+    }
+
+    public func run(runAtStart: Bool, job: @escaping Job) async throws {
+        let running = RunningJob()
+        try await withThrowingDiscardingTaskGroup { group in
+            if runAtStart {
+                let start = now()
+                running.set(RunStart(trigger: .start, due: start, startedAt: start))
+                group.addTask {
+                    await job(.start, start)
+                    running.set(nil)
+                }
+            }
+            var due = nextDue(now())
+            while let current = due {
+                await onNextDue(current)
+                try await sleep(until: current)
+                if let busy = running.get() {
+                    let message = "skipping the run due \(current.iso8601): the run started "
+                        + "\(busy.startedAt.iso8601) is still going"
+                    logger.warning("\(message)")
+                    await onSkip(current)
+                } else {
+                    running.set(RunStart(trigger: .schedule, due: current, startedAt: now()))
+                    group.addTask {
+                        await job(.schedule, current)
+                        running.set(nil)
+                    }
+                }
+                var next = nextDue(current)
+                let late = now()
+                if let planned = next, planned.addingTimeInterval(60) < late {
+                    // The process was suspended or the clock jumped: run once now (above), not once per missed time.
+                    next = nextDue(late)
+                    let message = "missed the runs due from \(planned.iso8601) to \(late.iso8601) (was the host "
+                        + "suspended, or did the clock jump?); next run due \(next?.iso8601 ?? "never")"
+                    logger.warning("\(message)")
+                }
+                due = next
+            }
+            await onNextDue(nil)
+            logger.warning("the schedule has no further due time; waiting for shutdown")
+            while true { try await Task.sleep(for: .seconds(3600)) }
+        }
+    }
+
+    /// Sleeps until the wall clock reaches `date`, in slices so that clock changes are noticed.
+    func sleep(until date: Date) async throws {
+        while true {
+            let remaining = date.timeIntervalSince(now())
+            if remaining <= 0 { return }
+            let slice = min(Duration.milliseconds(Int64((remaining * 1000).rounded(.up))), maximumSleep)
+            try await Task.sleep(for: slice)
+        }
+    }
+}
+
+/// The run in progress, shared by the scheduler loop and the run's task.
+private final class RunningJob: Sendable {
+    private let value = Mutex<RunStart?>(nil)
+    func get() -> RunStart? { value.withLock { $0 } }
+    func set(_ run: RunStart?) { value.withLock { $0 = run } }
+}
+
+extension Date {
+    /// `2024-01-15T10:17:30Z`, for messages.
+    var iso8601: String { formatted(.iso8601) }
+}

@@ -1,0 +1,228 @@
+public import Foundation
+public import Logging
+
+/// Where stack locks live. The store only has to create a named lock atomically (exactly one of several
+/// concurrent creators wins) and keep a renewable lease; `StackLocker` decides when a lock is stale.
+///
+/// `DockerLockStore` keeps them in the Docker daemon, the one thing all StackVaults of a host share.
+public protocol LockStore: Sendable {
+    /// Creates the lock `name` unless one exists; returns its id, or nil when the name is taken.
+    func create(name: String, record: LockRecord) async throws -> String?
+    /// The lock `name` with its latest lease expiry (renewals included), nil if there is none.
+    func read(name: String) async throws -> StoredLock?
+    /// Extends the lease of lock `id` to `until`; false when the lock no longer exists (it was broken).
+    func renew(id: String, holder: String, until: Date) async throws -> Bool
+    /// Removes lock `id`; no error when it is already gone.
+    func remove(id: String) async throws
+    /// Whether container `id` exists and runs; nil when there is no such container.
+    func isContainerRunning(_ id: String) async throws -> Bool?
+}
+
+/// Who holds a lock, and until when.
+public struct LockRecord: Sendable, Equatable {
+    public var stack: String
+    public var holder: HolderIdentity
+    public var acquiredAt: Date
+    /// The lease as first granted; renewals extend it (see `StoredLock.expiresAt`).
+    public var expiresAt: Date
+
+    public init(stack: String, holder: HolderIdentity, acquiredAt: Date, expiresAt: Date) {
+        self.stack = stack
+        self.holder = holder
+        self.acquiredAt = acquiredAt
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A lock as found in the store.
+public struct StoredLock: Sendable, Equatable {
+    public var id: String
+    public var record: LockRecord
+    /// The current end of the lease.
+    public var expiresAt: Date
+
+    public init(id: String, record: LockRecord, expiresAt: Date) {
+        self.id = id
+        self.record = record
+        self.expiresAt = expiresAt
+    }
+}
+
+/// A StackVault process, as other processes can check whether it still lives.
+public struct HolderIdentity: Sendable, Equatable, CustomStringConvertible {
+    /// Unique per process: `host/pid/random`.
+    public var id: String
+    public var pid: Int32
+    /// The PID namespace (`pid:[4026531836]`): processes in the same one can check each other's PIDs.
+    public var pidNamespace: String?
+    /// The container the process runs in, if any.
+    public var container: String?
+
+    public init(id: String, pid: Int32, pidNamespace: String?, container: String?) {
+        self.id = id
+        self.pid = pid
+        self.pidNamespace = pidNamespace
+        self.container = container
+    }
+
+    /// This process.
+    public static func current() -> HolderIdentity {
+        let pid = getpid()
+        let host = ProcessInfo.processInfo.hostName
+        let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")
+        return HolderIdentity(id: "\(host)/\(pid)/\(UUID().uuidString.prefix(8).lowercased())", pid: pid,
+                              pidNamespace: namespace, container: ownContainerID())
+    }
+
+    /// The id of the Docker container this process runs in, from the bind mount Docker puts on /etc/hostname
+    /// (`.../containers/<64 hex>/hostname`); nil outside a container.
+    static func ownContainerID(mountInfo: String? = try? String(contentsOfFile: "/proc/self/mountinfo",
+                                                                 encoding: .utf8)) -> String? {
+        for line in (mountInfo ?? "").split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 4, fields[4] == "/etc/hostname" else { continue }
+            let root = fields[3].split(separator: "/")
+            guard let index = root.firstIndex(of: "containers"), index + 2 < root.count, root[index + 2] == "hostname"
+            else { continue }
+            let id = root[index + 1]
+            if id.count == 64, id.allSatisfy(\.isHexDigit) { return String(id) }
+        }
+        return nil
+    }
+
+    public var description: String {
+        id + (container.map { " in container \($0.prefix(12))" } ?? "")
+    }
+}
+
+/// Per-stack locks shared by every StackVault on a Docker host, so that two never back up the same stack at once.
+///
+/// A lock is a lease: its holder renews it every `ttl / 3` while the stack's backup runs and removes it at the end.
+/// Another process treats a lock as stale, removes it and takes it over, when its holder is provably gone (a
+/// process in the same PID namespace that no longer exists, or a holder container that no longer runs) or when
+/// the lease has not been renewed for `ttl`. A crashed holder therefore blocks its stack for at most `ttl`.
+public struct StackLocker: Sendable {
+    public let store: any LockStore
+    public let identity: HolderIdentity
+    public let ttl: Duration
+    public let logger: Logger
+    let now: @Sendable () -> Date
+
+    public init(store: any LockStore, identity: HolderIdentity = .current(), ttl: Duration = .seconds(60),
+                logger: Logger, now: @escaping @Sendable () -> Date = Date.init) {
+        self.store = store
+        self.identity = identity
+        self.ttl = ttl
+        self.logger = logger
+        self.now = now
+    }
+
+    /// The name of a stack's lock: `stackvault-lock.<stack>` (characters Docker refuses in names become `_`, and
+    /// then a hash keeps distinct stacks apart).
+    public static func lockName(for stack: String) -> String {
+        let allowed = stack.unicodeScalars.map { scalar -> Character in
+            scalar.isASCII && (CharacterSet.alphanumerics.contains(scalar) || "_.-".unicodeScalars.contains(scalar))
+                ? Character(scalar) : "_"
+        }
+        let cleaned = String(allowed)
+        if cleaned == stack { return "stackvault-lock.\(stack)" }
+        let hash = stack.utf8.reduce(UInt32(2_166_136_261)) { ($0 ^ UInt32($1)) &* 16_777_619 }  // FNV-1a
+        return "stackvault-lock.\(cleaned).\(String(hash, radix: 16))"
+    }
+
+    /// The outcome of `withLock`.
+    public enum Outcome<T: Sendable>: Sendable {
+        case ran(T)
+        /// Another live process holds the lock.
+        case busy(StoredLock)
+    }
+
+    /// Runs `body` holding the lock of `stack`, or returns `.busy` at once when another live process holds it.
+    /// The lock is released on every path, cancellation included.
+    public func withLock<T: Sendable>(on stack: String, _ body: () async -> T) async throws -> Outcome<T> {
+        let name = Self.lockName(for: stack)
+        var lockID: String?
+        for _ in 0..<3 {
+            let start = now()
+            let record = LockRecord(stack: stack, holder: identity, acquiredAt: start,
+                                    expiresAt: start.addingTimeInterval(ttl.seconds))
+            if let id = try await store.create(name: name, record: record) {
+                lockID = id
+                break
+            }
+            guard let existing = try await store.read(name: name) else { continue }  // released meanwhile
+            guard let reason = try await staleness(of: existing) else { return .busy(existing) }
+            let message = "breaking the stale lock \(name) of stack \(stack), held by \(existing.record.holder) "
+                + "since \(existing.record.acquiredAt.iso8601): \(reason)"
+            logger.warning("\(message)")
+            try await store.remove(id: existing.id)
+        }
+        guard let lockID else {
+            throw StackVaultError(.dockerAPI, "could not take the lock \(name) of stack \(stack) after 3 tries "
+                + "(other processes kept taking it)", isTransient: true)
+        }
+        logger.debug("took the lock \(name)")
+        let result = await withTaskGroup(of: Void.self) { group in
+            group.addTask { await self.renew(lockID, name: name) }
+            let result = await body()
+            group.cancelAll()
+            return result
+        }
+        // Released even when this task is cancelled (SIGTERM): a detached task is not.
+        let store = self.store
+        let logger = self.logger
+        await Task.detached {
+            do {
+                try await store.remove(id: lockID)
+            } catch {
+                logger.warning("could not remove the lock \(name) (it expires by itself): \(error)")
+            }
+        }.value
+        return .ran(result)
+    }
+
+    /// Why `lock` is stale, or nil when its holder may still be working.
+    func staleness(of lock: StoredLock) async throws -> String? {
+        let holder = lock.record.holder
+        if holder.id == identity.id { return "this process took it and did not release it" }
+        if let namespace = holder.pidNamespace, namespace == identity.pidNamespace, !Self.processExists(holder.pid) {
+            return "its holder process \(holder.pid) has exited"
+        }
+        if let container = holder.container, container != identity.container,
+           try await store.isContainerRunning(container) != true
+        {
+            return "its holder's container \(container.prefix(12)) is not running"
+        }
+        if lock.expiresAt < now() {
+            let ttl = String(format: "%g", self.ttl.seconds)
+            return "its lease expired at \(lock.expiresAt.iso8601) (not renewed for \(ttl) s)"
+        }
+        return nil
+    }
+
+    private func renew(_ id: String, name: String) async {
+        let interval = Duration.milliseconds(max(200, Int64(ttl.seconds * 1000) / 3))
+        while true {
+            do {
+                try await Task.sleep(for: interval)
+            } catch {
+                return  // the body ended
+            }
+            do {
+                if try await !store.renew(id: id, holder: identity.id, until: now().addingTimeInterval(ttl.seconds)) {
+                    let message = "the lock \(name) was removed by someone else while this backup runs: another "
+                        + "StackVault may now back up the same stack (was this process paused for longer than "
+                        + "LOCK_TTL, or did someone run `docker container prune`?)"
+                    logger.error("\(message)")
+                    return
+                }
+            } catch {
+                logger.warning("could not renew the lock \(name): \(error)")
+            }
+        }
+    }
+
+    static func processExists(_ pid: Int32) -> Bool {
+        kill(pid, 0) == 0 || errno == EPERM
+    }
+}

@@ -1,0 +1,173 @@
+import ArgumentParser
+import Foundation
+import Logging
+import ServiceLifecycle
+import StackVaultCore
+
+/// `stackvault daemon`: the sidecar's long-running mode (the container's default command).
+struct DaemonCommand: AsyncParsableCommand {
+    static let defaultSchedule = "0 2 * * *"
+
+    static let configuration = CommandConfiguration(
+        commandName: "daemon",
+        abstract: "Backs up on a cron schedule until SIGTERM/SIGINT, logging to stdout.",
+        discussion: "Schedule: --schedule or $CRON_SCHEDULE (default \"0 2 * * *\") in $TZ (default UTC). "
+            + "BACKUP_ON_START=true also runs once at start. A run never overlaps the previous one, and a stack "
+            + "is never backed up by two StackVaults of one Docker host at once (a lock held through the Docker "
+            + "API, lease LOCK_TTL seconds). State for `stackvault health` goes to $STATE_FILE (default "
+            + "\(StateFile.defaultPath)). SIGTERM/SIGINT: no new runs; a run in progress is stopped, its containers "
+            + "started again, then the process exits 0. Exit code 2 when the configuration is invalid."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: "Cron expression (default: $CRON_SCHEDULE or \"0 2 * * *\").")
+    var schedule: String?
+
+    @Option(name: .long, help: "Back up only this stack (repeatable; default: every labelled stack).")
+    var stack: [String] = []
+
+    @Flag(help: "Run once at start too (default: $BACKUP_ON_START).")
+    var backupOnStart = false
+
+    @Option(help: "The state file (default: $STATE_FILE or \(StateFile.defaultPath)).")
+    var stateFile: String?
+
+    func run() async throws {
+        let environment: Environment
+        let daemon: BackupDaemon
+        let cron: CronSchedule
+        let stateStore: DaemonStateStore
+        let ttl: Int
+        let onStart: Bool
+        do {
+            environment = try Environment(options: options, logs: .standardOutput)
+            let variables = environment.variables
+            cron = try Self.schedule(expression: schedule, timeZone: nil, environment: variables)
+            guard cron.next(after: Date()) != nil else {
+                throw StackVaultError(.invalidConfiguration, "the schedule \"\(cron.expression)\" never fires")
+            }
+            onStart = try backupOnStart || Self.flag("BACKUP_ON_START", in: variables)
+            ttl = try Self.seconds("LOCK_TTL", in: variables, default: 60, minimum: 2)
+            let engine = try environment.makeBackupEngine(target: options.target)
+            let locker = StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
+                                     logger: environment.logger)
+            let runner = DaemonBackupRunner(docker: environment.docker, strategies: environment.strategies,
+                                            engine: engine, locker: locker, stackFilter: stack,
+                                            notifier: try Notifier(environment: variables, logger: environment.logger),
+                                            logger: environment.logger)
+            let file = stateFile.map(StateFile.init(path:)) ?? StateFile(environment: variables)
+            stateStore = DaemonStateStore(state: Self.initialState(cron, file: file), file: file,
+                                          logger: environment.logger)
+            try await stateStore.save()
+            daemon = BackupDaemon(schedule: cron, runner: runner, state: stateStore, backupOnStart: onStart,
+                                  logger: environment.logger)
+        } catch {
+            printError(Self.describe(error))
+            throw ExitStatus.unreachable
+        }
+
+        let logger = environment.logger
+        let next = cron.next(after: Date()).map { cron.describe(Int64($0.timeIntervalSince1970)).iso8601 } ?? "never"
+        let startLine = "StackVault \(StackVault.version) daemon started: schedule \"\(cron.expression)\" in "
+            + "\(cron.timeZone.identifier), next run \(next)\(onStart ? ", and one now (BACKUP_ON_START)" : ""); "
+            + "stacks: \(stack.isEmpty ? "all labelled" : stack.joined(separator: ", ")); "
+            + "state file \(stateStore.file.path); lock lease \(ttl) s; "
+            + "Docker \(environment.docker.endpointDescription)"
+        logger.info("\(startLine)")
+        do {
+            _ = try await environment.docker.apiVersion()
+        } catch {
+            logger.error("\(error) -- runs will fail until Docker answers")
+        }
+
+        let service = DaemonService(daemon: daemon, logger: logger)
+        var configuration = ServiceGroupConfiguration(
+            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+        // A run's cleanup (start containers, remove temporary files, abort uploads) normally takes seconds; these
+        // bound the exit even when Docker hangs.
+        configuration.maximumGracefulShutdownDuration = .seconds(90)
+        configuration.maximumCancellationDuration = .seconds(20)
+        try await ServiceGroup(configuration: configuration).run()
+        logger.info("daemon stopped")
+    }
+
+    /// The state to start with: the previous daemon's last run is kept (health must not forget a failure); a run
+    /// the previous daemon did not finish is recorded as interrupted.
+    static func initialState(_ schedule: CronSchedule, file: StateFile) -> DaemonState {
+        let now = Date()
+        var state = DaemonState(schedule: schedule.expression.source, timeZone: schedule.timeZone.identifier,
+                                host: ProcessInfo.processInfo.hostName, pid: getpid(), daemonStartedAt: now)
+        if let previous = try? file.read() {
+            state.lastRun = previous.lastRun
+            state.lastSuccessAt = previous.lastSuccessAt
+            if let unfinished = previous.currentRun {
+                state.lastRun = RunRecord(
+                    trigger: unfinished.trigger, due: unfinished.due, startedAt: unfinished.startedAt, finishedAt: now,
+                    outcome: .interrupted, error: "the daemon (pid \(previous.pid)) ended during this run",
+                    stacks: [])
+            }
+        }
+        return state
+    }
+
+    /// The schedule from an argument, else `CRON_SCHEDULE`, else the default; the zone from an argument, else `TZ`.
+    static func schedule(expression: String?, timeZone: String?, environment: [String: String]) throws
+        -> CronSchedule
+    {
+        let text = [expression, environment["CRON_SCHEDULE"]].compactMap { $0 }
+            .first { !$0.trimmingCharacters(in: .whitespaces).isEmpty } ?? defaultSchedule
+        let zone = try timeZone.map { try ScheduleTimeZone(identifier: $0) }
+            ?? ScheduleTimeZone(environment: environment)
+        return try CronSchedule(text, timeZone: zone)
+    }
+
+    /// A cron error with the expression and a caret under the field at fault.
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? CronExpressionError { return "\(error)\n\(error.pointer)" }
+        return "\(error)"
+    }
+
+    static func flag(_ name: String, in variables: [String: String]) throws -> Bool {
+        let value = (variables[name] ?? "").trimmingCharacters(in: .whitespaces).lowercased()
+        switch value {
+        case "", "false", "0", "no", "off": return false
+        case "true", "1", "yes", "on": return true
+        default:
+            throw StackVaultError(.invalidConfiguration, "\(name)='\(variables[name] ?? "")' must be true or false")
+        }
+    }
+
+    static func seconds(_ name: String, in variables: [String: String], default value: Int, minimum: Int) throws
+        -> Int
+    {
+        guard let raw = variables[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return value }
+        guard let number = Int(raw), number >= minimum else {
+            throw StackVaultError(.invalidConfiguration, "\(name)='\(raw)' must be a whole number of seconds, at "
+                + "least \(minimum)")
+        }
+        return number
+    }
+}
+
+/// Runs the daemon inside the service group: on SIGTERM/SIGINT it stops scheduling and cancels the run in
+/// progress, whose cleanup (containers started again, temporary files removed, uploads aborted) completes before
+/// `run` returns.
+struct DaemonService: Service {
+    let daemon: BackupDaemon
+    let logger: Logger
+
+    func run() async throws {
+        let logger = self.logger
+        do {
+            try await withGracefulShutdownHandler {
+                try await cancelWhenGracefulShutdown { try await daemon.run() }
+            } onGracefulShutdown: {
+                logger.info("shutting down: no new runs; a run in progress is stopped and its containers started again")
+            }
+        } catch is CancellationError {
+            // The normal end: shutdown.
+        }
+    }
+}

@@ -1,0 +1,25 @@
+import Foundation
+import StackVaultCore
+
+extension Environment {
+    /// The backup engine as the environment configures it (`ZSTD_LEVEL`, `ZSTD_THREADS`, `MIN_FREE_SPACE`,
+    /// `STOP_TIMEOUT`, `STACKVAULT_WORK_DIR`, `RETENTION_KEEP_*`); a non-nil argument wins over its variable.
+    func makeBackupEngine(target: String?, level: Int? = nil, threads: Int? = nil, workDir: String? = nil) throws
+        -> BackupEngine
+    {
+        let settings = CompressionSettings(
+            level: level ?? variables["ZSTD_LEVEL"].flatMap { Int($0) },
+            threads: threads ?? variables["ZSTD_THREADS"].flatMap { Int($0) } ?? 0)
+        let compressor = try CompressorRegistry().compressor(named: "zstd", settings: settings)
+        let minimumFree = try variables["MIN_FREE_SPACE"].map { try ByteSize.parse($0, variable: "MIN_FREE_SPACE") }
+        let work = workDir ?? variables["STACKVAULT_WORK_DIR"]
+            ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("stackvault")
+        return BackupEngine(
+            docker: docker, strategies: strategies, storage: try storage(target), compressor: compressor,
+            configuration: BackupConfiguration(
+                workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
+                stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30,
+                retention: try RetentionPolicy.fromEnvironment(variables)),
+            logger: logger)
+    }
+}
