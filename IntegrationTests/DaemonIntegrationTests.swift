@@ -297,6 +297,13 @@ extension Integration {
                            "--label", "org.stackvault.lock.acquired=\(Date().formatted(.iso8601))",
                            "--label", "org.stackvault.lock.expires=\(expires.formatted(.iso8601))",
                            "--network", "none", DockerLockStore.image, "x"])
+            // A manual `stackvault backup` respects the same lock: it fails and says who holds it.
+            let manualTarget = try TestBed.temporaryDirectory("manual-locked")
+            defer { try? FileManager.default.removeItem(at: manualTarget) }
+            let manual = try StackVaultCLI.run(["backup", "--stack", name, "--target", "file://\(manualTarget.path)"])
+            #expect(manual.status == 1, "\(manual.stdout)\n\(manual.stderr)")
+            #expect(manual.stdout.contains("another StackVault (elsewhere/1/abcd"), "\(manual.stdout)")
+            #expect(try FileManager.default.contentsOfDirectory(atPath: manualTarget.path).isEmpty)
             let blocked = try Daemon("crash-c", stacks: [name], environment: ["BACKUP_ON_START": "true"])
             defer { blocked.cleanUp() }
             let skipped = try blocked.waitForState(seconds: 30, "a run against a live lease") { $0.lastRun != nil }

@@ -58,7 +58,9 @@ struct BackupCommand: AsyncParsableCommand {
 
         let startedAt = Date()
         await notifier.runStarted()
-        let service = BackupRunService(engine: engine, plan: plan)
+        // The same per-stack lock as the daemon's, so a manual run never overlaps a scheduled one.
+        let locker = StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger)
+        let service = BackupRunService(engine: engine, plan: plan, locker: locker)
         let group = ServiceGroup(configuration: .init(
             services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
             cancellationSignals: [.sigterm, .sigint],
@@ -74,23 +76,48 @@ struct BackupCommand: AsyncParsableCommand {
     }
 }
 
-/// Runs one backup pass as a `Service`, so SIGTERM/SIGINT cancel it and its cleanup still runs.
+/// Runs one backup pass as a `Service`, so SIGTERM/SIGINT cancel it and its cleanup still runs. Each stack is
+/// backed up while holding its StackVault lock; a stack another StackVault is backing up is reported as failed.
 final class BackupRunService: Service, @unchecked Sendable {
     let engine: BackupEngine
     let plan: BackupPlan
+    let locker: StackLocker
     private let lock = NSLock()
     private var storedResults: [StackResult] = []
 
-    init(engine: BackupEngine, plan: BackupPlan) {
+    init(engine: BackupEngine, plan: BackupPlan, locker: StackLocker) {
         self.engine = engine
         self.plan = plan
+        self.locker = locker
     }
 
     var results: [StackResult] { lock.withLock { storedResults } }
 
     func run() async throws {
-        let results = await engine.run(plan)
-        lock.withLock { storedResults = results }
+        for stack in plan.stacks {
+            let result: StackResult
+            if Task.isCancelled {
+                result = Self.failed(stack, "not started: the run was cancelled")
+            } else {
+                do {
+                    switch try await locker.withLock(on: stack.name, { await engine.backup(stack) }) {
+                    case .ran(let ran):
+                        result = ran
+                    case .busy(let held):
+                        result = Self.failed(stack, "another StackVault (\(held.record.holder)) has been backing it up "
+                            + "since \(held.record.acquiredAt); try again when it is done")
+                    }
+                } catch {
+                    result = Self.failed(stack, "could not take its lock: \(error)")
+                }
+            }
+            lock.withLock { storedResults.append(result) }
+        }
+    }
+
+    static func failed(_ stack: StackPlan, _ reason: String) -> StackResult {
+        StackResult(stack: stack.name, services: stack.services.count, archive: nil, sizeBytes: 0, durationSeconds: 0,
+                    downtimeSeconds: 0, warnings: [], error: reason)
     }
 }
 
