@@ -14,12 +14,16 @@ let package = Package(
         .library(name: "StackVaultCore", targets: ["StackVaultCore"]),
         .library(name: "StackVaultStrategies", targets: ["StackVaultStrategies"]),
         .library(name: "StackVaultStorage", targets: ["StackVaultStorage"]),
+        .library(name: "StackVaultMetrics", targets: ["StackVaultMetrics"]),
         .library(name: "StackVaultTestKit", targets: ["StackVaultTestKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.5.0"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.6.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.6.0"),
+        // METRICS_ADDR: the HTTP listener (NIOPosix + NIOHTTP1) and the Prometheus registry.
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.81.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.1.0"),
     ],
     targets: [
         // C libraries from Debian, one system-library target each.
@@ -80,10 +84,24 @@ let package = Package(
             path: "Sources/Storage",
             swiftSettings: strictSwift
         ),
+        .target(
+            name: "StackVaultMetrics",
+            dependencies: [
+                "StackVaultCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            path: "Sources/Metrics",
+            swiftSettings: strictSwift
+        ),
         .executableTarget(
             name: "StackVaultRunner",
             dependencies: [
-                "StackVaultCore", "StackVaultStrategies", "StackVaultStorage",
+                "StackVaultCore", "StackVaultStrategies", "StackVaultStorage", "StackVaultMetrics",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -102,7 +120,9 @@ let package = Package(
         ),
         .testTarget(
             name: "StackVaultUnitTests",
-            dependencies: ["StackVaultCore", "StackVaultStrategies", "StackVaultStorage", "StackVaultTestKit"],
+            dependencies: [
+                "StackVaultCore", "StackVaultStrategies", "StackVaultStorage", "StackVaultMetrics", "StackVaultTestKit",
+            ],
             path: "Tests/StackVaultUnitTests",
             swiftSettings: strictSwift
         ),

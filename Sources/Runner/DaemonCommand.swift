@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import ServiceLifecycle
 import StackVaultCore
+import StackVaultMetrics
 
 /// `stackvault daemon`: the sidecar's long-running mode (the container's default command).
 struct DaemonCommand: AsyncParsableCommand {
@@ -16,7 +17,8 @@ struct DaemonCommand: AsyncParsableCommand {
             + "is never backed up by two StackVaults of one Docker host at once (a lock held through the Docker "
             + "API, lease LOCK_TTL seconds). State for `stackvault health` goes to $STATE_FILE (default "
             + "\(StateFile.defaultPath)). SIGTERM/SIGINT: no new runs; a run in progress is stopped, its containers "
-            + "started again, then the process exits 0. Exit code 2 when the configuration is invalid."
+            + "started again, then the process exits 0. METRICS_ADDR (such as :9090) serves Prometheus metrics on "
+            + "/metrics and the health on /healthz. Exit code 2 when the configuration is invalid."
     )
 
     @OptionGroup var options: GlobalOptions
@@ -40,6 +42,7 @@ struct DaemonCommand: AsyncParsableCommand {
         let stateStore: DaemonStateStore
         let ttl: Int
         let onStart: Bool
+        var metricsServer: MetricsServer?
         do {
             environment = try Environment(options: options, logs: .standardOutput)
             let variables = environment.variables
@@ -49,6 +52,7 @@ struct DaemonCommand: AsyncParsableCommand {
             }
             onStart = try backupOnStart || Self.flag("BACKUP_ON_START", in: variables)
             ttl = try Self.seconds("LOCK_TTL", in: variables, default: 60, minimum: 2)
+            let metricsAddress = try MetricsAddress(environment: variables)
             let engine = try environment.makeBackupEngine(target: options.target)
             let locker = StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
                                      logger: environment.logger)
@@ -60,8 +64,18 @@ struct DaemonCommand: AsyncParsableCommand {
             stateStore = DaemonStateStore(state: Self.initialState(cron, file: file), file: file,
                                           logger: environment.logger)
             try await stateStore.save()
+            let metrics = BackupMetrics()
+            let recordRun: @Sendable (RunRecord) async -> Void = { metrics.record($0) }
             daemon = BackupDaemon(schedule: cron, runner: runner, state: stateStore, backupOnStart: onStart,
-                                  logger: environment.logger)
+                                  logger: environment.logger, onRunEnded: metricsAddress == nil ? nil : recordRun)
+            if let metricsAddress {
+                let store = stateStore
+                let endpoint = MetricsEndpoint(metrics: metrics) {
+                    HealthCheck.evaluate(await store.state, now: Date())
+                }
+                metricsServer = try await MetricsServer.bind(metricsAddress, endpoint: endpoint,
+                                                             logger: environment.logger)
+            }
         } catch {
             printError(Self.describe(error))
             throw ExitStatus.unreachable
@@ -74,6 +88,7 @@ struct DaemonCommand: AsyncParsableCommand {
             + "stacks: \(stack.isEmpty ? "all labelled" : stack.joined(separator: ", ")); "
             + "state file \(stateStore.file.path); lock lease \(ttl) s; "
             + "Docker \(environment.docker.endpointDescription)"
+            + (metricsServer.map { "; metrics on http://\($0.boundAddress)/metrics" } ?? "")
         logger.info("\(startLine)")
         do {
             _ = try await environment.docker.apiVersion()
@@ -82,8 +97,11 @@ struct DaemonCommand: AsyncParsableCommand {
         }
 
         let service = DaemonService(daemon: daemon, logger: logger)
+        // Shutdown goes in reverse order: the daemon ends its run first, the metrics endpoint serves until then.
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] = metricsServer.map { [.init(service: $0)] }
+            ?? []
         var configuration = ServiceGroupConfiguration(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: services + [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A run's cleanup (start containers, remove temporary files, abort uploads) normally takes seconds; these
         // bound the exit even when Docker hangs.

@@ -96,6 +96,7 @@ import Testing
         let result = try await fixture.run()
         #expect(!result.succeeded)
         #expect(result.error?.contains("disk on fire") == true)
+        #expect(result.containersStopped == 1, "a failed stack still reports what it stopped")
         #expect(fixture.docker.calls.last == "start:app_files_1")
         #expect(fixture.docker.isRunning("app_files_1"))
         #expect(fixture.files.isEmpty, "left behind: \(fixture.files)")

@@ -9,9 +9,12 @@ public struct BackupDaemon: Sendable {
     public let state: DaemonStateStore
     public let backupOnStart: Bool
     public let logger: Logger
+    /// Told about every run that ended, after the state file has it (the metrics endpoint listens here).
+    public let onRunEnded: (@Sendable (RunRecord) async -> Void)?
 
     public init(schedule: CronSchedule, runner: DaemonBackupRunner, state: DaemonStateStore, backupOnStart: Bool,
-                logger: Logger) {
+                logger: Logger, onRunEnded: (@Sendable (RunRecord) async -> Void)? = nil) {
+        self.onRunEnded = onRunEnded
         self.schedule = schedule
         self.runner = runner
         self.state = state
@@ -24,6 +27,7 @@ public struct BackupDaemon: Sendable {
         let schedule = self.schedule
         let state = self.state
         let runner = self.runner
+        let onRunEnded = self.onRunEnded
         let scheduler = RunScheduler(
             nextDue: { schedule.next(after: $0) }, logger: logger,
             onNextDue: { due in await state.update { $0.nextRunDue = due } },
@@ -37,6 +41,7 @@ public struct BackupDaemon: Sendable {
                 $0.lastRun = record
                 if record.succeeded { $0.lastSuccessAt = record.finishedAt }
             }
+            await onRunEnded?(record)
         }
     }
 }

@@ -41,9 +41,12 @@ public struct DaemonBackupRunner: Sendable {
                 stacks: failure + record.stacks.map { outcome in
                     StackResult(stack: outcome.stack, services: 0, archive: outcome.archive,
                                 sizeBytes: outcome.sizeBytes ?? 0, durationSeconds: outcome.durationSeconds ?? 0,
-                                downtimeSeconds: 0, warnings: outcome.status == .skipped ? [outcome.detail ?? ""] : [],
+                                downtimeSeconds: outcome.downtimeSeconds ?? 0,
+                                warnings: outcome.status == .skipped ? [outcome.detail ?? ""] : [],
                                 error: outcome.status == .failed || outcome.status == .cancelled
-                                    ? outcome.detail ?? outcome.status.rawValue : nil)
+                                    ? outcome.detail ?? outcome.status.rawValue : nil,
+                                bytesRead: outcome.bytesRead ?? 0, bytesWritten: outcome.bytesWritten ?? 0,
+                                containersStopped: outcome.containersStopped ?? 0)
                 }))
         }
         return record
@@ -135,6 +138,8 @@ public struct DaemonBackupRunner: Sendable {
         let result = await engine.backup(stack)
         return StackOutcome(stack: name, status: result.succeeded ? .succeeded : .failed, archive: result.archive,
                             sizeBytes: result.succeeded ? result.sizeBytes : nil,
-                            durationSeconds: result.durationSeconds, detail: result.error)
+                            durationSeconds: result.durationSeconds, detail: result.error,
+                            downtimeSeconds: result.downtimeSeconds, bytesRead: result.bytesRead,
+                            bytesWritten: result.bytesWritten, containersStopped: result.containersStopped)
     }
 }

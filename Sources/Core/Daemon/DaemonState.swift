@@ -109,15 +109,28 @@ public struct StackOutcome: Codable, Sendable, Equatable {
     public var durationSeconds: Double?
     /// The error, or why the stack was skipped.
     public var detail: String?
+    /// Seconds its stopped containers were down (nil: the backup did not start).
+    public var downtimeSeconds: Double?
+    /// Bytes read into the archive before compression (nil: the backup did not start).
+    public var bytesRead: Int64?
+    /// Bytes of compressed archive written, also by a backup that failed later (nil: it did not start).
+    public var bytesWritten: Int64?
+    /// Containers stopped for the directory copy (nil: the backup did not start).
+    public var containersStopped: Int?
 
     public init(stack: String, status: Status, archive: String? = nil, sizeBytes: Int64? = nil,
-                durationSeconds: Double? = nil, detail: String? = nil) {
+                durationSeconds: Double? = nil, detail: String? = nil, downtimeSeconds: Double? = nil,
+                bytesRead: Int64? = nil, bytesWritten: Int64? = nil, containersStopped: Int? = nil) {
         self.stack = stack
         self.status = status
         self.archive = archive
         self.sizeBytes = sizeBytes
         self.durationSeconds = durationSeconds
         self.detail = detail
+        self.downtimeSeconds = downtimeSeconds
+        self.bytesRead = bytesRead
+        self.bytesWritten = bytesWritten
+        self.containersStopped = containersStopped
     }
 }
 

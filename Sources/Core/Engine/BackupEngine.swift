@@ -85,31 +85,33 @@ public struct BackupEngine: Sendable {
         var log = logger
         log[metadataKey: "stack"] = "\(stack.name)"
         log.info("backing up stack \(stack.name) (\(stack.services.count) service(s))")
-        var downtime = 0.0
         do {
-            let (stored, stackDowntime) = try await backupThrowing(stack, logger: log)
-            downtime = stackDowntime
+            let (stored, measures) = try await backupThrowing(stack, logger: log)
+            let downtime = measures.downtime
             let duration = (ContinuousClock.now - started).seconds
             log.info("\("stack \(stack.name) done: \(stored.name), \(ByteCount(stored.sizeBytes)), ")\(String(format: "%.1f s, downtime %.1f s", duration, downtime))")
             return StackResult(stack: stack.name, services: stack.services.count, archive: stored.name,
                                sizeBytes: stored.sizeBytes, durationSeconds: duration, downtimeSeconds: downtime,
-                               warnings: stack.warnings, error: nil)
+                               warnings: stack.warnings, error: nil, bytesRead: measures.bytesRead,
+                               bytesWritten: measures.bytesWritten, containersStopped: measures.containersStopped)
         } catch let failure as StackFailure {
             let duration = (ContinuousClock.now - started).seconds
+            let measures = failure.measures
             log.error("stack \(stack.name) failed: \(failure.message)")
             return StackResult(stack: stack.name, services: stack.services.count, archive: failure.storedArchive,
-                               sizeBytes: 0, durationSeconds: duration, downtimeSeconds: failure.downtime,
-                               warnings: stack.warnings, error: failure.message)
+                               sizeBytes: 0, durationSeconds: duration, downtimeSeconds: measures.downtime,
+                               warnings: stack.warnings, error: failure.message, bytesRead: measures.bytesRead,
+                               bytesWritten: measures.bytesWritten, containersStopped: measures.containersStopped)
         } catch {
             let duration = (ContinuousClock.now - started).seconds
             log.error("stack \(stack.name) failed: \(error)")
             return StackResult(stack: stack.name, services: stack.services.count, archive: nil, sizeBytes: 0,
-                               durationSeconds: duration, downtimeSeconds: downtime, warnings: stack.warnings,
+                               durationSeconds: duration, downtimeSeconds: 0, warnings: stack.warnings,
                                error: "\(error)")
         }
     }
 
-    private func backupThrowing(_ stack: StackPlan, logger log: Logger) async throws -> (StoredObject, Double) {
+    private func backupThrowing(_ stack: StackPlan, logger log: Logger) async throws -> (StoredObject, StackMeasures) {
         let problems = stack.services.flatMap { s in s.errors.map { "service \(s.service): \($0)" } }
         guard problems.isEmpty else {
             throw StackFailure(message: "not backed up because of label problems: " + problems.joined(separator: "; "))
@@ -127,7 +129,7 @@ public struct BackupEngine: Sendable {
         let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: compressor, spoolDirectory: directory)
         let progress = ProgressLogger(logger: log, label: stack.name)
         writer.onProgress = { bytes in progress.report(bytes) }
-        var downtime = 0.0
+        var measures = StackMeasures()
         do {
             try writer.writeIndex(ArchiveIndex(
                 formatVersion: Manifest.currentFormatVersion, stack: stack.name,
@@ -151,8 +153,10 @@ public struct BackupEngine: Sendable {
                 s.strategies.contains { requirement(of: $0) == .stopped }
             }
             if !directoryServices.isEmpty {
+                let toStop = directoryServices.filter(\.stop)
+                measures.containersStopped = toStop.count
                 let (copied, stackDowntime) = try await withContainersStopped(
-                    directoryServices.filter(\.stop), stack: stack.name, logger: log
+                    toStop, stack: stack.name, logger: log
                 ) {
                     var copied: [Manifest.ManifestComponent] = []
                     for service in directoryServices {
@@ -164,7 +168,7 @@ public struct BackupEngine: Sendable {
                     return copied
                 }
                 records += copied
-                downtime = stackDowntime
+                measures.downtime = stackDowntime
             }
 
             // 3. Finish, verify, store. Containers are already running again.
@@ -175,6 +179,8 @@ public struct BackupEngine: Sendable {
                 startedAt: startedAt, finishedAt: Date(), components: records,
                 warnings: stack.warnings + writer.warnings)
             try writer.finish(manifest: manifest)
+            measures.bytesRead = writer.uncompressedBytesWritten
+            measures.bytesWritten = writer.compressedBytesWritten
             progress.finish()
             let compressor = self.compressor
             let report = try await runBlocking { _ in
@@ -186,21 +192,24 @@ public struct BackupEngine: Sendable {
             }
             log.info("archive verified: \(records.count) component(s), \(ByteCount(writer.compressedBytesWritten))")
         } catch {
+            measures.bytesRead = writer.uncompressedBytesWritten
+            measures.bytesWritten = writer.compressedBytesWritten
+            if let stopFailure = error as? StackFailure { measures.downtime = stopFailure.measures.downtime }
             writer.abort()
-            throw StackFailure(message: "\(error)", downtime: downtime)
+            throw StackFailure(message: "\(error)", measures: measures)
         }
 
         do {
             let stored = try await storage.store(localPath: temporaryPath, as: name)
             _ = try? FileManager.default.removeItem(atPath: temporaryPath)
             await applyRetention(stack: stack.name, protecting: stored.name, logger: log)
-            return (stored, downtime)
+            return (stored, measures)
         } catch {
             // Nothing is lost: the verified archive stays on local disk under a name that says so.
             let kept = "\(directory)/\(name).unsent"
             let keptNote = rename(temporaryPath, kept) == 0 ? "; the verified archive was kept at \(kept)" : ""
             throw StackFailure(message: "storing the archive in \(storage.description) failed: \(error)\(keptNote)",
-                               downtime: downtime)
+                               measures: measures)
         }
     }
 
@@ -264,7 +273,7 @@ public struct BackupEngine: Sendable {
                 services.map { StoppedContainer(id: $0.containerID, name: $0.container) }, stack: stack,
                 purpose: "backup", body: body)
         } catch let failure as ContainersLeftStopped {
-            throw StackFailure(message: failure.description, downtime: failure.downtime)
+            throw StackFailure(message: failure.description, measures: StackMeasures(downtime: failure.downtime))
         }
     }
 
@@ -293,10 +302,21 @@ public struct BackupEngine: Sendable {
     }
 }
 
+/// What one stack's backup measured: for the summary, the state file and the metrics.
+struct StackMeasures: Sendable {
+    /// Seconds from the first stop to the last start of the stopped containers.
+    var downtime = 0.0
+    /// The archive's tar stream (dumps, directories, headers) before compression.
+    var bytesRead: Int64 = 0
+    /// The compressed archive.
+    var bytesWritten: Int64 = 0
+    var containersStopped = 0
+}
+
 /// A stack failed; carries what the summary needs.
 struct StackFailure: Error, CustomStringConvertible {
     var message: String
-    var downtime: Double = 0
+    var measures = StackMeasures()
     var storedArchive: String? = nil
     var description: String { message }
 }
