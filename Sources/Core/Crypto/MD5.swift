@@ -9,10 +9,10 @@ public struct MD5: Sendable {
     /// Size of a digest in bytes.
     public static let byteCount = 16
 
-    private var context: EVPMD5Context
+    private var context: EVPDigestContext
 
     public init() {
-        context = EVPMD5Context()
+        context = EVPDigestContext(.md5)
     }
 
     /// Adds the bytes of `buffer`.
@@ -42,64 +42,5 @@ public struct MD5: Sendable {
         var hasher = MD5()
         hasher.update(bytes: data)
         return hasher.finalize()
-    }
-}
-
-/// Owns one `EVP_MD_CTX` set up for MD5, freed in `deinit`.
-///
-/// `@unchecked Sendable`: it is only mutated through `MD5`, which copies it unless uniquely referenced.
-final class EVPMD5Context: @unchecked Sendable {
-    private let context: OpaquePointer
-
-    init() {
-        guard let context = EVP_MD_CTX_new() else { fatalError("OpenSSL: cannot allocate an EVP_MD_CTX") }
-        self.context = context
-        do {
-            try openSSLCheck(EVP_DigestInit_ex(context, EVP_md5(), nil), "EVP_DigestInit_ex(MD5)")
-        } catch {
-            EVP_MD_CTX_free(context)
-            fatalError("\(error)")
-        }
-    }
-
-    private init(copying other: EVPMD5Context) {
-        guard let context = EVP_MD_CTX_new() else { fatalError("OpenSSL: cannot allocate an EVP_MD_CTX") }
-        self.context = context
-        do {
-            try openSSLCheck(EVP_MD_CTX_copy_ex(context, other.context), "EVP_MD_CTX_copy_ex")
-        } catch {
-            EVP_MD_CTX_free(context)
-            fatalError("\(error)")
-        }
-    }
-
-    deinit {
-        EVP_MD_CTX_free(context)
-    }
-
-    func copy() -> EVPMD5Context {
-        EVPMD5Context(copying: self)
-    }
-
-    func update(_ buffer: UnsafeRawBufferPointer) {
-        do {
-            try openSSLCheck(EVP_DigestUpdate(context, buffer.baseAddress, buffer.count), "EVP_DigestUpdate")
-        } catch {
-            fatalError("\(error)")
-        }
-    }
-
-    /// Finalizes this context (it must not be used afterwards).
-    func finish() -> [UInt8] {
-        var bytes = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
-        var length: UInt32 = 0
-        do {
-            try openSSLCheck(
-                bytes.withUnsafeMutableBufferPointer { EVP_DigestFinal_ex(context, $0.baseAddress, &length) },
-                "EVP_DigestFinal_ex")
-        } catch {
-            fatalError("\(error)")
-        }
-        return Array(bytes.prefix(Int(length)))
     }
 }

@@ -21,7 +21,7 @@ public struct SHA256: Sendable {
     private var context: EVPDigestContext
 
     public init() {
-        context = EVPDigestContext()
+        context = EVPDigestContext(.sha256)
     }
 
     /// Adds the bytes of `buffer`.
@@ -49,7 +49,7 @@ public struct SHA256: Sendable {
 
     /// The digest of everything added so far. The hasher stays usable.
     public func finalize() -> Digest {
-        context.copy().finish()
+        SHA256.Digest(bytes: context.copy().finish())
     }
 
     /// SHA-256 of `data` in one call.
@@ -139,17 +139,26 @@ func openSSLCheck(_ result: Int32, _ what: @autoclosure () -> String) throws {
     }
 }
 
-/// Owns one `EVP_MD_CTX` set up for SHA-256, freed in `deinit`.
+/// Owns one `EVP_MD_CTX` set up for a digest algorithm (SHA-256, MD5), freed in `deinit`.
 ///
-/// `@unchecked Sendable`: it is only mutated through `SHA256`, which copies it unless uniquely referenced.
+/// `@unchecked Sendable`: it is only mutated through `SHA256` or `MD5`, which copy it unless uniquely referenced.
 final class EVPDigestContext: @unchecked Sendable {
+    enum Algorithm: String {
+        case sha256 = "SHA-256"
+        case md5 = "MD5"
+    }
+
     private let context: OpaquePointer
 
-    init() {
+    init(_ algorithm: Algorithm) {
         guard let context = EVP_MD_CTX_new() else { fatalError("OpenSSL: cannot allocate an EVP_MD_CTX") }
         self.context = context
+        let md = switch algorithm {
+        case .sha256: EVP_sha256()
+        case .md5: EVP_md5()
+        }
         do {
-            try openSSLCheck(EVP_DigestInit_ex(context, EVP_sha256(), nil), "EVP_DigestInit_ex(SHA-256)")
+            try openSSLCheck(EVP_DigestInit_ex(context, md, nil), "EVP_DigestInit_ex(\(algorithm.rawValue))")
         } catch {
             EVP_MD_CTX_free(context)
             fatalError("\(error)")
@@ -183,8 +192,8 @@ final class EVPDigestContext: @unchecked Sendable {
         }
     }
 
-    /// Finalizes this context (it must not be used afterwards).
-    func finish() -> SHA256.Digest {
+    /// Finalizes this context (it must not be used afterwards) and returns the digest's bytes.
+    func finish() -> [UInt8] {
         var bytes = [UInt8](repeating: 0, count: Int(EVP_MAX_MD_SIZE))
         var length: UInt32 = 0
         do {
@@ -195,6 +204,6 @@ final class EVPDigestContext: @unchecked Sendable {
         } catch {
             fatalError("\(error)")
         }
-        return SHA256.Digest(bytes: Array(bytes.prefix(Int(length))))
+        return Array(bytes.prefix(Int(length)))
     }
 }
