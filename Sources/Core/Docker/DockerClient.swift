@@ -214,25 +214,26 @@ public final class DockerClient: DockerEngine {
         body: @escaping @Sendable (any ByteSink) throws -> Void
     ) async throws {
         // The tar producer runs on its own thread and feeds the upload through a pipe.
-        let pipe = try BytePipe()
+        let pipe = try ArchivePipe()
+        let producerError = Mutex<(any Error)?>(nil)
         let producer = Thread {
-            let writer = pipe.writer
             do {
-                try body(writer)
-                writer.close()
+                try body(ArchivePipeSink(pipe: pipe, what: "the tar stream for \(path) in \(container)"))
             } catch {
-                writer.close(error: error)
+                producerError.withLock { $0 = error }
             }
+            pipe.closeWriteEnd()
         }
         producer.start()
-        defer { pipe.reader.close() }
+        // Closing the read end on every path unblocks a producer still writing (it then sees EPIPE).
+        defer { pipe.closeReadEnd() }
         let url = "/containers/\(percentEncode(container))/archive?path=\(percentEncode(path))"
-        let reader = pipe.reader
         let request = try await makeRequest(
             "PUT", url, headers: [("Content-Type", "application/x-tar")],
-            stream: { buffer in try reader.read(into: buffer) }, timeout: nil)
+            stream: { buffer in try archiveRead(pipe.readEnd, buffer, what: "the tar stream for \(path)") },
+            timeout: nil)
         let response = try await http.send(request)
-        if let producerError = pipe.writer.failure { throw producerError }
+        if let error = producerError.withLock({ $0 }) { throw error }
         guard response.status == 200 else {
             throw daemonError(response, doing: "write into \(path) of container \(container)")
         }
