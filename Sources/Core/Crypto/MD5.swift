@@ -9,32 +9,23 @@ public struct MD5: Sendable {
     /// Size of a digest in bytes.
     public static let byteCount = 16
 
-    private var context: EVPDigestContext
+    private var hasher = EVPHasher(.md5)
 
-    public init() {
-        context = EVPDigestContext(.md5)
-    }
+    public init() {}
 
     /// Adds the bytes of `buffer`.
     public mutating func update(_ buffer: UnsafeRawBufferPointer) {
-        guard buffer.count > 0 else { return }
-        if !isKnownUniquelyReferenced(&context) {
-            context = context.copy()
-        }
-        context.update(buffer)
+        hasher.update(buffer)
     }
 
     /// Adds `bytes`.
     public mutating func update(bytes: some Sequence<UInt8>) {
-        let done: Void? = bytes.withContiguousStorageIfAvailable { update(UnsafeRawBufferPointer($0)) }
-        if done == nil {
-            Array(bytes).withUnsafeBytes { update($0) }
-        }
+        hasher.update(bytes: bytes)
     }
 
     /// The 16-byte digest of everything added so far. The hasher stays usable.
     public func finalize() -> [UInt8] {
-        context.copy().finish()
+        hasher.finalize()
     }
 
     /// MD5 of `data` in one call.

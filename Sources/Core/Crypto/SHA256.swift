@@ -18,27 +18,18 @@ public struct SHA256: Sendable {
     /// Size of a digest in bytes.
     public static let byteCount = 32
 
-    private var context: EVPDigestContext
+    private var hasher = EVPHasher(.sha256)
 
-    public init() {
-        context = EVPDigestContext(.sha256)
-    }
+    public init() {}
 
     /// Adds the bytes of `buffer`.
     public mutating func update(_ buffer: UnsafeRawBufferPointer) {
-        guard buffer.count > 0 else { return }
-        if !isKnownUniquelyReferenced(&context) {
-            context = context.copy()
-        }
-        context.update(buffer)
+        hasher.update(buffer)
     }
 
     /// Adds `bytes`.
     public mutating func update(bytes: some Sequence<UInt8>) {
-        let done: Void? = bytes.withContiguousStorageIfAvailable { update(UnsafeRawBufferPointer($0)) }
-        if done == nil {
-            Array(bytes).withUnsafeBytes { update($0) }
-        }
+        hasher.update(bytes: bytes)
     }
 
     /// Adds the UTF-8 bytes of `string`.
@@ -49,7 +40,7 @@ public struct SHA256: Sendable {
 
     /// The digest of everything added so far. The hasher stays usable.
     public func finalize() -> Digest {
-        SHA256.Digest(bytes: context.copy().finish())
+        SHA256.Digest(bytes: hasher.finalize())
     }
 
     /// SHA-256 of `data` in one call.
@@ -139,9 +130,39 @@ func openSSLCheck(_ result: Int32, _ what: @autoclosure () -> String) throws {
     }
 }
 
+/// An incremental OpenSSL digest with value semantics, shared by `SHA256` and `MD5`: copies hash independently
+/// (copy-on-write of the context), and reading the digest leaves the hasher usable.
+struct EVPHasher: Sendable {
+    private var context: EVPDigestContext
+
+    init(_ algorithm: EVPDigestContext.Algorithm) {
+        context = EVPDigestContext(algorithm)
+    }
+
+    mutating func update(_ buffer: UnsafeRawBufferPointer) {
+        guard buffer.count > 0 else { return }
+        if !isKnownUniquelyReferenced(&context) {
+            context = context.copy()
+        }
+        context.update(buffer)
+    }
+
+    mutating func update(bytes: some Sequence<UInt8>) {
+        let done: Void? = bytes.withContiguousStorageIfAvailable { update(UnsafeRawBufferPointer($0)) }
+        if done == nil {
+            Array(bytes).withUnsafeBytes { update($0) }
+        }
+    }
+
+    /// The digest's bytes of everything added so far.
+    func finalize() -> [UInt8] {
+        context.copy().finish()
+    }
+}
+
 /// Owns one `EVP_MD_CTX` set up for a digest algorithm (SHA-256, MD5), freed in `deinit`.
 ///
-/// `@unchecked Sendable`: it is only mutated through `SHA256` or `MD5`, which copy it unless uniquely referenced.
+/// `@unchecked Sendable`: it is only mutated through `EVPHasher`, which copies it unless uniquely referenced.
 final class EVPDigestContext: @unchecked Sendable {
     enum Algorithm: String {
         case sha256 = "SHA-256"
