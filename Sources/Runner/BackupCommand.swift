@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Logging
-import ServiceLifecycle
 import StackVaultCore
 
 /// `stackvault backup`: one archive per stack, now.
@@ -60,13 +59,10 @@ struct BackupCommand: AsyncParsableCommand {
         await notifier.runStarted()
         // The same per-stack lock as the daemon's, so a manual run never overlaps a scheduled one.
         let locker = StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger)
-        let service = BackupRunService(engine: engine, plan: plan, locker: locker)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
-            cancellationSignals: [.sigterm, .sigint],
-            logger: environment.logger))
-        try await group.run()
-        let results = service.results
+        let stacks = plan.stacks
+        let results = try await runCancellably(logger: environment.logger) {
+            await Self.backUp(stacks, engine: engine, locker: locker)
+        } ?? []
         await notifier.runFinished(RunSummary(host: engine.configuration.hostName, startedAt: startedAt,
                                               finishedAt: Date(), stacks: results))
         print(json ? try Summary.json(results) : Summary.table(results), terminator: json ? "\n" : "")
@@ -76,43 +72,29 @@ struct BackupCommand: AsyncParsableCommand {
     }
 }
 
-/// Runs one backup pass as a `Service`, so SIGTERM/SIGINT cancel it and its cleanup still runs. Each stack is
-/// backed up while holding its StackVault lock; a stack another StackVault is backing up is reported as failed.
-final class BackupRunService: Service, @unchecked Sendable {
-    let engine: BackupEngine
-    let plan: BackupPlan
-    let locker: StackLocker
-    private let lock = NSLock()
-    private var storedResults: [StackResult] = []
-
-    init(engine: BackupEngine, plan: BackupPlan, locker: StackLocker) {
-        self.engine = engine
-        self.plan = plan
-        self.locker = locker
-    }
-
-    var results: [StackResult] { lock.withLock { storedResults } }
-
-    func run() async throws {
-        for stack in plan.stacks {
-            let result: StackResult
+extension BackupCommand {
+    /// Backs up `stacks` one at a time, each while holding its StackVault lock; a stack another StackVault is
+    /// backing up is reported as failed. Cancellation (SIGTERM) leaves the rest "not started".
+    static func backUp(_ stacks: [StackPlan], engine: BackupEngine, locker: StackLocker) async -> [StackResult] {
+        var results: [StackResult] = []
+        for stack in stacks {
             if Task.isCancelled {
-                result = Self.failed(stack, "not started: the run was cancelled")
-            } else {
-                do {
-                    switch try await locker.withLock(on: stack.name, { await engine.backup(stack) }) {
-                    case .ran(let ran):
-                        result = ran
-                    case .busy(let held):
-                        result = Self.failed(stack, "another StackVault (\(held.record.holder)) has been backing it up "
-                            + "since \(held.record.acquiredAt); try again when it is done")
-                    }
-                } catch {
-                    result = Self.failed(stack, "could not take its lock: \(error)")
-                }
+                results.append(failed(stack, "not started: the run was cancelled"))
+                continue
             }
-            lock.withLock { storedResults.append(result) }
+            do {
+                switch try await locker.withLock(on: stack.name, { await engine.backup(stack) }) {
+                case .ran(let ran):
+                    results.append(ran)
+                case .busy(let held):
+                    results.append(failed(stack, "another StackVault (\(held.record.holder)) has been backing it up "
+                        + "since \(held.record.acquiredAt); try again when it is done"))
+                }
+            } catch {
+                results.append(failed(stack, "could not take its lock: \(error)"))
+            }
         }
+        return results
     }
 
     static func failed(_ stack: StackPlan, _ reason: String) -> StackResult {

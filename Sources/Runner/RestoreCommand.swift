@@ -1,7 +1,6 @@
 import ArgumentParser
 import Foundation
 import Logging
-import ServiceLifecycle
 import StackVaultCore
 
 /// `stackvault restore`: puts an archive back into the stack's containers.
@@ -79,13 +78,15 @@ struct RestoreCommand: AsyncParsableCommand {
         }
         try confirm()
 
-        let service = RestoreRunService(engine: engine, plan: plan, source: archive)
-        let group = ServiceGroup(configuration: .init(
-            services: [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
-            cancellationSignals: [.sigterm, .sigint],
-            logger: environment.logger))
-        try await group.run()
-        let (results, failure) = service.outcome
+        let outcome = try await runCancellably(logger: environment.logger) {
+            () -> (results: [RestoreStepResult], failure: String?) in
+            do {
+                return (try await engine.run(plan, source: archive), nil)
+            } catch {
+                return ([], "\(error)")
+            }
+        }
+        let (results, failure) = outcome ?? ([], "the restore was stopped before it ended")
         print(RestoreRendering.summary(results, plan: plan, failure: failure), terminator: "")
         if failure != nil || results.count < plan.steps.count || results.contains(where: { $0.outcome != .restored }) {
             throw ExitStatus.failure
@@ -104,33 +105,6 @@ struct RestoreCommand: AsyncParsableCommand {
         guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {
             printError("not confirmed: nothing was changed")
             throw ExitStatus.failure
-        }
-    }
-}
-
-/// Runs one restore as a `Service`, so SIGTERM/SIGINT cancel it while stopped containers are still started again.
-final class RestoreRunService: Service, @unchecked Sendable {
-    let engine: RestoreEngine
-    let plan: RestorePlan
-    let source: LocalArchive
-    private let lock = NSLock()
-    private var results: [RestoreStepResult] = []
-    private var failure: String?
-
-    init(engine: RestoreEngine, plan: RestorePlan, source: LocalArchive) {
-        self.engine = engine
-        self.plan = plan
-        self.source = source
-    }
-
-    var outcome: ([RestoreStepResult], String?) { lock.withLock { (results, failure) } }
-
-    func run() async throws {
-        do {
-            let results = try await engine.run(plan, source: source)
-            lock.withLock { self.results = results }
-        } catch {
-            lock.withLock { failure = "\(error)" }
         }
     }
 }
