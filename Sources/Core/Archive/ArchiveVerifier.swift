@@ -73,7 +73,7 @@ public enum ArchiveVerifier {
         let completion = ArchiveThreadCompletion<Int64>()
         let thread = Thread {
             completion.complete(
-                Result { try decompress(fileDescriptor, compressor, into: pipe) }
+                Result { try decompressArchive(fileDescriptor, from: nil, compressor, into: pipe, what: "archive") }
             )
         }
         thread.name = "stackvault-verify-decompress"
@@ -96,24 +96,37 @@ public enum ArchiveVerifier {
         }
         return report
     }
+}
 
-    /// Runs on the helper thread: file -> decompressor -> pipe.
-    private static func decompress(_ fd: Int32, _ compressor: any Compressor, into pipe: ArchivePipe) throws -> Int64 {
-        defer { pipe.closeWriteEnd() }
-        let sink = ArchivePipeSink(pipe: pipe, what: "the decompressed archive")
-        let decompressor = try compressor.makeDecompressor(writingTo: sink)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        var total: Int64 = 0
-        while true {
-            let count = try archiveRead(fd, buffer, what: "the archive file")
-            if count == 0 { break }
-            total += Int64(count)
-            try decompressor.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+/// Runs on a helper thread: compressed archive file -> decompressor -> pipe; returns the compressed bytes read.
+/// With `offset`, reads positionally from there (the descriptor can be read again later); without, from the
+/// descriptor's current offset. Stops when the pipe is cancelled; closes the pipe's write end on every path.
+func decompressArchive(_ fd: Int32, from offset: off_t?, _ compressor: any Compressor, into pipe: ArchivePipe,
+                       what: String) throws -> Int64 {
+    defer { pipe.closeWriteEnd() }
+    let sink = ArchivePipeSink(pipe: pipe, what: "the decompressed \(what)")
+    let decompressor = try compressor.makeDecompressor(writingTo: sink)
+    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+    defer { buffer.deallocate() }
+    var total: Int64 = 0
+    while true {
+        try pipe.checkCancellation("reading \(what)")
+        let count: Int
+        if let offset {
+            count = pread(fd, buffer.baseAddress, buffer.count, offset + off_t(total))
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw StackVaultError(.io, "cannot read \(what): \(String(cString: strerror(errno)))")
+            }
+        } else {
+            count = try archiveRead(fd, buffer, what: what)
         }
-        try decompressor.finish()
-        return total
+        if count == 0 { break }
+        total += Int64(count)
+        try decompressor.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
     }
+    try decompressor.finish()
+    return total
 }
 
 /// The running state of one verification.

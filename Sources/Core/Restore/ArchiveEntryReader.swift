@@ -38,7 +38,7 @@ final class ArchiveEntryReader {
         let compressor = self.compressor
         let what = self.what
         let thread = Thread {
-            completion.complete(Result { try Self.decompress(fd, compressor, into: pipe, what: what) })
+            completion.complete(Result { _ = try decompressArchive(fd, from: 0, compressor, into: pipe, what: what) })
         }
         thread.name = "stackvault-restore-decompress"
         thread.start()
@@ -83,29 +83,6 @@ final class ArchiveEntryReader {
         if !abandoned { try decompressed.get() }
     }
 
-    /// Runs on the helper thread: file (from offset 0) -> decompressor -> pipe.
-    private static func decompress(_ fd: Int32, _ compressor: any Compressor, into pipe: ArchivePipe, what: String)
-        throws
-    {
-        defer { pipe.closeWriteEnd() }
-        let sink = ArchivePipeSink(pipe: pipe, what: "the decompressed \(what)")
-        let decompressor = try compressor.makeDecompressor(writingTo: sink)
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        var offset: off_t = 0
-        while true {
-            try pipe.checkCancellation("reading \(what)")
-            let count = pread(fd, buffer.baseAddress, buffer.count, offset)
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw StackVaultError(.io, "cannot read \(what): \(String(cString: strerror(errno)))")
-            }
-            if count == 0 { break }
-            offset += off_t(count)
-            try decompressor.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-        }
-        try decompressor.finish()
-    }
 }
 
 /// Copies the data of the current entry into `sink` through `buffer`; returns the bytes copied.
