@@ -9,7 +9,7 @@
 #     which stops at that stage and so never needs the Swift image.
 #
 # The binary is linked with --static-swift-stdlib: the Swift runtime and Foundation are inside it; the image only
-# needs the C libraries it links (libcurl, libzstd, OpenSSL, libarchive), CA certificates for HTTPS targets and
+# needs the C libraries it links (libcurl, libzstd, libxxhash, OpenSSL, libarchive), CA certificates for HTTPS targets and
 # the tz database for TZ.
 #
 # It runs as root: the Docker socket gives root on the host to whoever can use it anyway, and a non-root user
@@ -20,7 +20,7 @@ ARG SWIFT_IMAGE=swift:6.1-bookworm
 
 FROM ${BASE_IMAGE} AS runtime-base
 # A base built by scripts/build-image.sh has these already; a plain Debian image gets them from apt.
-RUN packages="libcurl4 libzstd1 libssl3 libarchive13 ca-certificates tzdata"; \
+RUN packages="libcurl4 libzstd1 libxxhash0 libssl3 libarchive13 ca-certificates tzdata"; \
     if ! dpkg -s $packages >/dev/null 2>&1; then \
         apt-get update && apt-get install -y --no-install-recommends $packages && rm -rf /var/lib/apt/lists/*; \
     fi; \
@@ -44,7 +44,7 @@ RUN stackvault --version
 FROM ${SWIFT_IMAGE} AS build
 RUN apt-get update \
     && apt-get install -y --no-install-recommends \
-        libcurl4-openssl-dev libzstd-dev libssl-dev libarchive-dev pkg-config \
+        libcurl4-openssl-dev libzstd-dev libxxhash-dev libssl-dev libarchive-dev pkg-config \
     && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
 COPY . .

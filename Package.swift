@@ -40,6 +40,12 @@ let package = Package(
             providers: [.apt(["libzstd-dev"])]
         ),
         .systemLibrary(
+            name: "CXXHash",
+            path: "Sources/CSystem/CXXHash",
+            pkgConfig: "libxxhash",
+            providers: [.apt(["libxxhash-dev"])]
+        ),
+        .systemLibrary(
             name: "COpenSSL",
             path: "Sources/CSystem/COpenSSL",
             pkgConfig: "libcrypto",
@@ -60,7 +66,7 @@ let package = Package(
         .target(
             name: "StackVaultCore",
             dependencies: [
-                "CCurl", "CZstd", "COpenSSL", "CArchive", "CStackVaultShims",
+                "CCurl", "CZstd", "CXXHash", "COpenSSL", "CArchive", "CStackVaultShims",
                 .product(name: "Logging", package: "swift-log"),
             ],
             path: "Sources/Core",

@@ -2,7 +2,7 @@
 # Builds the StackVault sidecar image locally, without a container registry:
 #   1. the runtime base ($STACKVAULT_RUNTIME_BASE, default stackvault/runtime-base:<suite>): Debian's essential
 #      packages (no apt, no perl: variant "essential" with merged /usr set up by mmdebstrap's hook instead of the
-#      usrmerge package) plus libcurl4 libzstd1 libssl3 libarchive13 ca-certificates tzdata, made with mmdebstrap
+#      usrmerge package) plus libcurl4 libzstd1 libxxhash0 libssl3 libarchive13 ca-certificates tzdata, made with mmdebstrap
 #      | docker import from the mirrors apt on this machine uses (read at run time; STACKVAULT_DEBIAN_MIRROR=<uri>
 #      overrides). <suite> is this machine's release (the binary is built here, so its libraries' versions must
 #      match). Cached: rebuilt only
@@ -38,7 +38,7 @@ export DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
 docker info >/dev/null 2>&1 || die "no Docker daemon answers at $DOCKER_HOST"
 suite="${STACKVAULT_IMAGE_SUITE:-$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")}"
 base="${STACKVAULT_RUNTIME_BASE:-stackvault/runtime-base:$suite}"
-packages=(libcurl4 libzstd1 libssl3 libarchive13 ca-certificates tzdata)
+packages=(libcurl4 libzstd1 libxxhash0 libssl3 libarchive13 ca-certificates tzdata)
 t0=$SECONDS
 
 label_of() { docker image inspect --format "{{index .Config.Labels \"$2\"}}" "$1" 2>/dev/null || true; }

@@ -4,7 +4,7 @@
 set -euo pipefail
 
 need=()
-for pkg in docker.io docker-compose mmdebstrap busybox-static libcurl4-openssl-dev libzstd-dev libssl-dev libarchive-dev \
+for pkg in docker.io docker-compose mmdebstrap busybox-static libcurl4-openssl-dev libzstd-dev libxxhash-dev libssl-dev libarchive-dev \
            zstd pkg-config postgresql-client mariadb-client; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done

@@ -156,8 +156,10 @@ struct ArchiveWriterTests {
             try Self.stream(file: directory.path("single.tar"), chunk: 512, into: sink)
         }
         let manifest = Self.manifest([fileRecord, gnuRecord, paxRecord, singleRecord])
-        try writer.finish(manifest: manifest)
-        #expect(throws: StackVaultError.self) { try writer.finish(manifest: manifest) }
+        let finished = try await writer.finish(manifest: manifest)
+        #expect(finished.ok, "\(finished.problems)")
+        let sealed = try #require(finished.manifest).components
+        await #expect(throws: StackVaultError.self) { try await writer.finish(manifest: manifest) }
         #expect(try Self.spoolIsEmpty(directory))
 
         // Records.
@@ -178,9 +180,14 @@ struct ArchiveWriterTests {
                     kind: .tree,
                     sizeBytes: gnuRecord.sizeBytes,
                     entries: gnuRecord.entries,
-                    sha256: gnuRecord.sha256
+                    sha256: ""
                 )
-        )  // same tree, same digest, whatever the tar format
+        )
+        // A tree's SHA-256 is computed by the read-back and known once the archive is finished: the same tree has
+        // the same digest, whatever the tar format; the file's digest is the one computed on the way in.
+        #expect(gnuRecord.sha256.isEmpty && sealed[0].sha256 == fileRecord.sha256)
+        #expect(sealed[1].sha256.count == 64 && sealed[1].sha256 == sealed[2].sha256 && sealed[3].sha256.count == 64)
+        #expect(sealed[1].sha256 != sealed[3].sha256)
         #expect(singleRecord.entries == 1 && singleRecord.sizeBytes == 12)
         #expect(!writer.warnings.isEmpty && writer.warnings.allSatisfy { $0.contains("latin1-") }, "\(writer.warnings)")
 
@@ -244,14 +251,14 @@ struct ArchiveWriterTests {
         )
         #expect(
             try Manifest(jsonData: Data(contentsOf: URL(fileURLWithPath: directory.path("x/stackvault.json"))))
-                == manifest
+                == finished.manifest
         )
 
         // And the verifier agrees.
         let report = try ArchiveVerifier.verify(path: output, compressor: ZstdCompressor())
         #expect(report.ok, "\(report.problems)")
         #expect(report.problems.isEmpty && report.notes.isEmpty)
-        #expect(report.manifest == manifest && report.index == index)
+        #expect(report.manifest == finished.manifest && report.index == index)
         #expect(report.components.count == 4 && report.components.allSatisfy(\.ok))
         #expect(report.entries == names.count)
         #expect(report.compressedBytes == Int64(fileSize))
@@ -278,7 +285,7 @@ struct ArchiveWriterTests {
         let tree = try await writer.addTar(at: "volumes/t") { sink in
             try Self.stream(file: directory.path("tree-\(name).tar"), chunk: 4096, into: sink)
         }
-        try writer.finish(manifest: Self.manifest([file, tree], formatVersion: formatVersion))
+        try await writer.finish(manifest: Self.manifest([file, tree], formatVersion: formatVersion))
         return directory.path(name)
     }
 
@@ -310,7 +317,23 @@ struct ArchiveWriterTests {
     @Test func verifierRejectsUnknownManifestVersionsAndForeignArchives() async throws {
         let directory = try Support.TemporaryDirectory()
         defer { directory.remove() }
-        let future = try await Self.makeSmallArchive(in: directory, name: "future.tar.zst", formatVersion: 2)
+        // The writer reads its archive back and refuses to present one it cannot read: no file is left.
+        let refused = await #expect(throws: StackVaultError.self) {
+            try await Self.makeSmallArchive(in: directory, name: "refused.tar.zst", formatVersion: 2)
+        }
+        #expect(refused?.message.contains("format version 2") == true, "\(String(describing: refused))")
+        #expect(!FileManager.default.fileExists(atPath: directory.path("refused.tar.zst")))
+
+        // An archive from a future stackvault (here: a good one whose manifest says version 2, repacked in order).
+        let good = try await Self.makeSmallArchive(in: directory)
+        let future = directory.path("future.tar.zst")
+        let repacked = try Support.shell(
+            "cd \(Support.quote(directory.root)) && mkdir f && tar --zstd -C f -xf \(Support.quote(good)) "
+                + "&& sed -i 's/\"formatVersion\" : 1/\"formatVersion\" : 2/' f/stackvault.json "
+                + "&& tar --zstd -tf \(Support.quote(good)) > f.list "
+                + "&& tar --zstd -C f --no-recursion -T f.list -cf \(Support.quote(future))"
+        )
+        try #require(repacked.status == 0, "\(repacked.output)")
         let report = try ArchiveVerifier.verify(path: future, compressor: ZstdCompressor())
         #expect(!report.ok)
         #expect(report.problems.contains { $0.contains("format version 2") }, "\(report.problems)")
@@ -366,7 +389,7 @@ struct ArchiveWriterTests {
         let record = try await writer.addFile(at: "db/a.sql", mode: 0o600) { sink in
             try Support.feed(Array("ok\n".utf8), chunk: 1, into: sink)
         }
-        try writer.finish(manifest: Self.manifest([record]))
+        try await writer.finish(manifest: Self.manifest([record]))
         let names = try Self.shellOutput("tar --zstd -tf \(Support.quote(directory.path("out.tar.zst")))")
         #expect(names == "stackvault-index.json\ndb/a.sql\nstackvault.json")
         #expect(try ArchiveVerifier.verify(path: directory.path("out.tar.zst"), compressor: ZstdCompressor()).ok)
@@ -412,7 +435,7 @@ struct ArchiveWriterTests {
         }
         #expect(error?.message.contains("'../evil'") == true, "\(String(describing: error))")
 
-        try writer.finish(manifest: Self.manifest([]))
+        try await writer.finish(manifest: Self.manifest([]))
         let report = try ArchiveVerifier.verify(path: directory.path("out.tar.zst"), compressor: ZstdCompressor())
         #expect(report.ok, "\(report.problems)")
         #expect(report.notes.count == cases.count + 1)
@@ -436,7 +459,7 @@ struct ArchiveWriterTests {
         let record = try await writer.addTar(at: "volumes/data") { sink in
             try Support.feed(tarBytes, chunk: 65_536, into: sink)
         }
-        try writer.finish(manifest: Self.manifest([record]))
+        try await writer.finish(manifest: Self.manifest([record]))
         let report = try ArchiveVerifier.verify(path: directory.path("out.tar.zst"), compressor: ZstdCompressor())
         #expect(report.ok, "\(report.problems)")
         #expect(report.notes.count == 1 && report.notes[0].contains("volumes/broken"), "\(report.notes)")
@@ -458,7 +481,7 @@ struct ArchiveWriterTests {
         let record = try await writer.addTar(at: "volumes/x") { sink in
             try Support.feed(tar.finished(), chunk: 1000, into: sink)
         }
-        try writer.finish(manifest: Self.manifest([record]))
+        try await writer.finish(manifest: Self.manifest([record]))
         let output = Support.quote(directory.path("out.tar.zst"))
         let headers = try Self.shellOutput("zstd -q -d -c \(output) | tr '\\0' '\\n' | grep -a -E 'xattr|mtime' | sort")
         #expect(headers.contains("SCHILY.xattr.user.stackvault=hello"), "\(headers)")
@@ -496,16 +519,16 @@ struct ArchiveWriterTests {
         }
         var wrong = record
         wrong.sha256 = String(repeating: "0", count: 64)
-        #expect(throws: StackVaultError.self) { try writer.finish(manifest: Self.manifest([wrong])) }
-        #expect(throws: StackVaultError.self) {
-            try writer.finish(
+        await #expect(throws: StackVaultError.self) { try await writer.finish(manifest: Self.manifest([wrong])) }
+        await #expect(throws: StackVaultError.self) {
+            try await writer.finish(
                 manifest: Self.manifest([
                     ComponentRecord(archivePath: "t", kind: .tree, sizeBytes: 0, entries: 0, sha256: "")
                 ])
             )
         }
-        try writer.finish(manifest: Self.manifest([record]))
-        #expect(throws: StackVaultError.self) { try writer.finish(manifest: Self.manifest([record])) }
+        try await writer.finish(manifest: Self.manifest([record]))
+        await #expect(throws: StackVaultError.self) { try await writer.finish(manifest: Self.manifest([record])) }
         writer.abort()  // no-op once finished
         #expect(FileManager.default.fileExists(atPath: directory.path("out.tar.zst")))
         #expect(try ArchiveVerifier.verify(path: directory.path("out.tar.zst"), compressor: ZstdCompressor()).ok)
@@ -521,7 +544,7 @@ struct ArchiveWriterTests {
         writer.abort()
         writer.abort()
         #expect(!FileManager.default.fileExists(atPath: directory.path("aborted.tar.zst")))
-        #expect(throws: StackVaultError.self) { try writer.finish(manifest: Self.manifest([])) }
+        await #expect(throws: StackVaultError.self) { try await writer.finish(manifest: Self.manifest([])) }
 
         do {
             let dropped = try Self.makeWriter(directory, name: "dropped.tar.zst")

@@ -142,7 +142,7 @@ import Testing
                 try sink.write($0)
             }
         }
-        try writer.finish(manifest: Manifest(
+        try await writer.finish(manifest: Manifest(
             toolVersion: "0", host: "h", stack: "app", archiveName: "cut.tar.zst", compression: "zstd",
             startedAt: Date(), finishedAt: Date(),
             components: [.init(service: "db", container: "app_db_1", type: "pg_dumpall", record: record)]))

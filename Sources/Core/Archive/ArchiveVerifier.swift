@@ -44,8 +44,8 @@ public struct VerificationReport: Sendable {
 /// Checks a finished archive end to end: decompresses it, reads every tar entry to the end, recomputes each
 /// component's digest, size and entry count, and compares them with the manifest.
 ///
-/// Memory is bounded: the file is decompressed on a helper thread into a pipe that libarchive reads, and entry
-/// data streams through a 1 MiB buffer into the digests. Damage of any kind (corrupt or truncated compression,
+/// Memory is bounded: the file is decompressed on a helper thread into a few 1 MiB buffers that libarchive reads
+/// (``DecompressedTarReader``), and entry data is hashed in place. Damage of any kind (corrupt or truncated compression,
 /// bad tar, missing index or manifest, unknown format version, unsafe entry names) is reported in
 /// ``VerificationReport/problems``; only failing to open the file or to start is thrown.
 ///
@@ -67,82 +67,44 @@ public enum ArchiveVerifier {
 
     /// Verifies the archive read from `fileDescriptor` (from its current offset to its end; not closed).
     public static func verify(fileDescriptor: Int32, compressor: any Compressor) throws -> VerificationReport {
-        _ = ignoreSIGPIPEOnce
-        let pipe = try ArchivePipe()
-        let reader = try ArchiveReadHandle()
-        let completion = ArchiveThreadCompletion<Int64>()
-        let thread = Thread {
-            completion.complete(
-                Result { try decompressArchive(fileDescriptor, from: nil, compressor, into: pipe, what: "archive") }
-            )
-        }
-        thread.name = "stackvault-verify-decompress"
-        thread.start()
-
+        let reader = try DecompressedTarReader(
+            fileDescriptor: fileDescriptor, from: nil, compressor: compressor, what: "archive",
+            threadName: "stackvault-verify-decompress")
         var verification = Verification()
-        verification.readArchive(reader.pointer, from: pipe)
+        verification.read(reader)
         // Drain whatever libarchive left, so the decompressor reaches the end and checks the whole file.
-        let drainBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
-        defer { drainBuffer.deallocate() }
-        while (try? archiveRead(pipe.readEnd, drainBuffer, what: "the decompressed archive")) ?? 0 > 0 {}
-        pipe.closeReadEnd()
-
-        var report = verification.report()
-        switch completion.wait() {
-        case .success(let bytes):
-            report.compressedBytes = bytes
-        case .failure(let error):
-            report.problems.insert("the compressed data is damaged or incomplete: \(error)", at: 0)
-        }
-        return report
+        let decompressed = reader.close(drain: true)
+        return verification.report(decompressed: decompressed)
     }
 }
 
-/// Runs on a helper thread: compressed archive file -> decompressor -> pipe; returns the compressed bytes read.
-/// With `offset`, reads positionally from there (the descriptor can be read again later); without, from the
-/// descriptor's current offset. Stops when the pipe is cancelled; closes the pipe's write end on every path.
-func decompressArchive(_ fd: Int32, from offset: off_t?, _ compressor: any Compressor, into pipe: ArchivePipe,
-                       what: String) throws -> Int64 {
-    defer { pipe.closeWriteEnd() }
-    let sink = ArchivePipeSink(pipe: pipe, what: "the decompressed \(what)")
-    let decompressor = try compressor.makeDecompressor(writingTo: sink)
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-    defer { buffer.deallocate() }
-    var total: Int64 = 0
-    while true {
-        try pipe.checkCancellation("reading \(what)")
-        let count: Int
-        if let offset {
-            count = pread(fd, buffer.baseAddress, buffer.count, offset + off_t(total))
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw StackVaultError(.io, "cannot read \(what): \(String(cString: strerror(errno)))")
-            }
-        } else {
-            count = try archiveRead(fd, buffer, what: what)
-        }
-        if count == 0 { break }
-        total += Int64(count)
-        try decompressor.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-    }
-    try decompressor.finish()
-    return total
-}
-
-/// The running state of one verification.
-private struct Verification {
+/// The running state of one verification: fed by one libarchive session over the whole archive, or (when the
+/// writer reads its archive back while writing) by one session over the components and one over the manifest.
+struct Verification {
     /// Recomputed facts of one component.
     struct Actual {
         var kind: ComponentRecord.Kind
         var parts: [[UInt8]]
         var tree = TreeDigest()
         var file = SHA256()
+        /// Only when `checksums` is on, for trees.
+        var treeChecksum: TreeChecksum?
         var entries = 0
         var sizeBytes: Int64 = 0
     }
 
     static let maxJSONSize = 64 << 20
 
+    /// What one component read back to, for the writer to compare with what it wrote.
+    struct ReadBack {
+        var sha256: String
+        var treeChecksum: UInt64?
+        var sizeBytes: Int64
+        var entries: Int
+    }
+
+    /// Also compute each tree's ``TreeChecksum`` (the writer's in-path checksum).
+    let checksums: Bool
     var index: ArchiveIndex?
     var manifest: Manifest?
     var manifestSeen = false
@@ -153,13 +115,23 @@ private struct Verification {
     /// Index roots, longest first.
     var roots: [(path: String, parts: [[UInt8]])] = []
 
-    mutating func readArchive(_ archive: OpaquePointer, from pipe: ArchivePipe) {
-        if archive_read_open_fd(archive, pipe.readEnd, 1 << 20) != ARCHIVE_OK {
-            problems.append("the archive is not a readable tar stream: \(archiveErrorString(archive))")
+    init(checksums: Bool = false) {
+        self.checksums = checksums
+    }
+
+    /// Opens `reader` and reads every entry to its end; a stream libarchive cannot open is a problem.
+    mutating func read(_ reader: DecompressedTarReader) {
+        do {
+            try reader.open()
+        } catch {
+            problems.append("the archive is not a readable tar stream: \(error)")
             return
         }
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
+        readArchive(reader.archive)
+    }
+
+    /// Reads every entry of the opened `archive` to its end.
+    mutating func readArchive(_ archive: OpaquePointer) {
         while true {
             var entryPointer: OpaquePointer?
             let status = withLibArchiveUTF8Locale { archive_read_next_header(archive, &entryPointer) }
@@ -172,18 +144,12 @@ private struct Verification {
                 return
             }
             entries += 1
-            if !readEntry(entry, archive, buffer) { return }
+            if !readEntry(entry, archive) { return }
         }
     }
 
     /// Handles one entry; false when the stream cannot be read further.
-    mutating func readEntry(
-        _ entry: OpaquePointer,
-        _ archive: OpaquePointer,
-        _ buffer: UnsafeMutableRawBufferPointer
-    )
-        -> Bool
-    {
+    mutating func readEntry(_ entry: OpaquePointer, _ archive: OpaquePointer) -> Bool {
         guard
             let path = ArchivePath.bytes(archive_entry_pathname(entry))
                 ?? ArchivePath.bytes(archive_entry_pathname_utf8(entry))
@@ -206,7 +172,7 @@ private struct Verification {
                 problems.append(
                     "the archive does not start with its index (\(ArchiveIndex.entryName)) but with '\(shown)'"
                 )
-                return readComponentEntry(entry, archive, buffer, parts: parts, shown: shown)
+                return readComponentEntry(entry, archive, parts: parts, shown: shown)
             }
             guard let data = readSmallFile(archive, entry, name: ArchiveIndex.entryName) else { return false }
             readIndex(data)
@@ -222,13 +188,12 @@ private struct Verification {
         if manifestSeen {
             problems.append("the entry '\(shown)' comes after the manifest, which must be last")
         }
-        return readComponentEntry(entry, archive, buffer, parts: parts, shown: shown)
+        return readComponentEntry(entry, archive, parts: parts, shown: shown)
     }
 
     mutating func readComponentEntry(
         _ entry: OpaquePointer,
         _ archive: OpaquePointer,
-        _ buffer: UnsafeMutableRawBufferPointer,
         parts: [[UInt8]],
         shown: String
     ) -> Bool {
@@ -277,37 +242,43 @@ private struct Verification {
                 problems.append("the file component '\(root.path)' appears more than once")
             }
         case .tree:
-            actual.tree.addEntry(
-                relativePath: relative,
-                type: type,
-                mode: UInt32(archive_entry_perm(entry)),
-                uid: archive_entry_uid(entry),
-                gid: archive_entry_gid(entry),
-                size: size,
-                linkTarget: linkTarget
-            )
+            let mode = UInt32(archive_entry_perm(entry))
+            let (uid, gid) = (archive_entry_uid(entry), archive_entry_gid(entry))
+            actual.tree.addEntry(relativePath: relative, type: type, mode: mode, uid: uid, gid: gid, size: size,
+                                 linkTarget: linkTarget)
+            actual.treeChecksum?.addEntry(relativePath: relative, type: type, mode: mode, uid: uid, gid: gid,
+                                          size: size, linkTarget: linkTarget)
         }
         actual.entries += 1
 
+        // Data is hashed in place in libarchive's buffers (the decompressor's chunks): no copy.
         var read: Int64 = 0
         var intact = true
-        while true {
-            let count = archive_read_data(archive, buffer.baseAddress, buffer.count)
-            if count < 0 {
+        reading: while true {
+            switch nextDataBlock(archive) {
+            case .end:
+                break reading
+            case .failed:
                 problems.append("the data of '\(shown)' is unreadable: \(archiveErrorString(archive))")
                 intact = false
-                break
-            }
-            if count == 0 { break }
-            if type == .file {
-                let chunk = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
-                switch actual.kind {
-                case .file: actual.file.update(chunk)
-                case .tree: actual.tree.addContent(chunk)
+                break reading
+            case .data(let chunk, let offset):
+                guard offset == read else {
+                    problems.append("'\(shown)' is stored sparse, which stackvault never writes")
+                    intact = false
+                    break reading
                 }
-                actual.sizeBytes += Int64(count)
+                if type == .file {
+                    switch actual.kind {
+                    case .file: actual.file.update(chunk)
+                    case .tree:
+                        actual.tree.addContent(chunk)
+                        actual.treeChecksum?.addContent(chunk)
+                    }
+                    actual.sizeBytes += Int64(chunk.count)
+                }
+                read += Int64(chunk.count)
             }
-            read += Int64(count)
         }
         if intact && type == .file && read != size {
             problems.append("'\(shown)' holds \(read) bytes, its header says \(size)")
@@ -371,7 +342,9 @@ private struct Verification {
                     problems.append("the index lists '\(component.archivePath)' twice")
                     continue
                 }
-                actuals[component.archivePath] = Actual(kind: component.kind, parts: parts)
+                var actual = Actual(kind: component.kind, parts: parts)
+                if checksums && component.kind == .tree { actual.treeChecksum = TreeChecksum() }
+                actuals[component.archivePath] = actual
                 roots.append((component.archivePath, parts))
             }
             roots.sort { $0.parts.count > $1.parts.count }
@@ -404,6 +377,29 @@ private struct Verification {
             problems.append("\(name) is not valid JSON with a formatVersion: \(error)")
             return nil
         }
+    }
+
+    /// What the component at `archivePath` read back to so far; nil when the index does not list it.
+    func readBack(_ archivePath: String) -> ReadBack? {
+        guard let actual = actuals[archivePath] else { return nil }
+        return ReadBack(
+            sha256: actual.kind == .file ? actual.file.finalize().hex : actual.tree.finalize().hex,
+            treeChecksum: actual.treeChecksum?.finalize(),
+            sizeBytes: actual.sizeBytes,
+            entries: actual.entries
+        )
+    }
+
+    /// The report, with the outcome of decompressing the whole file.
+    func report(decompressed: Result<Int64, any Error>) -> VerificationReport {
+        var report = report()
+        switch decompressed {
+        case .success(let bytes):
+            report.compressedBytes = bytes
+        case .failure(let error):
+            report.problems.insert("the compressed data is damaged or incomplete: \(error)", at: 0)
+        }
+        return report
     }
 
     func report() -> VerificationReport {

@@ -9,7 +9,15 @@ import Foundation
 /// ``finish(manifest:)``. The output is a standard `.tar.zst` that `tar --zstd -xpf` extracts.
 ///
 /// Memory stays bounded whatever the size of the data: files are spooled to disk (zstd level 1) while their
-/// size is unknown, tar streams are copied entry by entry through a 1 MiB buffer.
+/// size is unknown, tar streams are copied entry by entry in place.
+///
+/// The archive is read back while it is written (``DecompressedTarReader`` following the file), so that verifying
+/// it costs little time after the last byte: ``finish(manifest:)`` waits for the read-back to reach the end of
+/// the components, writes the manifest and returns the full verification. Trees are checksummed on the way in
+/// with XXH3 only (``TreeChecksum``); their SHA-256 (``TreeDigest``) is computed by the read-back, off the path
+/// that containers wait for, and the two reads are tied together by comparing their XXH3.
+/// The read-back runs at the lowest CPU priority: while containers are stopped it takes only CPU time their copy
+/// leaves idle, and it yields to the host's own work.
 ///
 /// Not thread-safe: it must be used by one task at a time (as ``ArchiveSink`` requires); it is
 /// `@unchecked Sendable` so that this one task may move between threads, and so that its own helper threads
@@ -52,6 +60,19 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     private let copyBuffer: UnsafeMutableRawBufferPointer
     private var indexKinds: [String: ComponentRecord.Kind] = [:]
     private var records: [String: ComponentRecord] = [:]
+    /// In-path XXH3 of each tree, compared with the read-back's.
+    private var treeChecksums: [String: UInt64] = [:]
+    private let compressor: any Compressor
+    /// What the read-back may read of the file so far.
+    private let growth = ArchiveGrowth()
+    /// The read-back of everything before the manifest, running on its own threads.
+    private let readBack = ArchiveThreadCompletion<ReadBackPart>()
+
+    /// What the read-back found in the archive up to the end of the components.
+    struct ReadBackPart: Sendable {
+        var verification: Verification
+        var decompressed: Result<Int64, any Error>
+    }
 
     static let copyBufferSize = 1 << 20
 
@@ -62,8 +83,6 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     ///   - spoolDirectory: where ``addFile(at:mode:produce:)`` spools content of unknown size (it needs room
     ///     for that file compressed with zstd level 1). Spool files are unlinked as soon as they are created.
     public init(outputPath: String, compressor: any Compressor, spoolDirectory: String) throws {
-        _ = ignoreSIGPIPEOnce
-
         var isDirectory: ObjCBool = false
         guard FileManager.default.fileExists(atPath: spoolDirectory, isDirectory: &isDirectory), isDirectory.boolValue
         else {
@@ -83,7 +102,16 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             )
         }
 
-        let fileSink = ArchiveFileSink(fd: fd, what: "the archive file '\(outputPath)'")
+        let readFD = open(outputPath, O_RDONLY | O_CLOEXEC)
+        guard readFD >= 0 else {
+            let code = errno
+            close(fd)
+            unlink(outputPath)
+            throw StackVaultError(
+                .io, "cannot open the new archive file '\(outputPath)' to read it back: \(String(cString: strerror(code)))"
+            )
+        }
+        let fileSink = ArchiveFileSink(fd: fd, what: "the archive file '\(outputPath)'", growth: growth)
         let output: ArchiveOutput
         let handle: ArchiveWriteHandle
         do {
@@ -109,10 +137,14 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             try archiveCheck(opened, archive, "opening the archive for writing")
         } catch {
             close(fd)
+            close(readFD)
             unlink(outputPath)
             throw error
         }
 
+        self.compressor = compressor
+        Self.startReadBack(of: outputPath, fileDescriptor: readFD, growth: growth, compressor: compressor,
+                           into: readBack)
         self.outputPath = outputPath
         self.spoolDirectory = spoolDirectory
         self.fd = fd
@@ -159,10 +191,17 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         state = .open
     }
 
-    /// Writes the manifest as the last entry, ends the tar stream and the compression, and syncs the file to disk.
+    /// Ends the archive and verifies it: ends the compressed segment of the components, waits for the read-back
+    /// to reach it, fills each tree's SHA-256 into the manifest from the read-back (after checking that the
+    /// read-back's XXH3 of the tree equals what was written), writes the manifest as the last entry, ends the tar
+    /// stream and the compression, syncs the file to disk and reads the manifest back.
     ///
-    /// Every component the manifest lists must have been added to this archive, with the record it returned.
-    public func finish(manifest: Manifest) throws {
+    /// Every component the manifest lists must have been added to this archive, with the record it returned (a
+    /// tree's record has an empty `sha256`: it is known only here). Returns the verification of the whole archive;
+    /// throws a `.verification` error, and removes the file, when the archive as read back is not exactly what
+    /// was written.
+    @discardableResult
+    public func finish(manifest: Manifest) async throws -> VerificationReport {
         try requireOpen()
         for component in manifest.components {
             guard let record = records[component.archivePath] else {
@@ -179,7 +218,33 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             }
         }
         do {
-            try writeSmallFile(name: Manifest.entryName, data: try manifest.jsonData())
+            // 1. The components: end their segment, let the read-back reach its end.
+            try output.stream.finishSegment()
+            try fileSink.flush()
+            let componentsEnd = fileSink.totalBytes
+            growth.setEnd(componentsEnd)
+            let (verification, componentsBytes) = try Self.checkReadBack(await readBack.value(), of: outputPath)
+
+            // 2. The manifest, with the trees' SHA-256 from the read-back.
+            var sealed = manifest
+            for index in sealed.components.indices where sealed.components[index].kind == .tree {
+                let component = sealed.components[index]
+                let back = verification.readBack(component.archivePath)
+                guard let back, back.treeChecksum == treeChecksums[component.archivePath],
+                    back.sizeBytes == component.sizeBytes, back.entries == component.entries
+                else {
+                    throw StackVaultError(
+                        .verification,
+                        "the archive '\(outputPath)' as read back differs from what was written for "
+                            + "'\(component.archivePath)': \(back?.entries ?? 0) entries and \(back?.sizeBytes ?? 0) bytes "
+                            + "read back, \(component.entries) entries and \(component.sizeBytes) bytes written"
+                            + (back?.entries == component.entries && back?.sizeBytes == component.sizeBytes
+                                ? ", different content" : "")
+                    )
+                }
+                sealed.components[index].sha256 = back.sha256
+            }
+            try writeSmallFile(name: Manifest.entryName, data: try sealed.jsonData())
             let closed = archive_write_close(handle.pointer)
             if closed != ARCHIVE_OK { throw outputFailure("ending the tar stream") }
             try output.stream.finish()
@@ -192,12 +257,101 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
                 throw StackVaultError(.io, "cannot close '\(outputPath)': \(String(cString: strerror(errno)))")
             }
             syncParentDirectory()
+
+            // 3. Read the manifest back and judge the whole archive.
+            let (path, compressor) = (outputPath, self.compressor)
+            let report = try await runOnArchiveThread(named: "stackvault-readback-tail") {
+                try Self.readTail(of: path, from: componentsEnd, compressor: compressor, continuing: verification,
+                                  componentsBytes: componentsBytes)
+            }
+            guard report.ok else {
+                throw StackVaultError(
+                    .verification,
+                    "the archive '\(outputPath)' failed verification when read back: "
+                        + report.problems.joined(separator: "; ")
+                )
+            }
+            state = .finished
+            output.reportProgress(force: true)
+            return report
         } catch {
-            if case .open = state { state = .failed("\(error)") }
+            // Nothing half-made or unverified is left behind.
+            abort()
             throw error
         }
-        state = .finished
-        output.reportProgress(force: true)
+    }
+
+    /// Starts reading the archive back as it grows, on helper threads, until the end the writer sets.
+    private static func startReadBack(
+        of path: String,
+        fileDescriptor: Int32,
+        growth: ArchiveGrowth,
+        compressor: any Compressor,
+        into completion: ArchiveThreadCompletion<ReadBackPart>
+    ) {
+        let thread = Thread {
+            lowerThreadPriority()
+            defer { close(fileDescriptor) }
+            completion.complete(Result {
+                let reader = try DecompressedTarReader(
+                    fileDescriptor: fileDescriptor, from: 0, growth: growth, compressor: compressor,
+                    what: "archive '\(path)' as read back", threadName: "stackvault-readback-decompress",
+                    lowPriority: true)
+                var verification = Verification(checksums: true)
+                verification.read(reader)  // ends at the end of the components
+                return ReadBackPart(verification: verification, decompressed: reader.close(drain: true))
+            })
+        }
+        thread.name = "stackvault-readback"
+        thread.start()
+    }
+
+    /// The read-back's verification so far, or a `.verification` error when it could not read the components.
+    private static func checkReadBack(
+        _ result: Result<ReadBackPart, any Error>,
+        of path: String
+    ) throws -> (Verification, Int64) {
+        let part: ReadBackPart
+        do {
+            part = try result.get()
+        } catch {
+            throw StackVaultError(.verification, "the archive '\(path)' could not be read back: \(error)")
+        }
+        let bytes: Int64
+        switch part.decompressed {
+        case .success(let count): bytes = count
+        case .failure(let error):
+            throw StackVaultError(.verification, "the archive '\(path)' as read back is damaged: \(error)")
+        }
+        if !part.verification.problems.isEmpty {
+            throw StackVaultError(
+                .verification,
+                "the archive '\(path)' as read back is damaged: " + part.verification.problems.joined(separator: "; ")
+            )
+        }
+        return (part.verification, bytes)
+    }
+
+    /// Reads the last segment (the manifest) of the finished archive and reports on the whole.
+    private static func readTail(
+        of path: String,
+        from offset: Int64,
+        compressor: any Compressor,
+        continuing verification: Verification,
+        componentsBytes: Int64
+    ) throws -> VerificationReport {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else {
+            throw StackVaultError(.io, "cannot open '\(path)' to read it back: \(String(cString: strerror(errno)))")
+        }
+        defer { close(fd) }
+        let reader = try DecompressedTarReader(
+            fileDescriptor: fd, from: off_t(offset), compressor: compressor, what: "archive '\(path)' as read back",
+            threadName: "stackvault-readback-decompress")
+        var verification = verification
+        verification.read(reader)
+        let tail = reader.close(drain: true)
+        return verification.report(decompressed: tail.map { $0 + componentsBytes })
     }
 
     /// Stops writing and removes the partial output. Idempotent; does nothing once ``finish(manifest:)``
@@ -208,6 +362,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         default: break
         }
         state = .aborted
+        growth.fail("the archive was abandoned")
         output.discard = true
         archive_write_fail(handle.pointer)  // so that freeing the handle does not try to end the tar stream
         if !fdClosed {
@@ -248,43 +403,43 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
 
     /// Adds the tar stream `produce` writes, its top entry renamed to `root`; see ``ArchiveSink/addTar(at:produce:)``.
     ///
-    /// The stream is read on a helper thread through a pipe and copied entry by entry: the first path component
+    /// The stream is handed to a helper thread through a ``ByteChunkQueue`` and copied entry by entry: the first path component
     /// of every entry (and of every hard-link target) becomes `root`; symlink targets, modes, owners, times and
     /// extended attributes are kept. Entries with absolute paths or `..` components, or outside the first entry's
     /// top-level directory, are refused with an error naming the entry.
     public func addTar(at root: String, produce: (any ByteSink) async throws -> Void) async throws -> ComponentRecord {
         try requireAddable(root, kind: .tree)
-        let pipe = try ArchivePipe()
-        let completion = ArchiveThreadCompletion<ComponentRecord>()
+        let queue = ByteChunkQueue(what: "the tar stream for '\(root)'")
+        let completion = ArchiveThreadCompletion<(ComponentRecord, UInt64)>()
         let thread = Thread {
-            completion.complete(Result { try self.copyTar(from: pipe, root: root) })
+            completion.complete(Result { try self.copyTar(from: queue, root: root) })
         }
         thread.name = "stackvault-tar-reader"
         thread.start()
 
-        let sink = ArchivePipeSink(pipe: pipe, what: "the tar stream for '\(root)'")
         var produceError: (any Error)?
-        // Cancellation stops the reader thread at its next block; its closed pipe then stops the producer,
-        // which may be blocked writing into the full pipe where it cannot see the cancellation itself.
+        // Cancellation stops the reader thread at its next chunk; its closed queue then stops the producer,
+        // which may be blocked waiting for a free buffer where it cannot see the cancellation itself.
         let result = await withTaskCancellationHandler {
             do {
-                try await produce(sink)
+                try await produce(queue)
             } catch {
                 produceError = error
             }
-            pipe.closeWriteEnd()
+            queue.closeWriting()
             return await completion.value()
         } onCancel: {
-            pipe.cancel()
+            queue.cancel()
         }
 
         if let produceError {
-            // If the reader gave up first, its error is the cause and the broken pipe only the consequence.
-            if sink.readerGone, case .failure(let readerError) = result { throw readerError }
+            // If the reader gave up first, its error is the cause and the stopped queue only the consequence.
+            if queue.readerGone, case .failure(let readerError) = result { throw readerError }
             throw produceError
         }
-        let record = try result.get()
+        let (record, checksum) = try result.get()
         records[root] = record
+        treeChecksums[root] = checksum
         return record
     }
 
@@ -382,26 +537,24 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         }
     }
 
-    /// Runs on the reader thread: copies every entry of the tar stream in `pipe` below `root`.
-    private func copyTar(from pipe: ArchivePipe, root: String) throws -> ComponentRecord {
-        defer { pipe.closeReadEnd() }
+    /// Runs on the reader thread: copies every entry of the tar stream in `queue` below `root`.
+    private func copyTar(from queue: ByteChunkQueue, root: String) throws -> (ComponentRecord, UInt64) {
+        defer { queue.closeReading() }
         let reader = try ArchiveReadHandle()
         let archive = reader.pointer
-        try archiveCheck(
-            archive_read_open_fd(archive, pipe.readEnd, Self.copyBufferSize),
-            archive,
-            "reading the tar stream for '\(root)'"
-        )
+        let source = ArchiveChunkSource(next: queue.next)
+        try source.open(archive, "reading the tar stream for '\(root)'")
 
         let rootParts = ArchivePath.components(Array(root.utf8))
         var top: [UInt8]?
-        var digest = TreeDigest()
+        var digest = TreeChecksum()
         while true {
-            try pipe.checkCancellation("reading the tar stream for '\(root)'")
+            try queue.checkCancellation("reading the tar stream for '\(root)'")
             var entryPointer: OpaquePointer?
             let status = withLibArchiveUTF8Locale { archive_read_next_header(archive, &entryPointer) }
             if status == ARCHIVE_EOF { break }
             guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry = entryPointer else {
+                if let error = source.error { throw error }
                 throw StackVaultError(
                     .archive,
                     "the tar stream for '\(root)' is unreadable: \(archiveErrorString(archive))"
@@ -487,23 +640,35 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             let entryName = relative.isEmpty ? root : "\(root)/\(ArchivePath.display(relative))"
             try writeHeader(entry, path: entryName)
 
+            // Entry data is read in place from libarchive's buffers (the queue's chunks, mostly): no copy.
             var copied: Int64 = 0
-            while copied < size {
-                try pipe.checkCancellation("reading the tar stream for '\(root)'")
-                let count = archive_read_data(archive, copyBuffer.baseAddress, copyBuffer.count)
-                if count < 0 {
-                    let message = archiveErrorString(archive)
+            reading: while true {
+                try queue.checkCancellation("reading the tar stream for '\(root)'")
+                switch nextDataBlock(archive) {
+                case .end:
+                    break reading
+                case .failed:
+                    let message = source.error.map { "\($0)" } ?? archiveErrorString(archive)
                     try finishEntry(path: entryName)  // pads the entry so the archive stays well-formed
                     throw StackVaultError(
                         .archive,
                         "the tar stream for '\(root)' broke off in the entry '\(shown)': \(message)"
                     )
+                case .data(let block, let offset):
+                    // A sparse source entry: its holes are written out as zeros (the copy is never sparse).
+                    while copied < offset && copied < size {
+                        let zeros = min(Int64(copyBuffer.count), offset - copied, size - copied)
+                        copyBuffer.initializeMemory(as: UInt8.self, repeating: 0)
+                        let chunk = UnsafeRawBufferPointer(rebasing: copyBuffer[0..<Int(zeros)])
+                        try writeData(chunk, path: entryName)
+                        digest.addContent(chunk)
+                        copied += zeros
+                    }
+                    let chunk = UnsafeRawBufferPointer(rebasing: block.prefix(Int(max(0, size - copied))))
+                    try writeData(chunk, path: entryName)
+                    digest.addContent(chunk)
+                    copied += Int64(chunk.count)
                 }
-                if count == 0 { break }
-                let chunk = UnsafeRawBufferPointer(rebasing: copyBuffer[0..<count])
-                try writeData(chunk, path: entryName)
-                digest.addContent(chunk)
-                copied += Int64(count)
             }
             try finishEntry(path: entryName)
             guard copied == size else {
@@ -514,18 +679,15 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             }
         }
         // libarchive stops at the end-of-archive blocks; drain the rest (record padding) so the producer
-        // never sees a broken pipe after a good stream.
-        while try archiveRead(pipe.readEnd, copyBuffer, what: "the tar stream for '\(root)'") > 0 {}
+        // never sees a stopped reader after a good stream.
+        while try queue.next() != nil {}
         guard digest.entries > 0 else {
             throw StackVaultError(.archive, "the tar stream for '\(root)' contains no entries")
         }
-        return ComponentRecord(
-            archivePath: root,
-            kind: .tree,
-            sizeBytes: digest.contentBytes,
-            entries: digest.entries,
-            sha256: digest.finalize().hex
-        )
+        // The SHA-256 comes from the read-back (see `finish(manifest:)`).
+        let record = ComponentRecord(
+            archivePath: root, kind: .tree, sizeBytes: digest.contentBytes, entries: digest.entries, sha256: "")
+        return (record, digest.finalize())
     }
 
     /// Writes an entry header; a failure makes the writer unusable.
@@ -619,6 +781,41 @@ final class ArchiveReadHandle {
     }
 }
 
+/// Feeds a libarchive read handle from chunks handed over in memory (no file descriptor, no copy): each chunk
+/// `next` returns stays valid until the following call, as libarchive's read callback requires.
+final class ArchiveChunkSource {
+    private let nextChunk: () throws -> UnsafeRawBufferPointer?
+    /// The error `next` threw, which libarchive only knows as a fatal read error.
+    private(set) var error: (any Error)?
+
+    init(next: @escaping () throws -> UnsafeRawBufferPointer?) {
+        self.nextChunk = next
+    }
+
+    /// Opens `archive` on this source; `self` must outlive the reading.
+    func open(_ archive: OpaquePointer, _ what: @autoclosure () -> String) throws {
+        let context = Unmanaged.passUnretained(self).toOpaque()
+        let status = archive_read_open(archive, context, nil, { _, clientData, buffer in
+            guard let clientData, let buffer else { return -1 }
+            let source = Unmanaged<ArchiveChunkSource>.fromOpaque(clientData).takeUnretainedValue()
+            return source.read(into: buffer)
+        }, nil)
+        if status != ARCHIVE_OK, let error { throw error }
+        try archiveCheck(status, archive, what())
+    }
+
+    private func read(into buffer: UnsafeMutablePointer<UnsafeRawPointer?>) -> Int {
+        do {
+            guard let chunk = try nextChunk() else { return 0 }
+            buffer.pointee = chunk.baseAddress
+            return chunk.count
+        } catch {
+            self.error = error
+            return -1
+        }
+    }
+}
+
 /// Owns one libarchive entry, freed in `deinit`.
 final class ArchiveEntryHandle {
     let pointer: OpaquePointer
@@ -648,6 +845,30 @@ final class ArchiveEntryHandle {
     }
 }
 
+/// The outcome of one `archive_read_data_block` call.
+enum DataBlock {
+    /// The next bytes of the current entry, in libarchive's buffer (valid until the next read call), and their
+    /// offset in the entry (ahead of the bytes so far after a hole of a sparse entry).
+    case data(UnsafeRawBufferPointer, offset: Int64)
+    /// The entry's data is complete.
+    case end
+    /// The data cannot be read (`archive_error_string` says why).
+    case failed
+}
+
+/// Reads the next block of the current entry's data in place (no copy).
+func nextDataBlock(_ archive: OpaquePointer) -> DataBlock {
+    while true {
+        var block: UnsafeRawPointer?
+        var count = 0
+        var offset: Int64 = 0
+        let status = archive_read_data_block(archive, &block, &count, &offset)
+        if status == ARCHIVE_EOF { return .end }
+        guard status == ARCHIVE_OK || status == ARCHIVE_WARN else { return .failed }
+        if count > 0, let block { return .data(UnsafeRawBufferPointer(start: block, count: count), offset: offset) }
+    }
+}
+
 /// Turns a libarchive status into a Swift error carrying `archive_error_string`; OK, EOF and WARN pass.
 @discardableResult
 func archiveCheck(_ status: Int32, _ archive: OpaquePointer, _ what: @autoclosure () -> String) throws -> Int32 {
@@ -660,7 +881,7 @@ func archiveErrorString(_ archive: OpaquePointer) -> String {
     return String(decoding: ArchivePath.bytes(message) ?? [], as: UTF8.self)
 }
 
-extension TreeDigest.EntryType {
+extension TreeEntryType {
     /// The type of a non-hard-link entry from its libarchive file type, nil for types tar cannot hold.
     init?(fileType: UInt32) {
         switch fileType & TarFileType.mask {
@@ -783,18 +1004,22 @@ private final class SpoolFile: @unchecked Sendable {
     }
 }
 
-/// Buffers writes into 1 MiB chunks for a file descriptor it does not own.
+/// Buffers writes into 1 MiB chunks for a file descriptor it does not own; publishes each write to `growth`.
 final class ArchiveFileSink: ByteSink {
     let fd: Int32
     let what: String
+    private let growth: ArchiveGrowth?
     private let buffer: UnsafeMutableRawBufferPointer
     private var used = 0
     /// Bytes accepted so far (written or buffered).
     private(set) var totalBytes: Int64 = 0
+    /// Bytes written to the file so far.
+    private var writtenBytes: Int64 = 0
 
-    init(fd: Int32, what: String, bufferSize: Int = 1 << 20) {
+    init(fd: Int32, what: String, growth: ArchiveGrowth? = nil, bufferSize: Int = 1 << 20) {
         self.fd = fd
         self.what = what
+        self.growth = growth
         self.buffer = .allocate(byteCount: bufferSize, alignment: 16)
     }
 
@@ -813,6 +1038,8 @@ final class ArchiveFileSink: ByteSink {
         try flush()
         if bytes.count >= buffer.count {
             try archiveWriteAll(fd, bytes, what: what)
+            writtenBytes += Int64(bytes.count)
+            growth?.publish(writtenBytes)
         } else {
             buffer.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
             used = bytes.count
@@ -824,6 +1051,8 @@ final class ArchiveFileSink: ByteSink {
         let pending = UnsafeRawBufferPointer(rebasing: buffer[0..<used])
         used = 0
         try archiveWriteAll(fd, pending, what: what)
+        writtenBytes += Int64(pending.count)
+        growth?.publish(writtenBytes)
     }
 }
 
@@ -861,27 +1090,9 @@ final class ArchivePipe: @unchecked Sendable {
     private let lock = NSLock()
     private var readOpen = true
     private var writeOpen = true
-    private var cancelled = false
-
-    /// Asks the reading thread to stop at its next block.
-    func cancel() {
-        lock.lock()
-        cancelled = true
-        lock.unlock()
-    }
-
-    var isCancelled: Bool {
-        lock.lock()
-        defer { lock.unlock() }
-        return cancelled
-    }
-
-    /// Throws when `cancel()` was called.
-    func checkCancellation(_ what: String) throws {
-        if isCancelled { throw StackVaultError(.cancelled, "\(what) was cancelled") }
-    }
 
     init() throws {
+        _ = ignoreSIGPIPEOnce
         var fds: [Int32] = [-1, -1]
         guard pipe(&fds) == 0 else {
             throw StackVaultError(.io, "cannot create a pipe: \(String(cString: strerror(errno)))")

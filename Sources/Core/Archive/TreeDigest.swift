@@ -18,22 +18,43 @@ import Foundation
 ///   are decimal;
 /// - `linkTarget` is a symlink's target byte for byte, a hard link's target path relative to the root (as
 ///   `relativePath`), and empty for every other type.
-public struct TreeDigest: Sendable {
-    /// The type of an archive entry, with its digest character.
-    public enum EntryType: UInt8, Sendable, CaseIterable {
-        case file = 0x66  // f
-        case directory = 0x64  // d
-        case symlink = 0x6C  // l
-        case hardlink = 0x68  // h
-        case characterDevice = 0x63  // c
-        case blockDevice = 0x62  // b
-        case fifo = 0x70  // p
+public typealias TreeDigest = TreeHash<SHA256>
 
-        /// The digest character.
-        public var character: Character { Character(Unicode.Scalar(rawValue)) }
-    }
+/// The same walk as ``TreeDigest`` with XXH3 instead of SHA-256: the archive writer's in-path checksum of a tree,
+/// compared with the one computed from the archive as read back.
+typealias TreeChecksum = TreeHash<XXH3>
 
-    private var hasher = SHA256()
+/// A hash function ``TreeHash`` can run on.
+public protocol TreeHashFunction: Sendable {
+    associatedtype Digest
+    init()
+    mutating func update(_ buffer: UnsafeRawBufferPointer)
+    mutating func update(bytes: some Sequence<UInt8>)
+    func finalize() -> Digest
+}
+
+extension SHA256: TreeHashFunction {}
+extension XXH3: TreeHashFunction {}
+
+/// The type of an archive entry, with its digest character.
+public enum TreeEntryType: UInt8, Sendable, CaseIterable {
+    case file = 0x66  // f
+    case directory = 0x64  // d
+    case symlink = 0x6C  // l
+    case hardlink = 0x68  // h
+    case characterDevice = 0x63  // c
+    case blockDevice = 0x62  // b
+    case fifo = 0x70  // p
+
+    /// The digest character.
+    public var character: Character { Character(Unicode.Scalar(rawValue)) }
+}
+
+/// ``TreeDigest``'s walk over a tree's entries, with any hash function.
+public struct TreeHash<Hash: TreeHashFunction>: Sendable {
+    public typealias EntryType = TreeEntryType
+
+    private var hasher = Hash()
     /// Entries added so far.
     public private(set) var entries = 0
     /// Content bytes added so far.
@@ -99,7 +120,7 @@ public struct TreeDigest: Sendable {
     }
 
     /// The digest of everything added so far.
-    public func finalize() -> SHA256.Digest {
+    public func finalize() -> Hash.Digest {
         hasher.finalize()
     }
 }

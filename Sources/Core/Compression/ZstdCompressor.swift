@@ -137,6 +137,13 @@ final class ZstdCompressionStream: CompressionStream {
         while try step(&input, ZSTD_e_end) != 0 {}
     }
 
+    /// Ends the frame (with its checksum); the next write starts a new frame with the same settings.
+    func finishSegment() throws {
+        guard !finished else { throw StackVaultError(.compression, "zstd: the stream was already finished") }
+        var input = ZSTD_inBuffer(src: nil, size: 0, pos: 0)
+        while try step(&input, ZSTD_e_end) != 0 {}
+    }
+
     /// One call to ZSTD_compressStream2; returns its "bytes still to flush" hint.
     @discardableResult
     private func step(_ input: inout ZSTD_inBuffer, _ directive: ZSTD_EndDirective) throws -> Int {
@@ -196,6 +203,10 @@ final class ZstdDecompressionStream: CompressionStream {
             // Once the input is used up, stop unless a full output buffer may hide more output of this frame.
             if input.pos == input.size && (out.pos < out.size || hint == 0) { break }
         }
+    }
+
+    func finishSegment() throws {
+        throw StackVaultError(.compression, "zstd: a decompressor has no segments to end")
     }
 
     func finish() throws {

@@ -155,9 +155,7 @@ public struct BackupEngine: Sendable {
             if !directoryServices.isEmpty {
                 let toStop = directoryServices.filter(\.stop)
                 measures.containersStopped = toStop.count
-                let (copied, stackDowntime) = try await withContainersStopped(
-                    toStop, stack: stack.name, logger: log
-                ) {
+                let (copied, stackDowntime) = try await withContainersStopped(toStop, stack: stack.name, logger: log) {
                     var copied: [Manifest.ManifestComponent] = []
                     for service in directoryServices {
                         for component in service.strategies where requirement(of: component) == .stopped {
@@ -178,18 +176,11 @@ public struct BackupEngine: Sendable {
                 archiveName: name, compression: type(of: compressor).name,
                 startedAt: startedAt, finishedAt: Date(), components: records,
                 warnings: stack.warnings + writer.warnings)
-            try writer.finish(manifest: manifest)
+            // Verified on the way: the writer reads the archive back as it grows (throws if it is not intact).
+            try await writer.finish(manifest: manifest)
             measures.bytesRead = writer.uncompressedBytesWritten
             measures.bytesWritten = writer.compressedBytesWritten
             progress.finish()
-            let compressor = self.compressor
-            let report = try await runBlocking { _ in
-                try ArchiveVerifier.verify(path: temporaryPath, compressor: compressor)
-            }
-            guard report.ok else {
-                throw StackVaultError(.verification, "the new archive of stack \(stack.name) failed verification: "
-                    + report.problems.joined(separator: "; "))
-            }
             log.info("archive verified: \(records.count) component(s), \(ByteCount(writer.compressedBytesWritten))")
         } catch {
             measures.bytesRead = writer.uncompressedBytesWritten

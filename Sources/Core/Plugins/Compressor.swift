@@ -11,6 +11,12 @@ public protocol CompressionStream: ByteSink {
     /// Flushes everything still buffered into the downstream sink and ends the stream.
     /// For a decompressor, throws if the input ended in the middle of a frame.
     func finish() throws
+
+    /// Compressors: ends the current segment (for zstd, the frame) so that everything written so far decodes on
+    /// its own; further writes start a new segment, and the segments together decode as one stream. The archive
+    /// writer ends a segment after the last component, so it can read the components back before it writes the
+    /// manifest. Decompressors throw.
+    func finishSegment() throws
 }
 
 /// A compression format, registered by its name (`zstd`).
@@ -19,7 +25,8 @@ public protocol CompressionStream: ByteSink {
 /// - memory use is bounded by its settings, never by the size of the data;
 /// - a compressed stream decodes to exactly the bytes written, and a damaged or truncated stream makes the
 ///   decompressor throw rather than return wrong data silently;
-/// - its output is readable by the format's standard command-line tool (for zstd: `zstd -d`, `tar --zstd`).
+/// - its output is readable by the format's standard command-line tool (for zstd: `zstd -d`, `tar --zstd`),
+///   also when it is made of several segments (``CompressionStream/finishSegment()``).
 public protocol Compressor: Sendable {
     /// The name users select it by, e.g. `zstd`.
     static var name: String { get }

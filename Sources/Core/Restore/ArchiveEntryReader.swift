@@ -4,7 +4,7 @@ import Foundation
 /// Reads the tar entries of a local, compressed archive in order, with bounded memory.
 ///
 /// The file is read with `pread` from offset 0 (so several readers may share one descriptor) and decompressed on
-/// a helper thread into a pipe that libarchive reads, as ``ArchiveVerifier`` does. Blocking: use it from a thread
+/// a helper thread for libarchive (``DecompressedTarReader``), as ``ArchiveVerifier`` does. Blocking: use it from a thread
 /// of your own. A visitor may stop early; the helper thread is then told to stop and joined.
 final class ArchiveEntryReader {
     /// What the visitor wants next.
@@ -30,28 +30,19 @@ final class ArchiveEntryReader {
     func forEachEntry(
         _ visit: (_ archive: OpaquePointer, _ entry: OpaquePointer, _ path: [UInt8]) throws -> Next
     ) throws {
-        _ = ignoreSIGPIPEOnce
-        let pipe = try ArchivePipe()
-        let reader = try ArchiveReadHandle()
-        let completion = ArchiveThreadCompletion<Void>()
-        let fd = fileDescriptor
-        let compressor = self.compressor
-        let what = self.what
-        let thread = Thread {
-            completion.complete(Result { _ = try decompressArchive(fd, from: 0, compressor, into: pipe, what: what) })
-        }
-        thread.name = "stackvault-restore-decompress"
-        thread.start()
-
+        let reader = try DecompressedTarReader(
+            fileDescriptor: fileDescriptor, from: 0, compressor: compressor, what: what,
+            threadName: "stackvault-restore-decompress")
         var stoppedEarly = false
         let visited: Result<Void, any Error> = Result {
-            let archive = reader.pointer
-            try archiveCheck(archive_read_open_fd(archive, pipe.readEnd, 1 << 20), archive, "reading \(what)")
+            try reader.open()
+            let archive = reader.archive
             while true {
                 var entryPointer: OpaquePointer?
                 let status = withLibArchiveUTF8Locale { archive_read_next_header(archive, &entryPointer) }
                 if status == ARCHIVE_EOF { return }
                 guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry = entryPointer else {
+                    if let error = reader.streamError { throw error }
                     throw StackVaultError(.archive, "\(what) is unreadable: \(archiveErrorString(archive))")
                 }
                 guard
@@ -66,23 +57,13 @@ final class ArchiveEntryReader {
                 }
             }
         }
+        // After the end of the tar stream, drain the rest so the decompressor reaches the end of the file and
+        // checks it whole; when abandoned, tell it to stop.
         let abandoned = stoppedEarly || (try? visited.get()) == nil
-        if abandoned {
-            // Ask the decompressor to stop; closing the pipe unblocks it if it is writing.
-            pipe.cancel()
-        } else {
-            // libarchive stops at the end-of-archive blocks: drain the rest so the decompressor reaches the end
-            // of the file and checks it whole.
-            let drain = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 16, alignment: 16)
-            defer { drain.deallocate() }
-            while (try? archiveRead(pipe.readEnd, drain, what: what)) ?? 0 > 0 {}
-        }
-        pipe.closeReadEnd()
-        let decompressed = completion.wait()
+        let decompressed = reader.close(drain: !abandoned)
         try visited.get()
-        if !abandoned { try decompressed.get() }
+        if !abandoned { _ = try decompressed.get() }
     }
-
 }
 
 /// Copies the data of the current entry into `sink` through `buffer`; returns the bytes copied.
