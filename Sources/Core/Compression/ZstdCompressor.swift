@@ -109,6 +109,12 @@ final class ZstdCompressionStream: CompressionStream {
                 // in flight: peak RSS of a whole backup was 137 MB. 2 MiB jobs measured 73 MB for +0.9% size and
                 // the same speed (332 MB mixed data, 2 workers).
                 try zstdCheck(ZSTD_CCtx_setParameter(cctx, ZSTD_c_jobSize, Self.jobSize), "zstd: setting the job size")
+                // Each job starts with the whole window before it as context (overlapLog 9), as single-threaded
+                // zstd would see it; zstd's default for level 3 is 1/8 of the window. On the 1.5 GiB benchmark
+                // data this made the archive 14% smaller (709 -> 609 MB) and the compression cheaper (5.0 -> 4.2 s
+                // user CPU: long matches are fast to encode); on incompressible data it costs ~0.35 s CPU per GB.
+                // Memory is unchanged: the window is kept for the next job anyway.
+                try zstdCheck(ZSTD_CCtx_setParameter(cctx, ZSTD_c_overlapLog, 9), "zstd: setting the job overlap")
             }
         }
     }
