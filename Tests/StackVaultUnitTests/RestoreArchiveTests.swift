@@ -133,7 +133,7 @@ import Testing
         // A dump that does not end the way pg_dumpall ends, in an otherwise sound archive (the backup engine would
         // refuse such a dump; an archive written by something else need not).
         let cut = directory.appendingPathComponent("cut.tar.zst").path
-        let writer = try ArchiveWriter(outputPath: cut, compressor: try Self.zstd(), spoolDirectory: directory.path)
+        let writer = try ArchiveWriter(outputPath: cut, compressor: try Self.zstd())
         try writer.writeIndex(ArchiveIndex(stack: "app", components: [
             .init(service: "db", type: "pg_dumpall", archivePath: "db/database/pg_dumpall.sql", kind: .file),
         ]))

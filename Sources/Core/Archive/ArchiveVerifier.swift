@@ -87,8 +87,9 @@ struct Verification {
         var parts: [[UInt8]]
         var tree = TreeDigest()
         var file = SHA256()
-        /// Only when `checksums` is on, for trees.
+        /// Only when `checksums` is on: XXH3 as the writer computes it on the way in.
         var treeChecksum: TreeChecksum?
+        var fileChecksum: XXH3?
         var entries = 0
         var sizeBytes: Int64 = 0
     }
@@ -98,12 +99,13 @@ struct Verification {
     /// What one component read back to, for the writer to compare with what it wrote.
     struct ReadBack {
         var sha256: String
-        var treeChecksum: UInt64?
+        /// XXH3 (``TreeChecksum`` for trees), when `checksums` is on.
+        var checksum: UInt64?
         var sizeBytes: Int64
         var entries: Int
     }
 
-    /// Also compute each tree's ``TreeChecksum`` (the writer's in-path checksum).
+    /// Also compute each component's XXH3 (the writer's in-path checksum).
     let checksums: Bool
     var index: ArchiveIndex?
     var manifest: Manifest?
@@ -270,7 +272,9 @@ struct Verification {
                 }
                 if type == .file {
                     switch actual.kind {
-                    case .file: actual.file.update(chunk)
+                    case .file:
+                        actual.file.update(chunk)
+                        actual.fileChecksum?.update(chunk)
                     case .tree:
                         actual.tree.addContent(chunk)
                         actual.treeChecksum?.addContent(chunk)
@@ -343,7 +347,12 @@ struct Verification {
                     continue
                 }
                 var actual = Actual(kind: component.kind, parts: parts)
-                if checksums && component.kind == .tree { actual.treeChecksum = TreeChecksum() }
+                if checksums {
+                    switch component.kind {
+                    case .tree: actual.treeChecksum = TreeChecksum()
+                    case .file: actual.fileChecksum = XXH3()
+                    }
+                }
                 actuals[component.archivePath] = actual
                 roots.append((component.archivePath, parts))
             }
@@ -384,7 +393,7 @@ struct Verification {
         guard let actual = actuals[archivePath] else { return nil }
         return ReadBack(
             sha256: actual.kind == .file ? actual.file.finalize().hex : actual.tree.finalize().hex,
-            treeChecksum: actual.treeChecksum?.finalize(),
+            checksum: actual.kind == .file ? actual.fileChecksum?.finalize() : actual.treeChecksum?.finalize(),
             sizeBytes: actual.sizeBytes,
             entries: actual.entries
         )

@@ -8,14 +8,15 @@ import Foundation
 /// ``addTar(at:produce:)``), and the manifest (`stackvault.json`, see ``Manifest``) written by
 /// ``finish(manifest:)``. The output is a standard `.tar.zst` that `tar --zstd -xpf` extracts.
 ///
-/// Memory stays bounded whatever the size of the data: files are spooled to disk (zstd level 1) while their
-/// size is unknown, tar streams are copied entry by entry in place.
+/// Memory stays bounded whatever the size of the data: a file's content streams compressed straight into the
+/// archive behind room reserved for its header (filled in once the size is known), tar streams are copied entry
+/// by entry in place. No temporary file is made: the only disk used is the archive's.
 ///
 /// The archive is read back while it is written (``DecompressedTarReader`` following the file), so that verifying
 /// it costs little time after the last byte: ``finish(manifest:)`` waits for the read-back to reach the end of
-/// the components, writes the manifest and returns the full verification. Trees are checksummed on the way in
-/// with XXH3 only (``TreeChecksum``); their SHA-256 (``TreeDigest``) is computed by the read-back, off the path
-/// that containers wait for, and the two reads are tied together by comparing their XXH3.
+/// the components, writes the manifest and returns the full verification. Components are checksummed on the way
+/// in with XXH3 only (``TreeChecksum`` for trees); their SHA-256 is computed by the read-back, off the path that
+/// containers and dumps wait for, and the two reads are tied together by comparing their XXH3.
 /// The read-back runs at the lowest CPU priority: while containers are stopped it takes only CPU time their copy
 /// leaves idle, and it yields to the host's own work.
 ///
@@ -50,18 +51,18 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     }
 
     private var state = State.awaitingIndex
-    private let spoolDirectory: String
     private let fd: Int32
     private var fdClosed = false
     private let fileSink: ArchiveFileSink
     private let output: ArchiveOutput
     private let handle: ArchiveWriteHandle
-    /// Reused for every copy (spool read-back, tar entry data); only one runs at a time.
+    /// Zeros for sparse holes and tar padding.
     private let copyBuffer: UnsafeMutableRawBufferPointer
     private var indexKinds: [String: ComponentRecord.Kind] = [:]
     private var records: [String: ComponentRecord] = [:]
-    /// In-path XXH3 of each tree, compared with the read-back's.
-    private var treeChecksums: [String: UInt64] = [:]
+    /// In-path XXH3 of each component (``TreeChecksum`` for trees, of the content for files), compared with the
+    /// read-back's.
+    private var checksums: [String: UInt64] = [:]
     private let compressor: any Compressor
     /// What the read-back may read of the file so far.
     private let growth = ArchiveGrowth()
@@ -74,24 +75,11 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         var decompressed: Result<Int64, any Error>
     }
 
-    static let copyBufferSize = 1 << 20
+    static let copyBufferSize = 64 << 10
 
-    /// Creates `outputPath` (it must not exist; mode 0600) and prepares to write into it.
-    ///
-    /// - Parameters:
-    ///   - compressor: compresses the whole archive.
-    ///   - spoolDirectory: where ``addFile(at:mode:produce:)`` spools content of unknown size (it needs room
-    ///     for that file compressed with zstd level 1). Spool files are unlinked as soon as they are created.
-    public init(outputPath: String, compressor: any Compressor, spoolDirectory: String) throws {
-        var isDirectory: ObjCBool = false
-        guard FileManager.default.fileExists(atPath: spoolDirectory, isDirectory: &isDirectory), isDirectory.boolValue
-        else {
-            throw StackVaultError(
-                .io,
-                "the spool directory '\(spoolDirectory)' does not exist or is not a directory"
-            )
-        }
-
+    /// Creates `outputPath` (it must not exist; mode 0600) and prepares to write into it; `compressor` compresses
+    /// the whole archive.
+    public init(outputPath: String, compressor: any Compressor) throws {
         let fd = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let code = errno
@@ -146,12 +134,12 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         Self.startReadBack(of: outputPath, fileDescriptor: readFD, growth: growth, compressor: compressor,
                            into: readBack)
         self.outputPath = outputPath
-        self.spoolDirectory = spoolDirectory
         self.fd = fd
         self.fileSink = fileSink
         self.output = output
         self.handle = handle
         self.copyBuffer = .allocate(byteCount: Self.copyBufferSize, alignment: 16)
+        self.copyBuffer.initializeMemory(as: UInt8.self, repeating: 0)
     }
 
     deinit {
@@ -192,12 +180,12 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     }
 
     /// Ends the archive and verifies it: ends the compressed segment of the components, waits for the read-back
-    /// to reach it, fills each tree's SHA-256 into the manifest from the read-back (after checking that the
-    /// read-back's XXH3 of the tree equals what was written), writes the manifest as the last entry, ends the tar
+    /// to reach it, fills each component's SHA-256 into the manifest from the read-back (after checking that the
+    /// read-back's XXH3 of the component equals what was written), writes the manifest as the last entry, ends the tar
     /// stream and the compression, syncs the file to disk and reads the manifest back.
     ///
-    /// Every component the manifest lists must have been added to this archive, with the record it returned (a
-    /// tree's record has an empty `sha256`: it is known only here). Returns the verification of the whole archive;
+    /// Every component the manifest lists must have been added to this archive, with the record it returned (its
+    /// `sha256` is empty: it is known only here). Returns the verification of the whole archive;
     /// throws a `.verification` error, and removes the file, when the archive as read back is not exactly what
     /// was written.
     @discardableResult
@@ -225,12 +213,12 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             growth.setEnd(componentsEnd)
             let (verification, componentsBytes) = try Self.checkReadBack(await readBack.value(), of: outputPath)
 
-            // 2. The manifest, with the trees' SHA-256 from the read-back.
+            // 2. The manifest, with the SHA-256s from the read-back.
             var sealed = manifest
-            for index in sealed.components.indices where sealed.components[index].kind == .tree {
+            for index in sealed.components.indices {
                 let component = sealed.components[index]
                 let back = verification.readBack(component.archivePath)
-                guard let back, back.treeChecksum == treeChecksums[component.archivePath],
+                guard let back, back.checksum == checksums[component.archivePath],
                     back.sizeBytes == component.sizeBytes, back.entries == component.entries
                 else {
                     throw StackVaultError(
@@ -376,29 +364,101 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
 
     /// Adds one regular file whose content `produce` writes; see ``ArchiveSink/addFile(at:mode:produce:)``.
     ///
-    /// The content is spooled (zstd level 1, hashed on the way) into an unlinked file in the spool directory,
-    /// then written as a tar entry with the now known size (mtime now, owner 0:0, permissions `mode & 0o7777`).
+    /// The tar entry (mtime now, owner 0:0, permissions `mode & 0o7777`) is written without a temporary copy: the
+    /// running compressed segment ends, room for the entry's header is reserved in the file, the content streams
+    /// behind it compressed as a segment of its own (XXH3 on the way), and once its size is known the header fills
+    /// the room (``Compressor/paddedSegment(of:length:)``). The read-back waits before the room until then. If
+    /// `produce` throws, the file is cut back to before the room: nothing was added.
     public func addFile(
         at path: String,
         mode: UInt32,
         produce: (any ByteSink) async throws -> Void
     ) async throws -> ComponentRecord {
         try requireAddable(path, kind: .file)
-        let spool = try SpoolFile(directory: spoolDirectory)
-        let spoolCompressor = try ZstdCompressionStream(level: 1, workers: 0, downstream: spool.sink)
-        let hashing = HashingSink(downstream: spoolCompressor)
-        try await produce(hashing)
-        try spoolCompressor.finish()
-        try spool.sink.flush()
-
-        let size = hashing.count
-        let sha256 = hashing.hasher.finalize().hex
-        try await runOnArchiveThread(named: "stackvault-spool") {
-            try self.writeSpooledFile(path: path, mode: mode, size: size, spool: spool)
+        let name = Array(path.utf8)
+        let largest = try Self.tarHeader(path: name, size: Self.largestHeaderSize, mode: mode)
+        let room = compressor.paddedSegmentBound(largest.count)
+        guard room <= copyBuffer.count else {
+            throw StackVaultError(.archive, "the name '\(path)' is too long for a tar header (\(largest.count) bytes)")
         }
-        let record = ComponentRecord(archivePath: path, kind: .file, sizeBytes: size, entries: 1, sha256: sha256)
+        let roomStart: Int64
+        do {
+            try output.stream.finishSegment()
+            try fileSink.flush()
+            roomStart = fileSink.totalBytes
+            growth.setBarrier(roomStart)
+            try fileSink.write(UnsafeRawBufferPointer(rebasing: copyBuffer[0..<room]))
+            try fileSink.flush()
+        } catch {
+            if case .open = state { state = .failed("reserving room for '\(path)': \(error)") }
+            throw error
+        }
+
+        let content: ChecksummingSink
+        do {
+            let stream = try compressor.makeCompressor(writingTo: fileSink)
+            content = ChecksummingSink(downstream: stream)
+            try await produce(content)
+            try stream.finish()
+            try fileSink.flush()
+        } catch {
+            // Nothing was added: cut the file back to before the room (the read-back never went past it).
+            do {
+                try fileSink.truncate(to: roomStart)
+                growth.removeBarrier()
+            } catch let truncation {
+                if case .open = state { state = .failed("removing the partial '\(path)': \(truncation)") }
+            }
+            throw error
+        }
+
+        do {
+            let header = try Self.tarHeader(path: name, size: content.count, mode: mode)
+            try fileSink.write(try compressor.paddedSegment(of: header, length: room), at: roomStart)
+            growth.removeBarrier()
+            // The tar padding after the content starts the next segment of the main stream.
+            let padding = Int((512 - content.count % 512) % 512)
+            try output.stream.write(UnsafeRawBufferPointer(rebasing: copyBuffer[0..<padding]))
+            output.count(Int64(header.count) + content.count + Int64(padding))
+        } catch {
+            if case .open = state { state = .failed("writing the header of '\(path)': \(error)") }
+            throw error
+        }
+        let record = ComponentRecord(archivePath: path, kind: .file, sizeBytes: content.count, entries: 1, sha256: "")
         records[path] = record
+        checksums[path] = content.checksum.finalize()
         return record
+    }
+
+    /// A size that makes libarchive write the largest header for a path (a PAX size record: over 8 GiB).
+    static let largestHeaderSize: Int64 = 1 << 40
+
+    /// The tar header bytes libarchive writes for a regular file (PAX restricted, as the archive's other entries).
+    static func tarHeader(path: [UInt8], size: Int64, mode: UInt32) throws -> [UInt8] {
+        let collector = CollectingSink(limit: 64 << 10)
+        let output = ArchiveOutput(stream: PassThroughStream(downstream: collector))
+        let handle = try ArchiveWriteHandle(client: output)
+        let archive = handle.pointer
+        try archiveCheck(archive_write_set_format_pax_restricted(archive), archive, "selecting the PAX format")
+        try archiveCheck(archive_write_set_bytes_per_block(archive, 0), archive, "setting the block size")
+        try archiveCheck(archive_write_set_bytes_in_last_block(archive, 1), archive, "setting the last block")
+        let context = Unmanaged.passUnretained(output).toOpaque()
+        try archiveCheck(archive_write_open(archive, context, nil, { _, clientData, buffer, length in
+            guard let clientData else { return -1 }
+            return Unmanaged<ArchiveOutput>.fromOpaque(clientData).takeUnretainedValue()
+                .write(UnsafeRawBufferPointer(start: buffer, count: length))
+        }, nil), archive, "opening a header writer")
+        let entry = try ArchiveEntryHandle()
+        entry.setRegularFile(path: path, size: size, permissions: mode)
+        let status = withLibArchiveUTF8Locale { archive_write_header(archive, entry.pointer) }
+        if status != ARCHIVE_OK && status != ARCHIVE_WARN {
+            throw StackVaultError(.archive, "writing the header of '\(ArchivePath.display(path))': \(archiveErrorString(archive))")
+        }
+        archive_write_fail(archive)  // so that freeing the handle writes nothing more
+        guard collector.bytes.count >= 512, collector.bytes.count % 512 == 0 else {
+            throw StackVaultError(.archive, "libarchive wrote a header of \(collector.bytes.count) bytes")
+        }
+        return collector.bytes
     }
 
     /// Adds the tar stream `produce` writes, its top entry renamed to `root`; see ``ArchiveSink/addTar(at:produce:)``.
@@ -439,7 +499,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         }
         let (record, checksum) = try result.get()
         records[root] = record
-        treeChecksums[root] = checksum
+        checksums[root] = checksum
         return record
     }
 
@@ -504,37 +564,6 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         try writeHeader(entry.pointer, path: name)
         try data.withUnsafeBytes { try writeData($0, path: name) }
         try finishEntry(path: name)
-    }
-
-    /// Runs on a helper thread: writes the spooled file as one tar entry.
-    private func writeSpooledFile(path: String, mode: UInt32, size: Int64, spool: SpoolFile) throws {
-        let entry = try ArchiveEntryHandle()
-        entry.setRegularFile(path: Array(path.utf8), size: size, permissions: mode)
-        try writeHeader(entry.pointer, path: path)
-        do {
-            guard lseek(spool.fd, 0, SEEK_SET) == 0 else {
-                throw StackVaultError(.io, "cannot rewind the spool file: \(String(cString: strerror(errno)))")
-            }
-            let data = ArchiveDataSink(writer: self, path: path)
-            let decompressor = try ZstdDecompressionStream(downstream: data)
-            while true {
-                let count = try archiveRead(spool.fd, copyBuffer, what: "the spool file")
-                if count == 0 { break }
-                try decompressor.write(UnsafeRawBufferPointer(rebasing: copyBuffer[0..<count]))
-            }
-            try decompressor.finish()
-            guard data.count == size else {
-                throw StackVaultError(
-                    .io,
-                    "the spool file of '\(path)' read back \(data.count) bytes instead of \(size)"
-                )
-            }
-            try finishEntry(path: path)
-        } catch {
-            // A header promising `size` bytes is out: the archive cannot be trusted any more.
-            if case .open = state { state = .failed("writing '\(path)': \(error)") }
-            throw error
-        }
     }
 
     /// Runs on the reader thread: copies every entry of the tar stream in `queue` below `root`.
@@ -658,7 +687,6 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
                     // A sparse source entry: its holes are written out as zeros (the copy is never sparse).
                     while copied < offset && copied < size {
                         let zeros = min(Int64(copyBuffer.count), offset - copied, size - copied)
-                        copyBuffer.initializeMemory(as: UInt8.self, repeating: 0)
                         let chunk = UnsafeRawBufferPointer(rebasing: copyBuffer[0..<Int(zeros)])
                         try writeData(chunk, path: entryName)
                         digest.addContent(chunk)
@@ -936,6 +964,12 @@ final class ArchiveOutput {
         return buffer.count
     }
 
+    /// Counts tar bytes that reached the archive other than through ``write(_:)``.
+    func count(_ bytes: Int64) {
+        uncompressedBytes += bytes
+        reportProgress(force: false)
+    }
+
     func reportProgress(force: Bool) {
         guard let onProgress else { return }
         if force || uncompressedBytes - reportedAt >= Self.progressInterval {
@@ -945,27 +979,10 @@ final class ArchiveOutput {
     }
 }
 
-/// Hands entry data to libarchive (`archive_write_data`) for the spool read-back.
-private final class ArchiveDataSink: ByteSink {
-    private let writer: ArchiveWriter
-    private let path: String
-    private(set) var count: Int64 = 0
-
-    init(writer: ArchiveWriter, path: String) {
-        self.writer = writer
-        self.path = path
-    }
-
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
-        try writer.writeData(bytes, path: path)
-        count += Int64(bytes.count)
-    }
-}
-
-/// Hashes and counts what passes through on its way downstream.
-private final class HashingSink: ByteSink {
+/// Checksums (XXH3) and counts what passes through on its way downstream.
+private final class ChecksummingSink: ByteSink {
     private let downstream: any ByteSink
-    private(set) var hasher = SHA256()
+    private(set) var checksum = XXH3()
     private(set) var count: Int64 = 0
 
     init(downstream: any ByteSink) {
@@ -974,34 +991,25 @@ private final class HashingSink: ByteSink {
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         try downstream.write(bytes)
-        hasher.update(bytes)
+        checksum.update(bytes)
         count += Int64(bytes.count)
     }
 }
 
-/// A spool file in the spool directory, unlinked right after creation so that no path can leak it;
-/// the descriptor is closed in `deinit`. Handed from the producing task to the read-back thread, never shared.
-private final class SpoolFile: @unchecked Sendable {
-    let fd: Int32
-    let sink: ArchiveFileSink
+/// Passes bytes on unchanged (a "compression" stream for libarchive output that is kept as it is).
+private final class PassThroughStream: CompressionStream {
+    private let downstream: any ByteSink
 
-    init(directory: String) throws {
-        let path = (directory as NSString).appendingPathComponent(".stackvault-spool-\(UUID().uuidString).zst")
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw StackVaultError(
-                .io,
-                "cannot create a spool file in '\(directory)': \(String(cString: strerror(errno)))"
-            )
-        }
-        unlink(path)
-        self.fd = fd
-        self.sink = ArchiveFileSink(fd: fd, what: "a spool file in '\(directory)'")
+    init(downstream: any ByteSink) {
+        self.downstream = downstream
     }
 
-    deinit {
-        close(fd)
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        try downstream.write(bytes)
     }
+
+    func finish() throws {}
+    func finishSegment() throws {}
 }
 
 /// Buffers writes into 1 MiB chunks for a file descriptor it does not own; publishes each write to `growth`.
@@ -1044,6 +1052,33 @@ final class ArchiveFileSink: ByteSink {
             buffer.baseAddress!.copyMemory(from: bytes.baseAddress!, byteCount: bytes.count)
             used = bytes.count
         }
+    }
+
+    /// Overwrites bytes already written (and flushed) at `offset`.
+    func write(_ bytes: [UInt8], at offset: Int64) throws {
+        precondition(offset + Int64(bytes.count) <= writtenBytes, "overwriting bytes not written yet")
+        try bytes.withUnsafeBytes { raw in
+            var done = 0
+            while done < raw.count {
+                let count = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+                if count < 0 {
+                    if errno == EINTR { continue }
+                    throw StackVaultError(.io, "cannot write to \(what): \(String(cString: strerror(errno)))")
+                }
+                done += count
+            }
+        }
+    }
+
+    /// Drops everything after `size` bytes (buffered bytes included).
+    func truncate(to size: Int64) throws {
+        used = 0
+        guard ftruncate(fd, off_t(size)) == 0, lseek(fd, off_t(size), SEEK_SET) == size else {
+            throw StackVaultError(.io, "cannot cut \(what) back to \(size) bytes: \(String(cString: strerror(errno)))")
+        }
+        totalBytes = size
+        writtenBytes = size
+        growth?.retract(to: size)
     }
 
     func flush() throws {

@@ -126,7 +126,7 @@ public struct BackupEngine: Sendable {
         let startedAt = Date()
         let name = ArchiveName.make(stack: stack.name, date: startedAt)
         let temporaryPath = "\(directory)/.\(name).partial"
-        let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: compressor, spoolDirectory: directory)
+        let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: compressor)
         let progress = ProgressLogger(logger: log, label: stack.name)
         writer.onProgress = { bytes in progress.report(bytes) }
         var measures = StackMeasures()

@@ -27,8 +27,8 @@ public struct ComponentRecord: Sendable, Hashable, Codable {
     public var sizeBytes: Int64
     /// Number of archive entries.
     public var entries: Int
-    /// Lower-case hex SHA-256. `ArchiveWriter` returns trees with an empty one: it computes their digest from the
-    /// archive as read back, and the manifest gets it from `ArchiveWriter.finish(manifest:)`.
+    /// Lower-case hex SHA-256. `ArchiveWriter` returns records with an empty one: it computes digests from the
+    /// archive as read back, and the manifest gets them from `ArchiveWriter.finish(manifest:)`.
     public var sha256: String
 
     public init(archivePath: String, kind: Kind, sizeBytes: Int64, entries: Int, sha256: String) {

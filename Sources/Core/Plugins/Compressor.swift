@@ -36,6 +36,14 @@ public protocol Compressor: Sendable {
     init(settings: CompressionSettings) throws
     func makeCompressor(writingTo downstream: any ByteSink) throws -> any CompressionStream
     func makeDecompressor(writingTo downstream: any ByteSink) throws -> any CompressionStream
+
+    /// A standalone segment holding `bytes`, followed by padding that decoders skip, exactly `length` bytes long.
+    /// The archive writer reserves room for a file's tar header, streams the file's content compressed behind it,
+    /// and fills the room once the size is known. `length` is at least ``paddedSegmentBound(_:)`` of the count.
+    func paddedSegment(of bytes: [UInt8], length: Int) throws -> [UInt8]
+
+    /// The room ``paddedSegment(of:length:)`` needs for `count` bytes.
+    func paddedSegmentBound(_ count: Int) -> Int
 }
 
 /// Settings shared by compressors; each compressor documents which it honours.
