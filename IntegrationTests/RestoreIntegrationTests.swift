@@ -1,4 +1,5 @@
 import Foundation
+import StackVaultCore
 import Testing
 
 extension Integration {
@@ -348,6 +349,25 @@ extension Integration {
             #expect(try Docker.exec(name, "ls /evil* /tmp/evil* 2>/dev/null || true").isEmpty)
             #expect(!FileManager.default.fileExists(atPath: "/tmp/evil-from-stackvault"))
             #expect(try Self.helpersLeft().isEmpty)
+
+            // While another StackVault holds the stack's lock (a backup running elsewhere), a restore changes nothing.
+            let lockName = StackLocker.lockName(for: name)
+            try Shell.run(["docker", "create", "--name", lockName, "--label", "stackvault.test=true",
+                           "--label", "org.stackvault.lock=1", "--label", "org.stackvault.lock.stack=\(name)",
+                           "--label", "org.stackvault.lock.holder=elsewhere/1/abcd",
+                           "--label", "org.stackvault.lock.holder-pid=1",
+                           "--label", "org.stackvault.lock.holder-pidns=pid:[0]",
+                           "--label", "org.stackvault.lock.acquired=\(Date().formatted(.iso8601))",
+                           "--label", "org.stackvault.lock.expires=\(Date().addingTimeInterval(300).formatted(.iso8601))",
+                           "--network", "none", DockerLockStore.image, "x"])
+            let locked = try StackVaultCLI.run(["restore", good, "--target", target, "--yes"])
+            try Shell.run(["docker", "rm", "-f", lockName], check: false)
+            #expect(locked.status == 1, "\(locked.stdout)\n\(locked.stderr)")
+            #expect(locked.stdout.contains("stack \(name) is locked: another StackVault (elsewhere/1/abcd")
+                && locked.stdout.contains("running a backup of it") && locked.stdout.contains("nothing was changed"),
+                "\(locked.stdout)")
+            #expect(try Self.listTree(name, "/data") == changed)
+            #expect(try Docker.startedAt(name) == started)
 
             // The good archive restores the directory of the container's own layer (no volume, no helper).
             let restore = try StackVaultCLI.run(["restore", good, "--target", target, "--yes"])

@@ -87,8 +87,7 @@ extension BackupCommand {
                 case .ran(let ran):
                     results.append(ran)
                 case .busy(let held):
-                    results.append(failed(stack, "another StackVault (\(held.record.holder)) has been backing it up "
-                        + "since \(held.record.acquiredAt); try again when it is done"))
+                    results.append(failed(stack, "\(held.record.busyDescription); try again when it is done"))
                 }
             } catch {
                 results.append(failed(stack, "could not take its lock: \(error)"))

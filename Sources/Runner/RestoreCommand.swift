@@ -78,12 +78,27 @@ struct RestoreCommand: AsyncParsableCommand {
         }
         try confirm()
 
+        // The same per-stack lock as backups: no scheduled backup stops or copies the stack half-way through.
+        let locker = StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger)
         let outcome = try await runCancellably(logger: environment.logger) {
             () -> (results: [RestoreStepResult], failure: String?) in
             do {
-                return (try await engine.run(plan, source: archive), nil)
+                let locked = try await locker.withLock(on: plan.targetStack, purpose: "restore") {
+                    () async -> (results: [RestoreStepResult], failure: String?) in
+                    do {
+                        return (try await engine.run(plan, source: archive), nil)
+                    } catch {
+                        return ([], "\(error)")
+                    }
+                }
+                switch locked {
+                case .ran(let ran): return ran
+                case .busy(let held):
+                    return ([], "stack \(plan.targetStack) is locked: \(held.record.busyDescription); nothing was "
+                        + "changed, try again when it is done")
+                }
             } catch {
-                return ([], "\(error)")
+                return ([], "could not take the lock of stack \(plan.targetStack): \(error); nothing was changed")
             }
         }
         let (results, failure) = outcome ?? ([], "the restore was stopped before it ended")

@@ -263,6 +263,15 @@ final class RecordingLogHandler: LogHandler, @unchecked Sendable {
                                 expiresAt: Date(timeIntervalSince1970: 1_700_000_060))
         #expect(DockerLockStore.record(from: DockerLockStore.labels(of: record)) == record)
         #expect(DockerLockStore.record(from: ["org.stackvault.lock.stack": "app"]) == nil)
+        // A restore says so; a lock from before purposes existed reads as a backup.
+        var restoring = record
+        restoring.purpose = "restore"
+        #expect(DockerLockStore.record(from: DockerLockStore.labels(of: restoring)) == restoring)
+        #expect(restoring.busyDescription.hasPrefix("another StackVault (h/1/x"))
+        #expect(restoring.busyDescription.contains("has been running a restore of it since 2023-11-14T22:13:20Z"))
+        var old = DockerLockStore.labels(of: record)
+        old["org.stackvault.lock.purpose"] = nil
+        #expect(DockerLockStore.record(from: old)?.purpose == "backup")
     }
 
     /// The lease file goes into the lock container as a tar; GNU tar must read it back.

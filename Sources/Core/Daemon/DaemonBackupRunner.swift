@@ -112,8 +112,7 @@ public struct DaemonBackupRunner: Sendable {
             case .ran(let outcome):
                 return outcome
             case .busy(let lock):
-                let detail = "another StackVault (\(lock.record.holder)) has been backing it up since "
-                    + lock.record.acquiredAt.iso8601
+                let detail = lock.record.busyDescription
                 log.warning("stack \(name) skipped: \(detail)")
                 return StackOutcome(stack: name, status: .skipped, detail: detail)
             }

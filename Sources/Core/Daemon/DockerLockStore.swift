@@ -122,6 +122,7 @@ public struct DockerLockStore: LockStore {
             "\(labelPrefix).holder-pid": String(record.holder.pid),
             "\(labelPrefix).acquired": record.acquiredAt.formatted(.iso8601),
             "\(labelPrefix).expires": record.expiresAt.formatted(.iso8601),
+            "\(labelPrefix).purpose": record.purpose,
         ]
         if let namespace = record.holder.pidNamespace { labels["\(labelPrefix).holder-pidns"] = namespace }
         if let container = record.holder.container { labels["\(labelPrefix).holder-container"] = container }
@@ -140,7 +141,8 @@ public struct DockerLockStore: LockStore {
             stack: stack,
             holder: HolderIdentity(id: holder, pid: pid, pidNamespace: labels["\(labelPrefix).holder-pidns"],
                                    container: labels["\(labelPrefix).holder-container"]),
-            acquiredAt: acquired, expiresAt: expires)
+            acquiredAt: acquired, expiresAt: expires,
+            purpose: labels["\(labelPrefix).purpose"] ?? "backup")
     }
 
     /// The expiry written by `renew`, found in the tar Docker returns for the lease file.

@@ -25,12 +25,20 @@ public struct LockRecord: Sendable, Equatable {
     public var acquiredAt: Date
     /// The lease as first granted; renewals extend it (see `StoredLock.expiresAt`).
     public var expiresAt: Date
+    /// What the holder does with the stack: `backup` or `restore`.
+    public var purpose: String
 
-    public init(stack: String, holder: HolderIdentity, acquiredAt: Date, expiresAt: Date) {
+    public init(stack: String, holder: HolderIdentity, acquiredAt: Date, expiresAt: Date, purpose: String = "backup") {
         self.stack = stack
         self.holder = holder
         self.acquiredAt = acquiredAt
         self.expiresAt = expiresAt
+        self.purpose = purpose
+    }
+
+    /// "another StackVault (holder) has been running a backup of it since ...", for messages.
+    public var busyDescription: String {
+        "another StackVault (\(holder)) has been running a \(purpose) of it since \(acquiredAt.iso8601)"
     }
 }
 
@@ -138,14 +146,19 @@ public struct StackLocker: Sendable {
     }
 
     /// Runs `body` holding the lock of `stack`, or returns `.busy` at once when another live process holds it.
-    /// The lock is released on every path, cancellation included.
-    public func withLock<T: Sendable>(on stack: String, _ body: () async -> T) async throws -> Outcome<T> {
+    /// The lock is released on every path, cancellation included. `purpose` (`backup`, `restore`) is shown to
+    /// whoever finds the stack locked.
+    public func withLock<T: Sendable>(
+        on stack: String,
+        purpose: String = "backup",
+        _ body: () async -> T
+    ) async throws -> Outcome<T> {
         let name = Self.lockName(for: stack)
         var lockID: String?
         for _ in 0..<3 {
             let start = now()
             let record = LockRecord(stack: stack, holder: identity, acquiredAt: start,
-                                    expiresAt: start.addingTimeInterval(ttl.seconds))
+                                    expiresAt: start.addingTimeInterval(ttl.seconds), purpose: purpose)
             if let id = try await store.create(name: name, record: record) {
                 lockID = id
                 break
