@@ -289,14 +289,7 @@ extension Integration {
             // 2. A holder this host cannot check (another PID namespace, no container) counts until its lease ends.
             try Shell.run(["docker", "rm", "-f", lockName], check: false)
             let expires = Date().addingTimeInterval(6)
-            try Shell.run(["docker", "create", "--name", lockName, "--label", "stackvault.test=true",
-                           "--label", "org.stackvault.lock=1", "--label", "org.stackvault.lock.stack=\(name)",
-                           "--label", "org.stackvault.lock.holder=elsewhere/1/abcd",
-                           "--label", "org.stackvault.lock.holder-pid=1",
-                           "--label", "org.stackvault.lock.holder-pidns=pid:[0]",
-                           "--label", "org.stackvault.lock.acquired=\(Date().formatted(.iso8601))",
-                           "--label", "org.stackvault.lock.expires=\(expires.formatted(.iso8601))",
-                           "--network", "none", DockerLockStore.image, "x"])
+            try Docker.createForeignLock(stack: name, expires: expires)
             // A manual `stackvault backup` respects the same lock: it fails and says who holds it.
             let manualTarget = try TestBed.temporaryDirectory("manual-locked")
             defer { try? FileManager.default.removeItem(at: manualTarget) }

@@ -351,15 +351,7 @@ extension Integration {
             #expect(try Self.helpersLeft().isEmpty)
 
             // While another StackVault holds the stack's lock (a backup running elsewhere), a restore changes nothing.
-            let lockName = StackLocker.lockName(for: name)
-            try Shell.run(["docker", "create", "--name", lockName, "--label", "stackvault.test=true",
-                           "--label", "org.stackvault.lock=1", "--label", "org.stackvault.lock.stack=\(name)",
-                           "--label", "org.stackvault.lock.holder=elsewhere/1/abcd",
-                           "--label", "org.stackvault.lock.holder-pid=1",
-                           "--label", "org.stackvault.lock.holder-pidns=pid:[0]",
-                           "--label", "org.stackvault.lock.acquired=\(Date().formatted(.iso8601))",
-                           "--label", "org.stackvault.lock.expires=\(Date().addingTimeInterval(300).formatted(.iso8601))",
-                           "--network", "none", DockerLockStore.image, "x"])
+            let lockName = try Docker.createForeignLock(stack: name, expires: Date().addingTimeInterval(300))
             let locked = try StackVaultCLI.run(["restore", good, "--target", target, "--yes"])
             try Shell.run(["docker", "rm", "-f", lockName], check: false)
             #expect(locked.status == 1, "\(locked.stdout)\n\(locked.stderr)")

@@ -1,4 +1,5 @@
 import Foundation
+import StackVaultCore
 import Testing
 
 /// Where the real services are, from the environment (scripts/testbed/up.sh writes .testbed/env).
@@ -149,3 +150,21 @@ extension Docker {
 /// The top-level integration suite: everything in it runs one test at a time (real containers on 2 cores).
 @Suite(.serialized, .enabled(if: TestBed.dockerUsable, "no Docker engine answers; run scripts/testbed/up.sh"))
 enum Integration {}
+
+extension Docker {
+    /// A lock on `stack` as another StackVault would hold it, running a backup: a holder this host cannot check
+    /// (another PID namespace, no container), so it counts until `expires`. Returns the lock's container name.
+    @discardableResult
+    static func createForeignLock(stack: String, expires: Date) throws -> String {
+        let lockName = StackLocker.lockName(for: stack)
+        try Shell.run(["docker", "create", "--name", lockName, "--label", "stackvault.test=true",
+                       "--label", "org.stackvault.lock=1", "--label", "org.stackvault.lock.stack=\(stack)",
+                       "--label", "org.stackvault.lock.holder=elsewhere/1/abcd",
+                       "--label", "org.stackvault.lock.holder-pid=1",
+                       "--label", "org.stackvault.lock.holder-pidns=pid:[0]",
+                       "--label", "org.stackvault.lock.acquired=\(Date().formatted(.iso8601))",
+                       "--label", "org.stackvault.lock.expires=\(expires.formatted(.iso8601))",
+                       "--network", "none", DockerLockStore.image, "x"])
+        return lockName
+    }
+}
