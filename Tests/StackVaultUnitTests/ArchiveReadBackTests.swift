@@ -167,6 +167,15 @@ struct ArchiveReadBackTests {
         return try await writer.finish(manifest: ArchiveWriterTests.manifest([file, tree]))
     }
 
+    @Test func theRoomForAFileHeaderFitsTheLargestHeader() throws {
+        let name = Array("db/database/pg_dumpall.sql".utf8)
+        let small = try ArchiveWriter.tarHeader(path: name, size: 1_000, mode: 0o600)
+        let large = try ArchiveWriter.tarHeader(path: name, size: ArchiveWriter.largestHeaderSize, mode: 0o600)
+        #expect(small.count == 512)  // a plain ustar header
+        #expect(large.count > small.count && large.count % 512 == 0)  // with a PAX size record (over 8 GiB)
+        #expect(String(decoding: large, as: UTF8.self).contains("size=1099511627776"))
+    }
+
     @Test func theManifestGetsTheTreeDigestOfWhatWasReadBack() async throws {
         let directory = try Support.TemporaryDirectory()
         defer { directory.remove() }

@@ -132,6 +132,36 @@ struct ZstdCompressorTests {
         #expect(error?.message.hasPrefix("testing: ") == true)
     }
 
+    /// Segments: frames that concatenate into one stream, and a padded frame that fills a reserved room exactly.
+    @Test func segmentsAndPaddedSegmentsDecodeAsOneStream() throws {
+        let compressor = try ZstdCompressor(settings: CompressionSettings(threads: 2))
+        let sink = Support.CollectingSink()
+        let stream = try compressor.makeCompressor(writingTo: sink)
+        let first = Support.sampleBytes(count: 300_000, seed: 1)
+        let second = Support.sampleBytes(count: 1_000, seed: 2)
+        try stream.write(first)
+        try stream.finishSegment()
+        let frameA = sink.bytes  // everything written so far is out: the segment ended
+        try stream.write(second)
+        try stream.finish()
+        let frameB = Array(sink.bytes[frameA.count...])
+        #expect(try Self.decompress(frameA) == first)
+        // A padded segment fills a reserved room exactly, and decodes in place as if it were not padded.
+        let header = Support.sampleBytes(count: 1_536, seed: 9)
+        let room = compressor.paddedSegmentBound(header.count)
+        let padded = try compressor.paddedSegment(of: header, length: room)
+        #expect(padded.count == room)
+        let assembled = frameA + padded + frameB
+        #expect(try Self.decompress(assembled) == first + header + second)
+        // The zstd CLI agrees, skippable frame included.
+        let directory = try Support.TemporaryDirectory()
+        defer { directory.remove() }
+        try Data(assembled).write(to: URL(fileURLWithPath: directory.path("segments.zst")))
+        #expect(try Support.shell("zstd -q -t \(Support.quote(directory.path("segments.zst")))").status == 0)
+        // A room too small is refused, not overrun.
+        #expect(throws: StackVaultError.self) { try compressor.paddedSegment(of: header, length: 100) }
+    }
+
     @Test func writingAfterFinishThrows() throws {
         let stream = try ZstdCompressor().makeCompressor(writingTo: Support.CollectingSink())
         try stream.finish()
