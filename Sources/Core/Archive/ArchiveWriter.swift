@@ -104,25 +104,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         let handle: ArchiveWriteHandle
         do {
             output = ArchiveOutput(stream: try compressor.makeCompressor(writingTo: fileSink))
-            handle = try ArchiveWriteHandle(client: output)
-            let archive = handle.pointer
-            try archiveCheck(archive_write_set_format_pax_restricted(archive), archive, "selecting the PAX format")
-            // Unblocked: every write goes straight to the compressor, no tar-level padding to 10 KiB records.
-            try archiveCheck(archive_write_set_bytes_per_block(archive, 0), archive, "setting the block size")
-            try archiveCheck(archive_write_set_bytes_in_last_block(archive, 1), archive, "setting the last block")
-            let context = Unmanaged.passUnretained(output).toOpaque()
-            let opened = archive_write_open(
-                archive,
-                context,
-                nil,
-                { _, clientData, buffer, length in
-                    guard let clientData else { return -1 }
-                    let output = Unmanaged<ArchiveOutput>.fromOpaque(clientData).takeUnretainedValue()
-                    return output.write(UnsafeRawBufferPointer(start: buffer, count: length))
-                },
-                nil
-            )
-            try archiveCheck(opened, archive, "opening the archive for writing")
+            handle = try ArchiveWriteHandle.openPAX(client: output, what: "the archive for writing")
         } catch {
             close(fd)
             close(readFD)
@@ -436,29 +418,17 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     /// The tar header bytes libarchive writes for a regular file (PAX restricted, as the archive's other entries).
     static func tarHeader(path: [UInt8], size: Int64, mode: UInt32) throws -> [UInt8] {
         let collector = CollectingSink(limit: 64 << 10)
-        let output = ArchiveOutput(stream: PassThroughStream(downstream: collector))
-        let handle = try ArchiveWriteHandle(client: output)
-        let archive = handle.pointer
-        try archiveCheck(archive_write_set_format_pax_restricted(archive), archive, "selecting the PAX format")
-        try archiveCheck(archive_write_set_bytes_per_block(archive, 0), archive, "setting the block size")
-        try archiveCheck(archive_write_set_bytes_in_last_block(archive, 1), archive, "setting the last block")
-        let context = Unmanaged.passUnretained(output).toOpaque()
-        try archiveCheck(archive_write_open(archive, context, nil, { _, clientData, buffer, length in
-            guard let clientData else { return -1 }
-            return Unmanaged<ArchiveOutput>.fromOpaque(clientData).takeUnretainedValue()
-                .write(UnsafeRawBufferPointer(start: buffer, count: length))
-        }, nil), archive, "opening a header writer")
+        let shown = ArchivePath.display(path)
+        let writer = try TarStreamWriter(sink: collector, what: "the header of '\(shown)'")
+        defer { writer.abandon() }  // only the header is wanted, never its content or padding
         let entry = try ArchiveEntryHandle()
         entry.setRegularFile(path: path, size: size, permissions: mode)
-        let status = withLibArchiveUTF8Locale { archive_write_header(archive, entry.pointer) }
-        if status != ARCHIVE_OK && status != ARCHIVE_WARN {
-            throw StackVaultError(.archive, "writing the header of '\(ArchivePath.display(path))': \(archiveErrorString(archive))")
+        try writer.writeHeader(entry.pointer, shown: shown)
+        let header = collector.bytes  // unblocked: the header is out at once
+        guard header.count >= 512, header.count % 512 == 0 else {
+            throw StackVaultError(.archive, "libarchive wrote a header of \(header.count) bytes")
         }
-        archive_write_fail(archive)  // so that freeing the handle writes nothing more
-        guard collector.bytes.count >= 512, collector.bytes.count % 512 == 0 else {
-            throw StackVaultError(.archive, "libarchive wrote a header of \(collector.bytes.count) bytes")
-        }
-        return collector.bytes
+        return header
     }
 
     /// Adds the tar stream `produce` writes, its top entry renamed to `root`; see ``ArchiveSink/addTar(at:produce:)``.
@@ -788,6 +758,35 @@ final class ArchiveWriteHandle {
     deinit {
         archive_write_free(pointer)
     }
+
+    /// An opened PAX (restricted) tar writer that hands every byte to `client` at once: unblocked, no tar-level
+    /// padding to 10 KiB records. The one set-up of the archive writer, header building and uploads.
+    static func openPAX(client: some TarWriteClient, what: @autoclosure () -> String) throws -> ArchiveWriteHandle {
+        let handle = try ArchiveWriteHandle(client: client)
+        let archive = handle.pointer
+        try archiveCheck(archive_write_set_format_pax_restricted(archive), archive, "selecting the PAX format")
+        try archiveCheck(archive_write_set_bytes_per_block(archive, 0), archive, "setting the block size")
+        try archiveCheck(archive_write_set_bytes_in_last_block(archive, 1), archive, "setting the last block")
+        let opened = archive_write_open(
+            archive,
+            Unmanaged.passUnretained(client as AnyObject).toOpaque(),
+            nil,
+            { _, clientData, buffer, length in
+                guard let clientData,
+                    let client = Unmanaged<AnyObject>.fromOpaque(clientData).takeUnretainedValue() as? any TarWriteClient
+                else { return -1 }
+                return client.write(UnsafeRawBufferPointer(start: buffer, count: length))
+            },
+            nil
+        )
+        try archiveCheck(opened, archive, "opening \(what())")
+        return handle
+    }
+}
+
+/// Where a libarchive tar writer's bytes go: bytes accepted, or -1 after an error (which the client keeps).
+protocol TarWriteClient: AnyObject {
+    func write(_ buffer: UnsafeRawBufferPointer) -> Int
 }
 
 /// Owns one libarchive read handle for tar streams, freed in `deinit`.
@@ -936,7 +935,7 @@ enum TarFileType {
 }
 
 /// The write-callback context: feeds the tar stream into the compressor and counts it.
-final class ArchiveOutput {
+final class ArchiveOutput: TarWriteClient {
     let stream: any CompressionStream
     var error: (any Error)?
     var discard = false
@@ -994,22 +993,6 @@ private final class ChecksummingSink: ByteSink {
         checksum.update(bytes)
         count += Int64(bytes.count)
     }
-}
-
-/// Passes bytes on unchanged (a "compression" stream for libarchive output that is kept as it is).
-private final class PassThroughStream: CompressionStream {
-    private let downstream: any ByteSink
-
-    init(downstream: any ByteSink) {
-        self.downstream = downstream
-    }
-
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
-        try downstream.write(bytes)
-    }
-
-    func finish() throws {}
-    func finishSegment() throws {}
 }
 
 /// Buffers writes into 1 MiB chunks for a file descriptor it does not own; publishes each write to `growth`.

@@ -7,7 +7,7 @@ import Foundation
 /// is thrown with what was being written.
 final class TarStreamWriter {
     /// The write-callback context: forwards libarchive's output into the sink and keeps its error.
-    private final class Output {
+    private final class Output: TarWriteClient {
         let sink: any ByteSink
         var error: (any Error)?
 
@@ -34,25 +34,8 @@ final class TarStreamWriter {
     /// - Parameter what: the stream's purpose, for messages ("the upload of /data into container app_files_1").
     init(sink: any ByteSink, what: String) throws {
         let output = Output(sink: sink)
-        let handle = try ArchiveWriteHandle(client: output)
-        let archive = handle.pointer
-        try archiveCheck(archive_write_set_format_pax_restricted(archive), archive, "selecting the PAX format")
-        try archiveCheck(archive_write_set_bytes_per_block(archive, 0), archive, "setting the block size")
-        try archiveCheck(archive_write_set_bytes_in_last_block(archive, 1), archive, "setting the last block")
-        let opened = archive_write_open(
-            archive,
-            Unmanaged.passUnretained(output).toOpaque(),
-            nil,
-            { _, clientData, buffer, length in
-                guard let clientData else { return -1 }
-                let output = Unmanaged<Output>.fromOpaque(clientData).takeUnretainedValue()
-                return output.write(UnsafeRawBufferPointer(start: buffer, count: length))
-            },
-            nil
-        )
-        try archiveCheck(opened, archive, "opening \(what)")
+        self.handle = try ArchiveWriteHandle.openPAX(client: output, what: what)
         self.output = output
-        self.handle = handle
         self.what = what
     }
 
@@ -73,6 +56,12 @@ final class TarStreamWriter {
     func finishEntry(shown: String) throws {
         let status = archive_write_finish_entry(handle.pointer)
         if status != ARCHIVE_OK && status != ARCHIVE_WARN { throw failure("finishing '\(shown)'") }
+    }
+
+    /// Stops without finishing the entry or the stream: nothing more reaches the sink, not even when the writer is
+    /// freed (libarchive would otherwise pad the open entry to the size its header announced).
+    func abandon() {
+        archive_write_fail(handle.pointer)
     }
 
     /// Writes the end-of-archive blocks.
