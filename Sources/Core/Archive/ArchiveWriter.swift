@@ -1101,84 +1101,6 @@ func archiveRead(
     }
 }
 
-/// A pipe whose two ends are closed independently (each at most once) and in `deinit` if still open.
-final class ArchivePipe: @unchecked Sendable {
-    let readEnd: Int32
-    let writeEnd: Int32
-    private let lock = NSLock()
-    private var readOpen = true
-    private var writeOpen = true
-
-    init() throws {
-        _ = ignoreSIGPIPEOnce
-        var fds: [Int32] = [-1, -1]
-        guard pipe(&fds) == 0 else {
-            throw StackVaultError(.io, "cannot create a pipe: \(String(cString: strerror(errno)))")
-        }
-        readEnd = fds[0]
-        writeEnd = fds[1]
-        for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
-        #if os(Linux)
-        // Best effort: a 1 MiB pipe means fewer context switches between producer and reader.
-        let setPipeSize: Int32 = 1031  // F_SETPIPE_SZ
-        _ = fcntl(writeEnd, setPipeSize, Int32(1 << 20))
-        #endif
-    }
-
-    deinit {
-        closeReadEnd()
-        closeWriteEnd()
-    }
-
-    func closeReadEnd() {
-        lock.lock()
-        defer { lock.unlock() }
-        if readOpen {
-            readOpen = false
-            close(readEnd)
-        }
-    }
-
-    func closeWriteEnd() {
-        lock.lock()
-        defer { lock.unlock() }
-        if writeOpen {
-            writeOpen = false
-            close(writeEnd)
-        }
-    }
-}
-
-/// Writes into the write end of a pipe; a reader that went away (EPIPE) becomes a clear error.
-final class ArchivePipeSink: ByteSink {
-    private let pipe: ArchivePipe
-    private let what: String
-    /// True once a write failed because the reading side closed its end.
-    private(set) var readerGone = false
-
-    init(pipe: ArchivePipe, what: String) {
-        self.pipe = pipe
-        self.what = what
-    }
-
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
-        var offset = 0
-        while offset < bytes.count {
-            let written = Foundation.write(pipe.writeEnd, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 {
-                let code = errno
-                if code == EINTR { continue }
-                if code == EPIPE {
-                    readerGone = true
-                    throw StackVaultError(.archive, "\(what) could not be delivered: its reader stopped early")
-                }
-                throw StackVaultError(.io, "cannot write \(what) into a pipe: \(String(cString: strerror(code)))")
-            }
-            offset += written
-        }
-    }
-}
-
 /// The result of work on a helper thread, awaited without blocking the cooperative pool (or waited for
 /// synchronously).
 final class ArchiveThreadCompletion<Value: Sendable>: @unchecked Sendable {
@@ -1255,8 +1177,3 @@ func withLibArchiveUTF8Locale<Result>(_ body: () throws -> Result) rethrows -> R
     defer { uselocale(previous) }
     return try body()
 }
-
-/// Writing into a pipe whose reader is gone must fail with EPIPE, not kill the process.
-let ignoreSIGPIPEOnce: Void = {
-    signal(SIGPIPE, SIG_IGN)
-}()

@@ -213,25 +213,24 @@ public final class DockerClient: DockerEngine {
         path: String,
         body: @escaping @Sendable (any ByteSink) throws -> Void
     ) async throws {
-        // The tar producer runs on its own thread and feeds the upload through a pipe.
-        let pipe = try ArchivePipe()
+        // The tar producer runs on its own thread and feeds the upload through a ByteChunkQueue.
+        let queue = ByteChunkQueue(what: "the tar stream for \(path) in \(container)")
         let producerError = Mutex<(any Error)?>(nil)
         let producer = Thread {
             do {
-                try body(ArchivePipeSink(pipe: pipe, what: "the tar stream for \(path) in \(container)"))
+                try body(queue)
             } catch {
                 producerError.withLock { $0 = error }
             }
-            pipe.closeWriteEnd()
+            queue.closeWriting()
         }
         producer.start()
-        // Closing the read end on every path unblocks a producer still writing (it then sees EPIPE).
-        defer { pipe.closeReadEnd() }
+        // Closing the reading side on every path unblocks a producer still writing (its write then throws).
+        defer { queue.closeReading() }
         let url = "/containers/\(percentEncode(container))/archive?path=\(percentEncode(path))"
         let request = try await makeRequest(
             "PUT", url, headers: [("Content-Type", "application/x-tar")],
-            stream: { buffer in try archiveRead(pipe.readEnd, buffer, what: "the tar stream for \(path)") },
-            timeout: nil)
+            stream: { buffer in try queue.read(into: buffer) }, timeout: nil)
         let response = try await http.send(request)
         if let error = producerError.withLock({ $0 }) { throw error }
         guard response.status == 200 else {
