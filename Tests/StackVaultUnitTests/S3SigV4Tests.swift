@@ -32,7 +32,7 @@ struct S3SigV4Tests {
     @Test func signingKeyOfTheExample() {
         let key = SigV4Signer.signingKey(secret: Self.credentials.secretAccessKey, day: "20130524",
                                          region: "us-east-1", service: "s3")
-        #expect(SigV4Signer.hex(key) == "dbb893acc010964918f1fd433add87c70e8b0db6be30c1fbeafefa5ec6ba8378")
+        #expect(SHA256.hex(key) == "dbb893acc010964918f1fd433add87c70e8b0db6be30c1fbeafefa5ec6ba8378")
     }
 
     /// Example: GET Object (a `Range` header, no body).

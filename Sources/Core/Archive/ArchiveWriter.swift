@@ -230,7 +230,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
 
             // 3. Read the manifest back and judge the whole archive.
             let (path, compressor) = (outputPath, self.compressor)
-            let report = try await runOnArchiveThread(named: "stackvault-readback-tail") {
+            let report = try await runBlocking { _ in
                 try Self.readTail(of: path, from: componentsEnd, compressor: compressor, continuing: verification,
                                   componentsBytes: componentsBytes)
             }
@@ -1140,18 +1140,6 @@ final class ArchiveThreadCompletion<Value: Sendable>: @unchecked Sendable {
         while result == nil { condition.wait() }
         return result!
     }
-}
-
-/// Runs blocking `body` on a new thread and awaits it without occupying a cooperative-pool thread.
-func runOnArchiveThread<Value: Sendable>(
-    named name: String,
-    _ body: @escaping @Sendable () throws -> Value
-) async throws -> Value {
-    let completion = ArchiveThreadCompletion<Value>()
-    let thread = Thread { completion.complete(Result { try body() }) }
-    thread.name = name
-    thread.start()
-    return try await completion.value().get()
 }
 
 /// Calls `body` with `bytes` as a NUL-terminated C string.

@@ -320,7 +320,8 @@ extension Result {
 }
 
 extension Duration {
-    var seconds: Double {
+    /// The duration in seconds (fractions included).
+    package var seconds: Double {
         let (s, attoseconds) = components
         return Double(s) + Double(attoseconds) / 1e18
     }

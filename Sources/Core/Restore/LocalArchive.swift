@@ -158,7 +158,7 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
 
     /// `check(strategies:)` on a thread of its own, so the cooperative pool stays free.
     public func verify(strategies: StrategyRegistry) async throws -> ArchiveCheck {
-        try await runOnArchiveThread(named: "stackvault-verify") { try self.check(strategies: strategies) }
+        try await runBlocking { _ in try self.check(strategies: strategies) }
     }
 
     /// The last bytes of each `.file` component in `paths`, in one pass.

@@ -16,8 +16,9 @@ struct UnsafeTransfer<Value>: @unchecked Sendable {
 }
 
 /// Runs blocking work (a libcurl transfer, a pipe read) on a Dispatch thread, keeping the cooperative pool free.
-/// Task cancellation sets the flag the work polls.
-func runBlocking<T: Sendable>(_ work: @escaping @Sendable (CancellationFlag) throws -> T) async throws -> T {
+/// Task cancellation sets the flag the work polls. Shared by the package's modules (the S3 backend hashes and
+/// reads files with it).
+package func runBlocking<T: Sendable>(_ work: @escaping @Sendable (CancellationFlag) throws -> T) async throws -> T {
     let flag = CancellationFlag()
     return try await withTaskCancellationHandler {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in

@@ -60,8 +60,8 @@ public struct S3Backend: StorageBackend {
         }
         let transferred = ContinuousClock.now
         let stored = try await confirm(key: key, name: name, expectedSize: file.size)
-        let seconds = Self.seconds(ContinuousClock.now - started)
-        let confirming = Self.seconds(ContinuousClock.now - transferred)
+        let seconds = (ContinuousClock.now - started).seconds
+        let confirming = (ContinuousClock.now - transferred).seconds
         let rate = seconds > 0 ? Double(file.size) / seconds / 1_048_576 : 0
         let summary = "S3: uploaded \(name) (\(file.size) bytes) to \(description) in "
             + "\(String(format: "%.2f", seconds)) s (\(String(format: "%.1f", rate)) MiB/s), including "
@@ -75,7 +75,7 @@ public struct S3Backend: StorageBackend {
         let size = file.size
         logger.info("S3: uploading \(name) (\(size) bytes) to \(description) in one request")
         let md5 = configuration.sendsContentMD5
-        let digests = try await runBlockingS3 { flag in
+        let digests = try await runBlocking { flag in
             try file.digests(offset: 0, length: size, md5: md5, cancellation: flag)
         }
         _ = try await client.sendWithRetries("uploading \(name) to \(description)") {
@@ -241,10 +241,6 @@ public struct S3Backend: StorageBackend {
         else {
             throw StackVaultError(.storage, "'\(name)' is not a valid object name")
         }
-    }
-
-    static func seconds(_ duration: Duration) -> Double {
-        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
     }
 
     /// `Last-Modified: Wed, 12 Oct 2009 17:50:00 GMT`.

@@ -131,7 +131,7 @@ extension S3Backend {
     ) async throws -> S3CompletedPart {
         let (offset, length) = plan.range(ofPart: number)
         let md5 = configuration.sendsContentMD5
-        let digests = try await runBlockingS3 { flag in
+        let digests = try await runBlocking { flag in
             try file.digests(offset: offset, length: length, md5: md5, cancellation: flag)
         }
         let operation = "uploading part \(number) of \(plan.partCount) of \(name) to \(description)"

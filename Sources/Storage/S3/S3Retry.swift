@@ -88,8 +88,7 @@ func withS3Retries<T: Sendable>(
                 throw error
             }
             let delay = policy.delay(afterAttempt: attempt, random: Double.random(in: 0...1))
-            let seconds = Double(delay.components.seconds) + Double(delay.components.attoseconds) / 1e18
-            let wait = String(format: "%.1f", seconds)
+            let wait = String(format: "%.1f", delay.seconds)
             logger.warning("S3: attempt \(attempt) of \(policy.maxAttempts) failed, retrying in \(wait) s: \(error)")
             do {
                 try await Task.sleep(for: delay)

@@ -115,18 +115,3 @@ struct S3PayloadDigests: Sendable, Equatable {
     /// `Content-MD5`, when computed.
     var headers: [(name: String, value: String)] { md5Base64.map { [("content-md5", $0)] } ?? [] }
 }
-
-/// Runs blocking work (hashing a part, reading a file) on a Dispatch thread, off the cooperative pool; task
-/// cancellation sets the flag the work polls.
-func runBlockingS3<T: Sendable>(_ work: @escaping @Sendable (CancellationFlag) throws -> T) async throws -> T {
-    let flag = CancellationFlag()
-    return try await withTaskCancellationHandler {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<T, any Error>) in
-            DispatchQueue.global().async {
-                continuation.resume(with: Result { try work(flag) })
-            }
-        }
-    } onCancel: {
-        flag.cancel()
-    }
-}

@@ -63,7 +63,7 @@ public struct SigV4Signer: Sendable {
         let scope = "\(day)/\(region)/\(service)/aws4_request"
         let toSign = Self.stringToSign(canonicalRequest: canonical.request, timestamp: timestamp, scope: scope)
         let key = Self.signingKey(secret: credentials.secretAccessKey, day: day, region: region, service: service)
-        let signature = Self.hex(HMACSHA256.authenticationCode(key: key, message: toSign))
+        let signature = SHA256.hex(HMACSHA256.authenticationCode(key: key, message: toSign))
         return "\(Self.algorithm) Credential=\(credentials.accessKeyID)/\(scope),"
             + "SignedHeaders=\(canonical.signedHeaders),Signature=\(signature)"
     }
@@ -173,14 +173,4 @@ public struct SigV4Signer: Sendable {
         return out
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            out.append(digits[Int(byte >> 4)])
-            out.append(digits[Int(byte & 0x0f)])
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
 }
