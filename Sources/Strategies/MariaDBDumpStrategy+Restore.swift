@@ -35,11 +35,7 @@ extension MariaDBDumpStrategy {
 
     /// Logs in as root from the container's environment (as the dump script does), drops the non-system
     /// databases, replays the dump (`$1`), flushes privileges.
-    static let replay = #"""
-        set -e
-        pw="${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}"
-        if [ -z "$pw" ]; then pw="$(cat "${MARIADB_ROOT_PASSWORD_FILE:-$MYSQL_ROOT_PASSWORD_FILE}")"; fi
-        MYSQL_PWD="$pw"; export MYSQL_PWD; unset pw
+    static let replay = rootLogin + #"""
         client=mariadb; command -v mariadb >/dev/null 2>&1 || client=mysql
         # Close other clients' connections (best effort: one may end on its own meanwhile), so that no open
         # transaction holds up DROP DATABASE.

@@ -14,13 +14,19 @@ public struct MariaDBDumpStrategy: BackupStrategy {
         "MARIADB_ROOT_PASSWORD", "MYSQL_ROOT_PASSWORD", "MARIADB_ROOT_PASSWORD_FILE", "MYSQL_ROOT_PASSWORD_FILE",
     ]
 
+    /// Sets MYSQL_PWD to root's password from the container's environment (never an argument): the start of the
+    /// dump script and of the restore's.
+    static let rootLogin = #"""
+        set -e
+        pw="${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}"
+        if [ -z "$pw" ]; then pw="$(cat "${MARIADB_ROOT_PASSWORD_FILE:-$MYSQL_ROOT_PASSWORD_FILE}")"; fi
+        MYSQL_PWD="$pw"; export MYSQL_PWD; unset pw
+
+        """#
+
     static let dump = LogicalDump(
         tool: "mariadb-dump",
-        script: #"""
-            set -e
-            pw="${MARIADB_ROOT_PASSWORD:-${MYSQL_ROOT_PASSWORD:-}}"
-            if [ -z "$pw" ]; then pw="$(cat "${MARIADB_ROOT_PASSWORD_FILE:-$MYSQL_ROOT_PASSWORD_FILE}")"; fi
-            MYSQL_PWD="$pw"; export MYSQL_PWD; unset pw
+        script: rootLogin + #"""
             dump=mariadb-dump; command -v mariadb-dump >/dev/null 2>&1 || dump=mysqldump
             exec "$dump" --user=root --all-databases --single-transaction --routines --events --triggers \
                 --hex-blob --default-character-set=utf8mb4

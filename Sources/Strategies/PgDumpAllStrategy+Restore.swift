@@ -54,12 +54,8 @@ extension PgDumpAllStrategy {
         }
     }
 
-    /// Sets PGPASSWORD from the container's environment, as the dump script does.
-    static let login = #"""
-        set -e
-        if [ -n "${POSTGRES_PASSWORD:-}" ]; then PGPASSWORD="$POSTGRES_PASSWORD"
-        else PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"; fi
-        export PGPASSWORD
+    /// Sets PGPASSWORD from the container's environment as the dump script does, and defines `sql`.
+    static let login = passwordLogin + #"""
         export PGOPTIONS='-c client_min_messages=warning'
         sql() { psql -X -q --no-password -v ON_ERROR_STOP=1 --username="${POSTGRES_USER:-postgres}" "$@"; }
 

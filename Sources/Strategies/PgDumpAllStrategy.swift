@@ -7,13 +7,19 @@ public struct PgDumpAllStrategy: BackupStrategy {
     public let labelKey = "backup.database.pg_dumpall"
     public let requirement = ContainerRequirement.running
 
+    /// Sets PGPASSWORD from the container's environment (never an argument): the start of the dump script and of
+    /// the restore's.
+    static let passwordLogin = #"""
+        set -e
+        if [ -n "${POSTGRES_PASSWORD:-}" ]; then PGPASSWORD="$POSTGRES_PASSWORD"
+        else PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"; fi
+        export PGPASSWORD
+
+        """#
+
     static let dump = LogicalDump(
         tool: "pg_dumpall",
-        script: #"""
-            set -e
-            if [ -n "${POSTGRES_PASSWORD:-}" ]; then PGPASSWORD="$POSTGRES_PASSWORD"
-            else PGPASSWORD="$(cat "$POSTGRES_PASSWORD_FILE")"; fi
-            export PGPASSWORD
+        script: passwordLogin + #"""
             exec pg_dumpall --no-password --username="${POSTGRES_USER:-postgres}"
             """#,
         completionMarker: "PostgreSQL database cluster dump complete"
