@@ -112,13 +112,7 @@ enum Summary {
                 result.succeeded ? "ok: \(result.archive ?? "")" : "FAILED: \(result.error ?? "")",
             ])
         }
-        let widths = (0..<5).map { column in rows.map { $0[column].count }.max() ?? 0 }
-        var out = ""
-        for row in rows {
-            var line = ""
-            for column in 0..<5 { line += row[column].padding(toLength: widths[column] + 2, withPad: " ", startingAt: 0) }
-            out += line + row[5] + "\n"
-        }
+        var out = Table.render(rows)
         let failed = results.filter { !$0.succeeded }.count
         out += "\(results.count - failed) of \(results.count) stack(s) backed up"
             + (failed > 0 ? ", \(failed) FAILED\n" : "\n")
@@ -126,9 +120,7 @@ enum Summary {
     }
 
     static func json(_ results: [StackResult]) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(["stacks": results]), as: UTF8.self)
+        try prettyJSON(["stacks": results])
     }
 }
 

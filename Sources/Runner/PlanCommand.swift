@@ -55,9 +55,7 @@ enum PlanRendering {
     }
 
     static func json(_ plan: BackupPlan, target: String) throws -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return String(decoding: try encoder.encode(Document(target: target, stacks: plan.stacks)), as: UTF8.self)
+        try prettyJSON(Document(target: target, stacks: plan.stacks))
     }
 
     static func text(_ plan: BackupPlan, target: String) -> String {

@@ -53,11 +53,7 @@ struct PruneCommand: AsyncParsableCommand {
             throw ExitStatus.code(for: error)
         }
         if json {
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-            encoder.dateEncodingStrategy = .iso8601
-            print(String(decoding: try encoder.encode(["dryRun": AnyEncodable(dryRun), "stacks": AnyEncodable(outcomes)]),
-                         as: UTF8.self))
+            print(try prettyJSON(["dryRun": AnyEncodable(dryRun), "stacks": AnyEncodable(outcomes)]))
         } else {
             for outcome in outcomes {
                 print("Stack \(outcome.stack):")

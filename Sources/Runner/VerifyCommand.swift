@@ -158,7 +158,7 @@ enum VerifyRendering {
     }
 }
 
-/// Pretty-printed JSON with sorted keys and ISO-8601 dates, as `list`, `verify` print it.
+/// Pretty-printed JSON with sorted keys and ISO-8601 dates, as every command's `--json` prints it.
 func prettyJSON(_ value: some Encodable) throws -> String {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
