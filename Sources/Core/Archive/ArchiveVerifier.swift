@@ -34,6 +34,8 @@ public struct VerificationReport: Sendable {
     public var entries = 0
     /// Bytes of the compressed file read.
     public var compressedBytes: Int64 = 0
+    /// The last bytes of each `.file` component, when asked for (`keepingFileTails`).
+    var fileTails: [String: [UInt8]] = [:]
 
     /// True when the archive is complete and every component matches its manifest record.
     public var ok: Bool {
@@ -67,10 +69,18 @@ public enum ArchiveVerifier {
 
     /// Verifies the archive read from `fileDescriptor` (from its current offset to its end; not closed).
     public static func verify(fileDescriptor: Int32, compressor: any Compressor) throws -> VerificationReport {
+        try verify(fileDescriptor: fileDescriptor, compressor: compressor, keepingFileTails: 0)
+    }
+
+    /// Verifies, and keeps the last `tailBytes` bytes of each `.file` component in ``VerificationReport/fileTails``
+    /// (for the strategies' completeness checks, in the same pass).
+    static func verify(fileDescriptor: Int32, compressor: any Compressor, keepingFileTails tailBytes: Int) throws
+        -> VerificationReport
+    {
         let reader = try DecompressedTarReader(
             fileDescriptor: fileDescriptor, from: nil, compressor: compressor, what: "archive",
             threadName: "stackvault-verify-decompress")
-        var verification = Verification()
+        var verification = Verification(tailBytes: tailBytes)
         verification.read(reader)
         // Drain whatever libarchive left, so the decompressor reaches the end and checks the whole file.
         let decompressed = reader.close(drain: true)
@@ -90,6 +100,8 @@ struct Verification {
         /// Only when `checksums` is on: XXH3 as the writer computes it on the way in.
         var treeChecksum: TreeChecksum?
         var fileChecksum: XXH3?
+        /// The last `tailBytes` bytes of a `.file` component.
+        var tail: [UInt8] = []
         var entries = 0
         var sizeBytes: Int64 = 0
     }
@@ -107,6 +119,8 @@ struct Verification {
 
     /// Also compute each component's XXH3 (the writer's in-path checksum).
     let checksums: Bool
+    /// Keep this many last bytes of each `.file` component (0: none).
+    let tailBytes: Int
     var index: ArchiveIndex?
     var manifest: Manifest?
     var manifestSeen = false
@@ -117,8 +131,9 @@ struct Verification {
     /// Index roots, longest first.
     var roots: [(path: String, parts: [[UInt8]])] = []
 
-    init(checksums: Bool = false) {
+    init(checksums: Bool = false, tailBytes: Int = 0) {
         self.checksums = checksums
+        self.tailBytes = tailBytes
     }
 
     /// Opens `reader` and reads every entry to its end; a stream libarchive cannot open is a problem.
@@ -275,6 +290,10 @@ struct Verification {
                     case .file:
                         actual.file.update(chunk)
                         actual.fileChecksum?.update(chunk)
+                        if tailBytes > 0 {
+                            actual.tail.append(contentsOf: chunk.suffix(tailBytes))
+                            if actual.tail.count > tailBytes { actual.tail.removeFirst(actual.tail.count - tailBytes) }
+                        }
                     case .tree:
                         actual.tree.addContent(chunk)
                         actual.treeChecksum?.addContent(chunk)
@@ -418,6 +437,11 @@ struct Verification {
         report.problems = problems
         report.notes = notes
         report.entries = entries
+        if tailBytes > 0 {
+            for (path, actual) in actuals where actual.kind == .file && actual.entries > 0 {
+                report.fileTails[path] = actual.tail
+            }
+        }
         if !manifestSeen {
             report.problems.append("the archive has no manifest (\(Manifest.entryName)): it is incomplete")
         }

@@ -130,13 +130,15 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     // MARK: - Verification
 
     /// Verifies the whole archive (``ArchiveVerifier``) and, when that passes, asks each component's strategy
-    /// whether its dump ends the way a complete dump ends. Blocking.
+    /// whether its dump ends the way a complete dump ends (from the dumps' last bytes, kept in the same pass).
+    /// Blocking.
     public func check(strategies: StrategyRegistry) throws -> ArchiveCheck {
         guard lseek(fileDescriptor, 0, SEEK_SET) == 0 else {
             throw StackVaultError(.io, "cannot rewind \(origin): \(String(cString: strerror(errno)))")
         }
-        var check = ArchiveCheck(archive: name, report: try ArchiveVerifier.verify(fileDescriptor: fileDescriptor,
-                                                                                    compressor: compressor))
+        var check = ArchiveCheck(archive: name, report: try ArchiveVerifier.verify(
+            fileDescriptor: fileDescriptor, compressor: compressor,
+            keepingFileTails: RestoreLimits.completenessTailBytes))
         guard check.report.ok, let manifest = check.report.manifest else { return check }
         var files: [String: Manifest.ManifestComponent] = [:]
         for component in manifest.components {
@@ -146,9 +148,9 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
                 files[component.archivePath] = component
             }
         }
-        for (path, tail) in try fileTails(Set(files.keys)) {
-            let component = files[path]!
-            if let problem = strategies.strategy(forType: component.type)?.checkCompleteness(of: component, tail: tail)
+        for (path, component) in files {
+            if let tail = check.report.fileTails[path],
+                let problem = strategies.strategy(forType: component.type)?.checkCompleteness(of: component, tail: tail)
             {
                 check.completeness[path] = problem
             }
@@ -159,27 +161,6 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     /// `check(strategies:)` on a thread of its own, so the cooperative pool stays free.
     public func verify(strategies: StrategyRegistry) async throws -> ArchiveCheck {
         try await runBlocking { _ in try self.check(strategies: strategies) }
-    }
-
-    /// The last bytes of each `.file` component in `paths`, in one pass.
-    func fileTails(_ paths: Set<String>) throws -> [String: [UInt8]] {
-        guard !paths.isEmpty else { return [:] }
-        let keep = RestoreLimits.completenessTailBytes
-        var tails: [String: [UInt8]] = [:]
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        try reader().forEachEntry { archive, _, path in
-            let name = String(decoding: ArchivePath.join(ArchivePath.components(path)), as: UTF8.self)
-            guard paths.contains(name) else { return .next }
-            var tail: [UInt8] = []
-            _ = try copyEntryData(archive, buffer, shown: name) { chunk in
-                tail.append(contentsOf: chunk.suffix(keep))
-                if tail.count > keep { tail.removeFirst(tail.count - keep) }
-            }
-            tails[name] = tail
-            return tails.count == paths.count ? .stop : .next
-        }
-        return tails
     }
 
     // MARK: - RestoreSource
