@@ -99,6 +99,9 @@ public struct RetentionPolicy: Sendable, Equatable, Codable {
         if let n = keepYearly { buckets.append(Bucket(rule: "yearly", remaining: n, key: key([.year]))) }
 
         let newest = sorted.first?.time
+        // keep-within counts back from the newest archive: one cut-off for all.
+        var withinSeconds: TimeInterval?
+        if let newest, let keepWithin { withinSeconds = keepWithin.seconds(before: newest, calendar: calendar) }
         return sorted.enumerated().map { index, backup in
             var reasons: [String] = []
             for i in buckets.indices where buckets[i].remaining > 0 {
@@ -109,7 +112,7 @@ public struct RetentionPolicy: Sendable, Equatable, Codable {
                     reasons.append(buckets[i].rule)
                 }
             }
-            if let within = keepWithin, let newest, newest.timeIntervalSince(backup.time) <= within.seconds(before: newest, calendar: calendar) {
+            if let withinSeconds, let newest, newest.timeIntervalSince(backup.time) <= withinSeconds {
                 reasons.append("within")
             }
             if index == 0 && reasons.isEmpty { reasons.append("newest") }
