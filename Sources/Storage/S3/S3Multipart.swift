@@ -59,8 +59,7 @@ extension S3Backend {
             let parts = try await uploadParts(file, plan: plan, concurrency: concurrency, key: key, name: name,
                                               uploadID: uploadID)
             let uploaded = ContinuousClock.now
-            try await completeMultipartUpload(key: key, name: name, uploadID: uploadID, parts: parts,
-                                              expectedSize: file.size)
+            try await completeMultipartUpload(key: key, name: name, uploadID: uploadID, parts: parts)
             logger.debug(
                 "S3: \(name): parts uploaded in \(uploaded - started), completed in \(ContinuousClock.now - uploaded)")
         } catch {
@@ -151,33 +150,30 @@ extension S3Backend {
         key: String,
         name: String,
         uploadID: String,
-        parts: [S3CompletedPart],
-        expectedSize: Int64
+        parts: [S3CompletedPart]
     ) async throws {
         let operation = "completing the multipart upload of \(name) to \(description)"
         let document = Self.completionDocument(parts)
         let payloadHash = SHA256.hash(document).hex
         let md5 = Data(MD5.hash(document)).base64EncodedString()
-        do {
-            try await withS3Retries(operation, policy: configuration.retry, logger: logger) { attempt in
-                let request = client.request("POST", key: key, query: [("uploadId", uploadID)],
-                                             headers: [("content-type", "application/xml"), ("content-md5", md5)],
-                                             body: .bytes(document), payloadHash: payloadHash, timeoutSeconds: 900)
-                let response: S3Response
-                do {
-                    response = try await client.send(request, operation: operation)
-                } catch let error as StackVaultError where attempt > 1 && error.s3ErrorCode == "NoSuchUpload" {
-                    // An earlier attempt may have completed the upload and lost only its answer: the HEAD check
-                    // that follows tells.
-                    logger.warning("S3: \(name): the upload was already completed or aborted; checking the object")
-                    return
-                }
-                // S3 may answer 200 and still report an error in the body (the connection stays open while it
-                // assembles the parts).
-                if let root = S3XML.parse(response.body), root.name == "Error" {
-                    throw S3ErrorResponse(status: 500, headers: response.head.headers, body: response.body)
-                        .error(operation: operation, configuration: configuration)
-                }
+        try await withS3Retries(operation, policy: configuration.retry, logger: logger) { attempt in
+            let request = client.request("POST", key: key, query: [("uploadId", uploadID)],
+                                         headers: [("content-type", "application/xml"), ("content-md5", md5)],
+                                         body: .bytes(document), payloadHash: payloadHash, timeoutSeconds: 900)
+            let response: S3Response
+            do {
+                response = try await client.send(request, operation: operation)
+            } catch let error as StackVaultError where attempt > 1 && error.s3ErrorCode == "NoSuchUpload" {
+                // An earlier attempt may have completed the upload and lost only its answer: the HEAD check
+                // that follows tells.
+                logger.warning("S3: \(name): the upload was already completed or aborted; checking the object")
+                return
+            }
+            // S3 may answer 200 and still report an error in the body (the connection stays open while it
+            // assembles the parts).
+            if let root = S3XML.parse(response.body), root.name == "Error" {
+                throw S3ErrorResponse(status: 500, headers: response.head.headers, body: response.body)
+                    .error(operation: operation, configuration: configuration)
             }
         }
     }
