@@ -7,8 +7,7 @@
 #   4. scripts/testbed/start-s3.sh     (rclone serve s3 on 127.0.0.1:9000 + self-check)
 # and writes $TESTBED_DIR/env (default .testbed/env, git-ignored) exporting what the tests read:
 #   DOCKER_HOST, STACKVAULT_TEST_S3_{ENDPOINT,ACCESS_KEY,SECRET_KEY,BUCKET,REGION},
-#   STACKVAULT_TEST_{POSTGRES,MARIADB,BUSYBOX}_IMAGE, STACKVAULT_TEST_FIXTURES (fixture dir),
-#   STACKVAULT_TEST_COMPOSE (compose command: docker-compose, else "docker compose").
+#   STACKVAULT_TEST_{POSTGRES,MARIADB,BUSYBOX}_IMAGE.
 # Use:  scripts/testbed/up.sh && . .testbed/env
 # Leaves dockerd and the S3 server running; scripts/testbed/down.sh removes test containers.
 set -euo pipefail
@@ -30,10 +29,6 @@ envfile="$TESTBED_DIR/env"
            STACKVAULT_TEST_MARIADB_IMAGE STACKVAULT_TEST_BUSYBOX_IMAGE; do
     printf 'export %s=%q\n' "$v" "${!v}"
   done
-  printf 'export STACKVAULT_TEST_FIXTURES=%q\n' "$REPO_ROOT/IntegrationTests/Fixtures"
-  # Compose v1 (Debian's docker-compose 1.29) here; "docker compose" (v2) where only that exists.
-  if command -v docker-compose >/dev/null 2>&1; then compose=docker-compose; else compose="docker compose"; fi
-  printf 'export STACKVAULT_TEST_COMPOSE=%q\n' "${STACKVAULT_TEST_COMPOSE:-$compose}"
 } >"$envfile.tmp"
 mv "$envfile.tmp" "$envfile"
 tb_log "test bed up in $((SECONDS - t0))s; env file: $envfile"
