@@ -144,7 +144,7 @@ public final class FakeDockerEngine: DockerEngine {
     {
         let details = try find(container)
         try record("put", details, ":\(path)")
-        let collector = InMemoryArchiveSink.Collector()
+        let collector = CollectingSink()
         try body(collector)
         state.withLock { $0.puts.append((details.name, path, collector.bytes)) }
     }

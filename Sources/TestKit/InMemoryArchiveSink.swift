@@ -11,7 +11,7 @@ public final class InMemoryArchiveSink: ArchiveSink, @unchecked Sendable {
     public func addFile(at path: String, mode: UInt32, produce: (any ByteSink) async throws -> Void) async throws
         -> ComponentRecord
     {
-        let collector = Collector()
+        let collector = CollectingSink()
         try await produce(collector)
         files[path] = collector.bytes
         return ComponentRecord(archivePath: path, kind: .file, sizeBytes: Int64(collector.bytes.count), entries: 1,
@@ -19,15 +19,10 @@ public final class InMemoryArchiveSink: ArchiveSink, @unchecked Sendable {
     }
 
     public func addTar(at root: String, produce: (any ByteSink) async throws -> Void) async throws -> ComponentRecord {
-        let collector = Collector()
+        let collector = CollectingSink()
         try await produce(collector)
         tars[root] = collector.bytes
         return ComponentRecord(archivePath: root, kind: .tree, sizeBytes: Int64(collector.bytes.count), entries: 0,
                                sha256: "")
-    }
-
-    final class Collector: ByteSink {
-        var bytes: [UInt8] = []
-        func write(_ buffer: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: buffer) }
     }
 }

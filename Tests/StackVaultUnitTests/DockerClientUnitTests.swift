@@ -1,11 +1,6 @@
 @testable import StackVaultCore
 import Testing
 
-final class Collect: ByteSink {
-    var bytes: [UInt8] = []
-    func write(_ buffer: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: buffer) }
-}
-
 @Suite struct DockerClientUnitTests {
     func frame(_ stream: UInt8, _ text: String) -> [UInt8] {
         let payload = Array(text.utf8)
@@ -15,7 +10,7 @@ final class Collect: ByteSink {
 
     @Test(arguments: [1, 2, 3, 5, 8, 9, 64, 100_000])
     func demultiplexesWhateverTheChunking(chunk: Int) throws {
-        let out = Collect(), err = Collect()
+        let out = CollectingSink(), err = CollectingSink()
         let demuxer = DockerStreamDemuxer(stdout: out, stderr: err)
         let stream = frame(1, "hello ") + frame(2, "warning: x\n") + frame(1, "world") + frame(1, "")
             + frame(2, "done")
@@ -31,12 +26,12 @@ final class Collect: ByteSink {
     }
 
     @Test func aTruncatedFrameIsNoticed() throws {
-        let demuxer = DockerStreamDemuxer(stdout: Collect(), stderr: Collect())
+        let demuxer = DockerStreamDemuxer(stdout: CollectingSink(), stderr: CollectingSink())
         try Array(frame(1, "abcdef").prefix(10)).withUnsafeBytes { try demuxer.write($0) }
         #expect(!demuxer.isAtFrameBoundary)
         #expect(throws: StackVaultError.self) {
             try [UInt8]([7, 1, 0, 0, 0, 0, 0, 1, 65]).withUnsafeBytes {
-                try DockerStreamDemuxer(stdout: Collect(), stderr: Collect()).write($0)
+                try DockerStreamDemuxer(stdout: CollectingSink(), stderr: CollectingSink()).write($0)
             }
         }
     }

@@ -56,11 +56,6 @@ import Testing
         return url
     }
 
-    final class Collector: ByteSink, @unchecked Sendable {
-        var bytes: [UInt8] = []
-        func write(_ buffer: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: buffer) }
-    }
-
     static func zstd() throws -> any Compressor { try ZstdCompressor(settings: .init(level: 1, threads: 1)) }
 
     // MARK: - Reading a verified archive
@@ -74,12 +69,12 @@ import Testing
         #expect(check.ok, "\(check.problems)")
         #expect(check.report.manifest?.components.count == 2)
 
-        let dump = Collector()
+        let dump = CollectingSink()
         try archive.readFile("db/database/pg_dumpall.sql", into: dump)
         #expect(String(decoding: dump.bytes, as: UTF8.self) == Self.pgDump)
 
         // The tree, renamed, as GNU tar lists it: owners, modes, links kept; hard link re-rooted.
-        let tree = Collector()
+        let tree = CollectingSink()
         try archive.writeTree("files/volumes/data", as: ".stage", layout: .whole, into: tree)
         let tarPath = directory.appendingPathComponent("out.tar").path
         try Data(tree.bytes).write(to: URL(fileURLWithPath: tarPath))
@@ -97,21 +92,21 @@ import Testing
         #expect(try ArchiveTestSupport.shell("tar -C '\(extract.path)' -xf '\(tarPath)' && cmp '\(extract.path)/.stage/sub/blob ü.bin' "
             + "'\(directory.path)/src/data/sub/blob ü.bin'").status == 0)
 
-        let placeholder = Collector()
+        let placeholder = CollectingSink()
         try archive.writeTree("files/volumes/data", as: "data", layout: .replacingTop, into: placeholder)
         try Data(placeholder.bytes).write(to: URL(fileURLWithPath: tarPath))
         let replacing = try ArchiveTestSupport.shell("tar -tvf '\(tarPath)' | awk 'NR <= 2 {print $1, $3, $6}'").output
         #expect(replacing == "-rw------- 0 data\ndrwxr-xr-x 0 data/\n", "\(replacing)")
 
-        let top = Collector()
+        let top = CollectingSink()
         try archive.writeTree("files/volumes/data", as: "data", layout: .topOnly, into: top)
         try Data(top.bytes).write(to: URL(fileURLWithPath: tarPath))
         #expect(try ArchiveTestSupport.shell("tar -tf '\(tarPath)'").output == "data/\n")
 
         #expect(throws: StackVaultError.self) {
-            try archive.writeTree("files/volumes/data", as: "../x", layout: .whole, into: Collector())
+            try archive.writeTree("files/volumes/data", as: "../x", layout: .whole, into: CollectingSink())
         }
-        #expect(throws: StackVaultError.self) { try archive.readFile("nope.sql", into: Collector()) }
+        #expect(throws: StackVaultError.self) { try archive.readFile("nope.sql", into: CollectingSink()) }
     }
 
     @Test func flippedTruncatedAndIncompleteArchivesFailTheCheck() async throws {
@@ -172,7 +167,7 @@ import Testing
 
     @Test(arguments: [1, 3, 7, 4096])
     func roleStatementsOfExistingRolesBecomeCommentsOfTheSameLength(chunk: Int) throws {
-        let out = Collector()
+        let out = CollectingSink()
         let filter = RoleStatementFilter(downstream: out, existingRoles: ["app", "reader", "\"Odd\"\"Role\""],
                                          loginRole: "app")
         let input = Array((Self.pgDump + "CREATE ROLE \"Odd\"\"Role\";\n").utf8)
@@ -211,8 +206,8 @@ import Testing
 
         func exec(in container: String, command: [String], environment: [String], stdout: any ByteSink,
                   stderr: any ByteSink) async throws -> Int {
-            _ = try await fake.exec(in: container, command: command, environment: environment, stdout: Collector(),
-                                    stderr: Collector())
+            _ = try await fake.exec(in: container, command: command, environment: environment, stdout: CollectingSink(),
+                                    stderr: CollectingSink())
             let name = try await fake.inspectContainer(container).name
             lock.withLock { scripts.append((name, command[2], Array(command.dropFirst(4)))) }
             let result = respond(command[2])

@@ -12,7 +12,7 @@ struct ZstdCompressorTests {
         _ compressor: ZstdCompressor,
         chunk: Int = 7919
     ) throws -> [UInt8] {
-        let sink = Support.CollectingSink()
+        let sink = CollectingSink()
         let stream = try compressor.makeCompressor(writingTo: sink)
         try Support.feed(data, chunk: chunk, into: stream)
         try stream.finish()
@@ -21,7 +21,7 @@ struct ZstdCompressorTests {
     }
 
     private static func decompress(_ data: [UInt8], chunk: Int = 4093) throws -> [UInt8] {
-        let sink = Support.CollectingSink()
+        let sink = CollectingSink()
         let stream = try ZstdCompressor().makeDecompressor(writingTo: sink)
         try Support.feed(data, chunk: chunk, into: stream)
         try stream.finish()
@@ -86,7 +86,7 @@ struct ZstdCompressorTests {
         let data = Support.sampleBytes(count: 1_048_576, seed: 2)
         let compressed = try Self.compress(data, ZstdCompressor())
         for cut in [compressed.count / 2, compressed.count - 1, 3] {
-            let sink = Support.CollectingSink()
+            let sink = CollectingSink()
             let stream = try ZstdCompressor().makeDecompressor(writingTo: sink)
             let error = #expect(throws: StackVaultError.self) {
                 try stream.write(Array(compressed[..<cut]))
@@ -135,7 +135,7 @@ struct ZstdCompressorTests {
     /// Segments: frames that concatenate into one stream, and a padded frame that fills a reserved room exactly.
     @Test func segmentsAndPaddedSegmentsDecodeAsOneStream() throws {
         let compressor = try ZstdCompressor(settings: CompressionSettings(threads: 2))
-        let sink = Support.CollectingSink()
+        let sink = CollectingSink()
         let stream = try compressor.makeCompressor(writingTo: sink)
         let first = Support.sampleBytes(count: 300_000, seed: 1)
         let second = Support.sampleBytes(count: 1_000, seed: 2)
@@ -163,7 +163,7 @@ struct ZstdCompressorTests {
     }
 
     @Test func writingAfterFinishThrows() throws {
-        let stream = try ZstdCompressor().makeCompressor(writingTo: Support.CollectingSink())
+        let stream = try ZstdCompressor().makeCompressor(writingTo: CollectingSink())
         try stream.finish()
         #expect(throws: StackVaultError.self) { try [UInt8]([1, 2, 3]).withUnsafeBytes { try stream.write($0) } }
     }
@@ -177,12 +177,6 @@ extension CompressionStream {
 
 /// Helpers shared by the compression, crypto and archive tests.
 enum ArchiveTestSupport {
-    /// Collects everything written into memory (test data only).
-    final class CollectingSink: ByteSink {
-        var bytes: [UInt8] = []
-        func write(_ buffer: UnsafeRawBufferPointer) throws { bytes.append(contentsOf: buffer) }
-    }
-
     /// Writes `data` in chunks of `chunk` bytes.
     static func feed(_ data: [UInt8], chunk: Int, into sink: any ByteSink) throws {
         var offset = 0

@@ -119,7 +119,7 @@ public final class CollectingSink: ByteSink, @unchecked Sendable {
     public private(set) var truncated = false
     let limit: Int
 
-    public init(limit: Int) { self.limit = limit }
+    public init(limit: Int = .max) { self.limit = limit }
 
     public func write(_ buffer: UnsafeRawBufferPointer) throws {
         let room = limit - bytes.count
