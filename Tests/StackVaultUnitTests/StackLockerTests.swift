@@ -277,7 +277,7 @@ final class RecordingLogHandler: LogHandler, @unchecked Sendable {
     /// The lease file goes into the lock container as a tar; GNU tar must read it back.
     @Test func leaseTarIsReadableByTar() throws {
         let content = "stackvault-lease holder=h expires=2024-01-15T10:17:30Z\n"
-        let tar = DockerLockStore.tar(name: "stackvault-lease", contents: Array(content.utf8), modified: 1_700_000_000)
+        let tar = try DockerLockStore.tar(name: "stackvault-lease", contents: Array(content.utf8))
         #expect(tar.count % 512 == 0)
         #expect(DockerLockStore.leaseExpiry(inTar: tar) == Date(timeIntervalSince1970: 1_705_313_850))
         let path = FileManager.default.temporaryDirectory.appendingPathComponent("lease-\(UUID().uuidString).tar")

@@ -73,8 +73,7 @@ public struct DockerLockStore: LockStore {
 
     public func renew(id: String, holder: String, until: Date) async throws -> Bool {
         let content = "stackvault-lease holder=\(holder) expires=\(until.formatted(.iso8601))\n"
-        let tar = Self.tar(name: String(Self.leasePath.dropFirst()), contents: Array(content.utf8),
-                           modified: Int64(Date().timeIntervalSince1970))
+        let tar = try Self.tar(name: String(Self.leasePath.dropFirst()), contents: Array(content.utf8))
         let response = try await send("PUT", "/containers/\(percentEncode(id))/archive?path=%2F", body: tar,
                                       contentType: "application/x-tar")
         switch response.status {
@@ -156,31 +155,12 @@ public struct DockerLockStore: LockStore {
         return nil
     }
 
-    /// A ustar archive holding one regular file (mode 0644, owner root).
-    static func tar(name: String, contents: [UInt8], modified: Int64) -> [UInt8] {
-        var header = [UInt8](repeating: 0, count: 512)
-        func put(_ text: String, at offset: Int) {
-            for (index, byte) in text.utf8.enumerated() { header[offset + index] = byte }
-        }
-        func octal(_ value: Int64, width: Int) -> String {
-            let digits = String(value, radix: 8)
-            return String(repeating: "0", count: max(0, width - 1 - digits.count)) + digits
-        }
-        put(name, at: 0)
-        put(octal(0o644, width: 8), at: 100)
-        put(octal(0, width: 8), at: 108)
-        put(octal(0, width: 8), at: 116)
-        put(octal(Int64(contents.count), width: 12), at: 124)
-        put(octal(modified, width: 12), at: 136)
-        put("        ", at: 148)  // the checksum counts its own field as spaces
-        header[156] = UInt8(ascii: "0")
-        put("ustar\u{0}00", at: 257)
-        put("root", at: 265)
-        put("root", at: 297)
-        let checksum = header.reduce(0) { $0 + Int64($1) }
-        put(octal(checksum, width: 7) + "\u{0} ", at: 148)
-        let padding = (512 - contents.count % 512) % 512
-        return header + contents + [UInt8](repeating: 0, count: padding + 1024)
+    /// A tar stream holding one regular file (mode 0644, owner root, modified now).
+    static func tar(name: String, contents: [UInt8]) throws -> [UInt8] {
+        let collector = CollectingSink()
+        try TarStream.writeSingleFile(named: name, size: Int64(contents.count), mode: 0o644, uid: 0, gid: 0,
+                                      into: collector) { sink in try contents.withUnsafeBytes { try sink.write($0) } }
+        return collector.bytes
     }
 
     // MARK: - Plumbing
