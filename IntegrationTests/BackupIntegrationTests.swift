@@ -300,15 +300,8 @@ extension Integration {
 
         /// Waits for whichever database the container runs (the fixture's entrypoint decides the password).
         static func waitForDatabase(_ container: String) throws {
-            let deadline = Date().addingTimeInterval(90)
-            while Date() < deadline {
-                let pg = try Shell.run(["docker", "exec", container, "sh", "-c",
-                                        "command -v pg_isready >/dev/null && pg_isready -q || mariadb-admin ping --silent 2>&1 | grep -q -e alive -e denied"],
-                                       check: false)
-                if pg.ok { return }
-                usleep(300_000)
-            }
-            throw TestFailure("\(container) did not become ready")
+            try Docker.waitUntil(container, "command -v pg_isready >/dev/null && pg_isready -q "
+                + "|| mariadb-admin ping --silent 2>&1 | grep -q -e alive -e denied")
         }
     }
 }

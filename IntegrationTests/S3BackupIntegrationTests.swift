@@ -4,16 +4,9 @@ import Testing
 extension Integration {
     /// `stackvault backup` end to end against the real S3 server.
     @Suite struct S3BackupTests {
-        /// The variables a user would set to back up to the test bed's S3 server.
-        static func s3Environment() -> [String: String] {
-            let server = S3TestServer.current
-            return ["S3_ENDPOINT_URL": server.endpoint, "AWS_ACCESS_KEY_ID": server.accessKey,
-                    "AWS_SECRET_ACCESS_KEY": server.secretKey, "AWS_DEFAULT_REGION": server.region]
-        }
-
         @Test func backupUploadsAVerifiedArchiveAndAnUnreachableEndpointLosesNothing() throws {
             try TestBed.requireDocker()
-            var s3 = Self.s3Environment()
+            var s3 = S3TestServer.current.environment()  // what a user would set for the test bed's S3 server
             let bucket = S3TestServer.current.bucket
             let name = "svtest-s3-backup"
             try Shell.run(["docker", "rm", "-f", name], check: false)
