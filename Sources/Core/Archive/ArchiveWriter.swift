@@ -56,8 +56,8 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     private let fileSink: ArchiveFileSink
     private let output: ArchiveOutput
     private let handle: ArchiveWriteHandle
-    /// Zeros for sparse holes and tar padding.
-    private let copyBuffer: UnsafeMutableRawBufferPointer
+    /// Zeros: sparse holes, tar padding, the room reserved for a file header.
+    private let zeros: UnsafeMutableRawBufferPointer
     private var indexKinds: [String: ComponentRecord.Kind] = [:]
     private var records: [String: ComponentRecord] = [:]
     /// In-path XXH3 of each component (``TreeChecksum`` for trees, of the content for files), compared with the
@@ -75,7 +75,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         var decompressed: Result<Int64, any Error>
     }
 
-    static let copyBufferSize = 64 << 10
+    static let zerosSize = 64 << 10
 
     /// Creates `outputPath` (it must not exist; mode 0600) and prepares to write into it; `compressor` compresses
     /// the whole archive.
@@ -120,13 +120,13 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         self.fileSink = fileSink
         self.output = output
         self.handle = handle
-        self.copyBuffer = .allocate(byteCount: Self.copyBufferSize, alignment: 16)
-        self.copyBuffer.initializeMemory(as: UInt8.self, repeating: 0)
+        self.zeros = .allocate(byteCount: Self.zerosSize, alignment: 16)
+        self.zeros.initializeMemory(as: UInt8.self, repeating: 0)
     }
 
     deinit {
         abort()
-        copyBuffer.deallocate()
+        zeros.deallocate()
     }
 
     // MARK: - Index and manifest
@@ -360,7 +360,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         let name = Array(path.utf8)
         let largest = try Self.tarHeader(path: name, size: Self.largestHeaderSize, mode: mode)
         let room = compressor.paddedSegmentBound(largest.count)
-        guard room <= copyBuffer.count else {
+        guard room <= zeros.count else {
             throw StackVaultError(.archive, "the name '\(path)' is too long for a tar header (\(largest.count) bytes)")
         }
         let roomStart: Int64
@@ -369,7 +369,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             try fileSink.flush()
             roomStart = fileSink.totalBytes
             growth.setBarrier(roomStart)
-            try fileSink.write(UnsafeRawBufferPointer(rebasing: copyBuffer[0..<room]))
+            try fileSink.write(UnsafeRawBufferPointer(rebasing: zeros[0..<room]))
             try fileSink.flush()
         } catch {
             if case .open = state { state = .failed("reserving room for '\(path)': \(error)") }
@@ -400,7 +400,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             growth.removeBarrier()
             // The tar padding after the content starts the next segment of the main stream.
             let padding = Int((512 - content.count % 512) % 512)
-            try output.stream.write(UnsafeRawBufferPointer(rebasing: copyBuffer[0..<padding]))
+            try output.stream.write(UnsafeRawBufferPointer(rebasing: zeros[0..<padding]))
             output.count(Int64(header.count) + content.count + Int64(padding))
         } catch {
             if case .open = state { state = .failed("writing the header of '\(path)': \(error)") }
@@ -656,11 +656,11 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
                 case .data(let block, let offset):
                     // A sparse source entry: its holes are written out as zeros (the copy is never sparse).
                     while copied < offset && copied < size {
-                        let zeros = min(Int64(copyBuffer.count), offset - copied, size - copied)
-                        let chunk = UnsafeRawBufferPointer(rebasing: copyBuffer[0..<Int(zeros)])
+                        let hole = min(Int64(zeros.count), offset - copied, size - copied)
+                        let chunk = UnsafeRawBufferPointer(rebasing: zeros[0..<Int(hole)])
                         try writeData(chunk, path: entryName)
                         digest.addContent(chunk)
-                        copied += zeros
+                        copied += hole
                     }
                     let chunk = UnsafeRawBufferPointer(rebasing: block.prefix(Int(max(0, size - copied))))
                     try writeData(chunk, path: entryName)
