@@ -762,20 +762,21 @@ final class ArchiveWriteHandle {
     /// An opened PAX (restricted) tar writer that hands every byte to `client` at once: unblocked, no tar-level
     /// padding to 10 KiB records. The one set-up of the archive writer, header building and uploads.
     static func openPAX(client: some TarWriteClient, what: @autoclosure () -> String) throws -> ArchiveWriteHandle {
-        let handle = try ArchiveWriteHandle(client: client)
+        // The callback's context: a plain closure, so the hot write path needs no dynamic cast.
+        let target = TarWriteTarget { client.write($0) }
+        let handle = try ArchiveWriteHandle(client: target)
         let archive = handle.pointer
         try archiveCheck(archive_write_set_format_pax_restricted(archive), archive, "selecting the PAX format")
         try archiveCheck(archive_write_set_bytes_per_block(archive, 0), archive, "setting the block size")
         try archiveCheck(archive_write_set_bytes_in_last_block(archive, 1), archive, "setting the last block")
         let opened = archive_write_open(
             archive,
-            Unmanaged.passUnretained(client as AnyObject).toOpaque(),
+            Unmanaged.passUnretained(target).toOpaque(),
             nil,
             { _, clientData, buffer, length in
-                guard let clientData,
-                    let client = Unmanaged<AnyObject>.fromOpaque(clientData).takeUnretainedValue() as? any TarWriteClient
-                else { return -1 }
-                return client.write(UnsafeRawBufferPointer(start: buffer, count: length))
+                guard let clientData else { return -1 }
+                return Unmanaged<TarWriteTarget>.fromOpaque(clientData).takeUnretainedValue()
+                    .write(UnsafeRawBufferPointer(start: buffer, count: length))
             },
             nil
         )
@@ -787,6 +788,15 @@ final class ArchiveWriteHandle {
 /// Where a libarchive tar writer's bytes go: bytes accepted, or -1 after an error (which the client keeps).
 protocol TarWriteClient: AnyObject {
     func write(_ buffer: UnsafeRawBufferPointer) -> Int
+}
+
+/// The write callback's context of ``ArchiveWriteHandle/openPAX(client:what:)`` (it keeps the client alive).
+private final class TarWriteTarget {
+    let write: (UnsafeRawBufferPointer) -> Int
+
+    init(_ write: @escaping (UnsafeRawBufferPointer) -> Int) {
+        self.write = write
+    }
 }
 
 /// Owns one libarchive read handle for tar streams, freed in `deinit`.
