@@ -9,6 +9,8 @@ struct PruneCommand: AsyncParsableCommand {
         abstract: "Removes old backups from the target by a retention policy, stack by stack.",
         discussion: "A backup is kept if any rule keeps it; within each period the newest backup is the one kept; "
             + "the newest backup of a stack is always kept. Rules default to the RETENTION_KEEP_* variables. "
+            + "Hours, days, ISO weeks, months and years are those of the local clock of $TZ (default UTC), as "
+            + "restic's forget counts a snapshot's local time; --json names the period each rule counted. "
             + "Objects that are not StackVault archives are never touched."
     )
 
@@ -29,6 +31,7 @@ struct PruneCommand: AsyncParsableCommand {
     func run() async throws {
         let environment: Environment
         let outcomes: [Pruner.StackOutcome]
+        let timeZone: String
         do {
             environment = try Environment(options: options)
             var policy = try RetentionPolicy.fromEnvironment(environment.variables)
@@ -39,6 +42,7 @@ struct PruneCommand: AsyncParsableCommand {
             if let keepMonthly { policy.keepMonthly = keepMonthly }
             if let keepYearly { policy.keepYearly = keepYearly }
             if let keepWithin { policy.keepWithin = try RetentionDuration(parsing: keepWithin, name: "--keep-within") }
+            timeZone = policy.timeZone.identifier
             guard !policy.isEmpty else {
                 printError("no retention rule given (--keep-* or RETENTION_KEEP_*): nothing would be removed")
                 throw ExitStatus.failure
@@ -53,12 +57,14 @@ struct PruneCommand: AsyncParsableCommand {
             throw ExitStatus.code(for: error)
         }
         if json {
-            print(try prettyJSON(["dryRun": AnyEncodable(dryRun), "stacks": AnyEncodable(outcomes)]))
+            print(try prettyJSON(["dryRun": AnyEncodable(dryRun), "timeZone": AnyEncodable(timeZone),
+                                  "stacks": AnyEncodable(outcomes)]))
         } else {
             for outcome in outcomes {
                 print("Stack \(outcome.stack):")
                 for decision in outcome.decisions {
-                    let verdict = decision.keep ? "keep   (\(decision.reasons.joined(separator: ", ")))"
+                    let reasons = decision.reasons.map { rule in decision.periods[rule].map { "\(rule) \($0)" } ?? rule }
+                    let verdict = decision.keep ? "keep   (\(reasons.joined(separator: ", ")))"
                         : dryRun ? "would remove" : outcome.failures[decision.name].map { "FAILED to remove: \($0)" }
                             ?? "removed"
                     print("  \(decision.name)  \(verdict)")
