@@ -92,12 +92,12 @@ extension Integration {
             #expect(try Docker.startedAt(files) != startedBefore.files)
             #expect(try Docker.isRunning(files))
 
-            let archives = try FileManager.default.contentsOfDirectory(atPath: target.path)
+            let archives = TestBed.hostFiles(target)
             #expect(archives.count == 1, "target holds \(archives)")
             let archive = try #require(archives.first)
             #expect(archive.range(of: #"^backup-svtest_full-\d{8}-\d{6}-[0-9a-f-]{36}\.tar\.zst$"#,
                                   options: .regularExpression) != nil)
-            let archivePath = target.appendingPathComponent(archive).path
+            let archivePath = TestBed.hostFolder(target).appendingPathComponent(archive).path
             try Shell.run(["zstd", "-tq", archivePath])
             let extracted = target.appendingPathComponent("extracted")
             try FileManager.default.createDirectory(at: extracted, withIntermediateDirectories: true)
@@ -173,7 +173,7 @@ extension Integration {
             #expect(run.status == 1, "\(run.stdout)\n\(run.stderr)")
             #expect(run.stdout.contains("FAILED"))
             #expect(run.stdout.contains("1 of 2 stack(s) backed up"))
-            let archives = try FileManager.default.contentsOfDirectory(atPath: target.path)
+            let archives = TestBed.hostFiles(target)
             #expect(archives.filter { $0.hasPrefix("backup-svtest_good-") }.count == 1)
             #expect(archives.filter { $0.contains("svtest_broken") }.isEmpty, "no archive for the failed stack: \(archives)")
             #expect(archives.allSatisfy { !$0.hasPrefix(".") }, "temporary files left: \(archives)")
@@ -223,7 +223,7 @@ extension Integration {
             #expect(process.terminationStatus != 0, "the run was not interrupted:\n\(output)")
             #expect(output.contains("cancelled"), "\(output)")
             #expect(try Docker.isRunning(name), "SIGTERM left the container stopped")
-            let left = try FileManager.default.contentsOfDirectory(atPath: target.path)
+            let left = TestBed.hostFiles(target)
             #expect(left.isEmpty, "an interrupted run left \(left)")
         }
 
@@ -242,8 +242,8 @@ extension Integration {
             let run = try StackVaultCLI.run(["backup", "--stack", "svtest_pgfile", "--target", "file://\(target.path)"])
             #expect(run.ok, "\(run.stdout)\n\(run.stderr)")
             #expect(!run.stderr.contains(password) && !run.stdout.contains(password))
-            let archive = try #require(try FileManager.default.contentsOfDirectory(atPath: target.path).first)
-            let dump = try Shell.run(["tar", "--zstd", "-xOf", target.appendingPathComponent(archive).path,
+            let archive = try #require(TestBed.hostFiles(target).first)
+            let dump = try Shell.run(["tar", "--zstd", "-xOf", TestBed.hostFolder(target).appendingPathComponent(archive).path,
                                       "db/database/pg_dumpall.sql"]).stdout
 
             let fresh = "svtest-restore-pgfile"
@@ -271,24 +271,25 @@ extension Integration {
             defer { _ = try? Shell.run(["docker", "rm", "-f", name], check: false) }
             let target = try TestBed.temporaryDirectory("retention")
             defer { try? FileManager.default.removeItem(at: target) }
-            try Data("not ours".utf8).write(to: target.appendingPathComponent("backup-\(name)-notes.txt"))
+            try FileManager.default.createDirectory(at: TestBed.hostFolder(target), withIntermediateDirectories: true)
+            try Data("not ours".utf8).write(to: TestBed.hostFolder(target).appendingPathComponent("backup-\(name)-notes.txt"))
             var written: [String] = []
             for _ in 1...3 {
                 let run = try StackVaultCLI.run(["backup", "--stack", name, "--target", "file://\(target.path)"],
                                                 environment: ["RETENTION_KEEP_LAST": "2"])
                 #expect(run.ok, "\(run.stderr)")
-                written.append(contentsOf: try FileManager.default.contentsOfDirectory(atPath: target.path)
+                written.append(contentsOf: TestBed.hostFiles(target)
                     .filter { $0.hasSuffix(".tar.zst") && !written.contains($0) })
                 sleep(1)  // archive names carry whole seconds
             }
-            let left = try FileManager.default.contentsOfDirectory(atPath: target.path).sorted()
+            let left = TestBed.hostFiles(target).sorted()
             #expect(written.count == 3)
             #expect(Set(left) == Set(written.suffix(2) + ["backup-\(name)-notes.txt"]), "left: \(left)")
 
             let dry = try StackVaultCLI.run(["prune", "--keep-last", "1", "--dry-run", "--target", "file://\(target.path)"])
             #expect(dry.ok, "\(dry.stderr)")
             #expect(dry.stdout.contains("would remove"))
-            #expect(try FileManager.default.contentsOfDirectory(atPath: target.path).count == 3)
+            #expect(TestBed.hostFiles(target).count == 3)
         }
 
         static func firstService(of project: ComposeProject) throws -> String {

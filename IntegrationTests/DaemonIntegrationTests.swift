@@ -73,8 +73,7 @@ extension Integration {
             }
 
             func archives() -> [String] {
-                ((try? FileManager.default.contentsOfDirectory(atPath: target.path)) ?? [])
-                    .filter { $0.hasSuffix(".tar.zst") }
+                TestBed.hostFiles(target).filter { $0.hasSuffix(".tar.zst") }
             }
 
             func cleanUp() {
@@ -197,7 +196,7 @@ extension Integration {
             #expect(log.contains("shutting down"))
             #expect(log.contains("started \(name) again"))
             #expect(log.contains("daemon stopped"))
-            let left = try FileManager.default.contentsOfDirectory(atPath: daemon.target.path)
+            let left = TestBed.hostFiles(daemon.target)
             #expect(left.isEmpty, "an interrupted run left \(left)")
             #expect(daemon.state?.lastRun?.outcome == .interrupted)
             #expect(try Self.lockContainers(name).isEmpty, "the lock was not released on SIGTERM")
@@ -296,7 +295,7 @@ extension Integration {
             let manual = try StackVaultCLI.run(["backup", "--stack", name, "--target", "file://\(manualTarget.path)"])
             #expect(manual.status == 1, "\(manual.stdout)\n\(manual.stderr)")
             #expect(manual.stdout.contains("another StackVault (elsewhere/1/abcd"), "\(manual.stdout)")
-            #expect(try FileManager.default.contentsOfDirectory(atPath: manualTarget.path).isEmpty)
+            #expect(TestBed.hostFiles(manualTarget).isEmpty)
             let blocked = try Daemon("crash-c", stacks: [name], environment: ["BACKUP_ON_START": "true"])
             defer { blocked.cleanUp() }
             let skipped = try blocked.waitForState(seconds: 30, "a run against a live lease") { $0.lastRun != nil }
@@ -383,7 +382,7 @@ extension Integration {
             }
             let logs = try Shell.run(["docker", "logs", sidecar], check: false)
             #expect(health == "healthy", "\(logs.stdout)\n\(logs.stderr)")
-            let archives = try FileManager.default.contentsOfDirectory(atPath: target.path)
+            let archives = TestBed.hostFiles(target)
             #expect(archives.contains { $0.hasPrefix("backup-\(name)-") && $0.hasSuffix(".tar.zst") }, "\(archives)")
             #expect(logs.stdout.contains("daemon started"), "the daemon logs to stdout")
             try Shell.run(["docker", "stop", "-t", "60", sidecar])

@@ -41,7 +41,7 @@ extension Integration {
             #expect(daemon.log.contains("metrics on \(base)/metrics"), "\(daemon.log)")
 
             // The run is recorded right after the state file has it: wait for its series.
-            let stack = "{stack=\"\(name)\"}"
+            let stack = "{host=\"\(TestBed.engineHost)\",stack=\"\(name)\"}"
             var metrics = ""
             let deadline = Date().addingTimeInterval(10)
             repeat {
@@ -57,7 +57,7 @@ extension Integration {
             #expect(lastSuccess >= started.timeIntervalSince1970 - 1 && lastSuccess <= Date().timeIntervalSince1970)
             let archive = try #require(daemon.archives().first)
             let size = try FileManager.default.attributesOfItem(
-                atPath: daemon.target.appendingPathComponent(archive).path)[.size] as? Int
+                atPath: TestBed.hostFolder(daemon.target).appendingPathComponent(archive).path)[.size] as? Int
             let archiveSize = Self.sample("stackvault_stack_last_archive_size_bytes\(stack)", in: metrics)
             #expect((archiveSize ?? 0) > 0 && archiveSize == size.map { Double($0) }, "\(metrics)")
             #expect(Self.sample("stackvault_stack_last_containers_stopped\(stack)", in: metrics) == 1)
@@ -65,7 +65,7 @@ extension Integration {
             #expect((Self.sample("stackvault_stack_last_read_bytes\(stack)", in: metrics) ?? 0) > 0)
             #expect((Self.sample("stackvault_stack_last_duration_seconds\(stack)", in: metrics) ?? 0) > 0)
             #expect(Self.sample("stackvault_stack_failures_total\(stack)", in: metrics) == 0)
-            #expect(Self.sample("stackvault_runs_total{outcome=\"succeeded\"}", in: metrics) == 1)
+            #expect(Self.sample("stackvault_runs_total{host=\"\(TestBed.engineHost)\",outcome=\"succeeded\"}", in: metrics) == 1)
             #expect(metrics.contains("# TYPE stackvault_stack_failures_total counter"))
 
             let health = try Self.fetch("\(base)/healthz")

@@ -309,14 +309,14 @@ extension Integration {
             let target = "file://\(directory.path)"
             let backup = try StackVaultCLI.run(["backup", "--stack", name, "--target", target])
             #expect(backup.ok, "\(backup.stdout)\n\(backup.stderr)")
-            let good = try #require(try FileManager.default.contentsOfDirectory(atPath: directory.path).first)
+            let good = try #require(TestBed.hostFiles(directory).first)
             let original = try Self.listTree(name, "/data")
             try Docker.exec(name, "printf 'after backup\\n' > /data/a.txt; rm /data/sub/b.txt; touch /data/new")
             let changed = try Self.listTree(name, "/data")
             let started = try Docker.startedAt(name)
 
             // Damaged copies, under archive names newer than the good one.
-            let bytes = try Data(contentsOf: directory.appendingPathComponent(good))
+            let bytes = try Data(contentsOf: TestBed.hostFolder(directory).appendingPathComponent(good))
             var flipped = bytes
             flipped[flipped.count / 2] ^= 0x01
             func archiveName(_ time: String) -> String {

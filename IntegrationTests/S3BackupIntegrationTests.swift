@@ -24,11 +24,12 @@ extension Integration {
             #expect(!run.stderr.contains(s3["AWS_SECRET_ACCESS_KEY"]!))
             let aws = ["aws", "--endpoint-url", s3["S3_ENDPOINT_URL"]!, "--region", s3["AWS_DEFAULT_REGION"]!, "s3"]
             let awsEnv = ["AWS_ACCESS_KEY_ID": s3["AWS_ACCESS_KEY_ID"]!, "AWS_SECRET_ACCESS_KEY": s3["AWS_SECRET_ACCESS_KEY"]!]
-            let listing = try Shell.run(aws + ["ls", "s3://\(bucket)/\(prefix)/"], environment: awsEnv).stdout
+            let folder = "\(prefix)/\(TestBed.engineHost)"
+            let listing = try Shell.run(aws + ["ls", "s3://\(bucket)/\(folder)/"], environment: awsEnv).stdout
             let object = try #require(listing.split(separator: "\n").compactMap { $0.split(separator: " ").last }
                 .first { $0.hasPrefix("backup-\(name)-") })
             let download = work.appendingPathComponent("download.tar.zst").path
-            try Shell.run(aws + ["cp", "s3://\(bucket)/\(prefix)/\(object)", download], environment: awsEnv)
+            try Shell.run(aws + ["cp", "s3://\(bucket)/\(folder)/\(object)", download], environment: awsEnv)
             let entries = try Shell.run(["tar", "--zstd", "-tf", download]).stdout
             #expect(entries.contains("\(name)/volumes/etc/"))
             #expect(entries.contains("stackvault.json"))

@@ -49,6 +49,21 @@ enum TestBed {
         }
     }
 
+    /// The Docker engine's name (`docker info` `Name`): the host whose folder of a target (`<target>/<host>/`)
+    /// StackVault writes to when STACKVAULT_HOST is not set.
+    static let engineHost: String = {
+        let info = try? Shell.run(["docker", "info", "--format", "{{.Name}}"], check: false)
+        return info?.stdout.trimmingCharacters(in: .whitespacesAndNewlines) ?? ""
+    }()
+
+    /// This host's folder of the local target `target`.
+    static func hostFolder(_ target: URL) -> URL { target.appendingPathComponent(engineHost) }
+
+    /// The files in this host's folder of `target` (none when it does not exist yet).
+    static func hostFiles(_ target: URL) -> [String] {
+        (try? FileManager.default.contentsOfDirectory(atPath: hostFolder(target).path)) ?? []
+    }
+
     static func temporaryDirectory(_ name: String) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent(
             "stackvault-it-\(name)-\(UUID().uuidString.prefix(8))")

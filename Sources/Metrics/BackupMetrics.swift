@@ -5,14 +5,18 @@ public import StackVaultCore
 /// The daemon's Prometheus metrics: what the runs that ended since it started did, per run and per stack.
 ///
 /// `record(_:)` is called with every run that ended; `exposition()` renders the text format `/metrics` serves.
-/// Thread-safe: the registry locks internally.
+/// Every metric carries the label `host` (the host whose archives the daemon writes) when one is given, so that the
+/// metrics of several hosts can be told apart once collected. Thread-safe: the registry locks internally.
 public final class BackupMetrics: Sendable {
     /// The Prometheus text format's content type.
     public static let contentType = "text/plain; version=0.0.4; charset=utf-8"
 
     private let registry = PrometheusCollectorRegistry()
+    /// `[("host", name)]`, or empty.
+    private let hostLabel: [(String, String)]
 
-    public init() {
+    public init(host: String? = nil) {
+        hostLabel = host.map { [("host", $0)] } ?? []
         // Present from the start, so a scrape before the first run sees the daemon and `increase()` works.
         for outcome in [RunOutcome.succeeded, .failed, .interrupted] {
             _ = runsTotal(outcome)
@@ -36,7 +40,7 @@ public final class BackupMetrics: Sendable {
             .set(started.reduce(0.0) { $0 + ($1.downtimeSeconds ?? 0) })
 
         for stack in run.stacks {
-            let labels = [("stack", stack.stack)]
+            let labels = hostLabel + [("stack", stack.stack)]
             // Created (at 0) by a success too, so `increase()` sees the first failure.
             let failures = {
                 self.registry.makeCounter(
@@ -99,11 +103,12 @@ public final class BackupMetrics: Sendable {
     private func runsTotal(_ outcome: RunOutcome) -> Counter {
         registry.makeCounter(
             descriptor: Self.descriptor(Name.runs, "Backup runs that ended since the daemon started, by outcome."),
-            labels: [("outcome", outcome.rawValue)])
+            labels: hostLabel + [("outcome", outcome.rawValue)])
     }
 
-    private func gauge(_ name: String, _ help: String, _ labels: [(String, String)] = []) -> Gauge {
-        labels.isEmpty ? registry.makeGauge(descriptor: Self.descriptor(name, help))
+    private func gauge(_ name: String, _ help: String, _ stackLabels: [(String, String)]? = nil) -> Gauge {
+        let labels = stackLabels ?? hostLabel
+        return labels.isEmpty ? registry.makeGauge(descriptor: Self.descriptor(name, help))
             : registry.makeGauge(descriptor: Self.descriptor(name, help), labels: labels)
     }
 

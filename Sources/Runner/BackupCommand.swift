@@ -36,7 +36,7 @@ struct BackupCommand: AsyncParsableCommand {
         var plan: BackupPlan
         do {
             environment = try Environment(options: options)
-            engine = try environment.makeBackupEngine(target: options.target, level: level, threads: threads,
+            engine = try await environment.makeBackupEngine(target: options.target, level: level, threads: threads,
                                                       workDir: workDir)
             notifier = try Notifier(environment: environment.variables, logger: environment.logger)
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()

@@ -53,7 +53,7 @@ struct DaemonCommand: AsyncParsableCommand {
             onStart = try backupOnStart || Self.flag("BACKUP_ON_START", in: variables)
             ttl = try Self.seconds("LOCK_TTL", in: variables, default: 60, minimum: 2)
             let metricsAddress = try MetricsAddress(environment: variables)
-            let engine = try environment.makeBackupEngine(target: options.target)
+            let engine = try await environment.makeBackupEngine(target: options.target)
             let locker = StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
                                      logger: environment.logger)
             let runner = DaemonBackupRunner(docker: environment.docker, strategies: environment.strategies,
@@ -64,7 +64,7 @@ struct DaemonCommand: AsyncParsableCommand {
             stateStore = DaemonStateStore(state: Self.initialState(cron, file: file), file: file,
                                           logger: environment.logger)
             try await stateStore.save()
-            let metrics = BackupMetrics()
+            let metrics = BackupMetrics(host: engine.configuration.hostName)
             let recordRun: @Sendable (RunRecord) async -> Void = { metrics.record($0) }
             daemon = BackupDaemon(schedule: cron, runner: runner, state: stateStore, backupOnStart: onStart,
                                   logger: environment.logger, onRunEnded: metricsAddress == nil ? nil : recordRun)

@@ -3,10 +3,13 @@ import StackVaultCore
 
 extension Environment {
     /// The backup engine as the environment configures it (`ZSTD_LEVEL`, `ZSTD_THREADS`, `MIN_FREE_SPACE`,
-    /// `STOP_TIMEOUT`, `STACKVAULT_WORK_DIR`, `RETENTION_KEEP_*`); a non-nil argument wins over its variable.
-    func makeBackupEngine(target: String?, level: Int? = nil, threads: Int? = nil, workDir: String? = nil) throws
-        -> BackupEngine
+    /// `STOP_TIMEOUT`, `STACKVAULT_WORK_DIR`, `RETENTION_KEEP_*`, `TZ`); a non-nil argument wins over its variable.
+    /// Archives go to this host's folder of the target (`STACKVAULT_HOST` or the Docker engine's name), so
+    /// retention counts this host's archives only.
+    func makeBackupEngine(target: String?, level: Int? = nil, threads: Int? = nil, workDir: String? = nil)
+        async throws -> BackupEngine
     {
+        let host = try await host()
         let settings = CompressionSettings(
             level: level ?? variables["ZSTD_LEVEL"].flatMap { Int($0) },
             threads: threads ?? variables["ZSTD_THREADS"].flatMap { Int($0) } ?? 0)
@@ -15,10 +18,11 @@ extension Environment {
         let work = workDir ?? variables["STACKVAULT_WORK_DIR"]
             ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("stackvault")
         return BackupEngine(
-            docker: docker, strategies: strategies, storage: try storage(target), compressor: compressor,
+            docker: docker, strategies: strategies, storage: try catalog(target).storage(forHost: host),
+            compressor: compressor,
             configuration: BackupConfiguration(
                 workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
-                stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30,
+                stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30, hostName: host,
                 retention: try RetentionPolicy.fromEnvironment(variables)),
             logger: logger)
     }

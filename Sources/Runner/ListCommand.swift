@@ -6,8 +6,11 @@ import StackVaultCore
 struct ListCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
-        abstract: "Lists the archives in the target, newest first.",
-        discussion: "VERIFIED says 'at backup' for every archive: StackVault reads every archive back whole before "
+        abstract: "Lists this host's archives in the target (or another's, or all), newest first.",
+        discussion: "Each host's archives are in a folder of its own, <target>/<host>/; this host is $STACKVAULT_HOST, "
+            + "else the Docker engine's name. Archives at the top of the target were written before host folders: "
+            + "they are listed with the host '-' (their host is only recorded inside them; `verify NAME` shows it). "
+            + "VERIFIED says 'at backup' for every archive: StackVault reads every archive back whole before "
             + "it stores it, and never stores one that fails. With --verify, each archive is also read from the "
             + "target and checked now, as `verify` does. list never writes to the target, so read-only credentials "
             + "are enough. Exit code 0, or 1 when --verify finds a failing archive, 2 when the target cannot be "
@@ -19,6 +22,12 @@ struct ListCommand: AsyncParsableCommand {
     @Option(help: "Only the archives of this stack.")
     var stack: String?
 
+    @Option(help: "The archives of this host (default: $STACKVAULT_HOST, else the Docker engine's name).")
+    var host: String?
+
+    @Flag(help: "The archives of every host in the target, with a HOST column.")
+    var allHosts = false
+
     @Flag(help: "Also check every listed archive now (reads each one whole).")
     var verify = false
 
@@ -29,17 +38,37 @@ struct ListCommand: AsyncParsableCommand {
     @Flag(help: "Print JSON instead of a table.")
     var json = false
 
+    func validate() throws {
+        if allHosts && host != nil { throw ValidationError("--host and --all-hosts exclude each other") }
+    }
+
     func run() async throws {
         var rows: [ListRendering.Row] = []
         let target: String
         do {
             let environment = try Environment(options: options)
-            let storage = try environment.storage(options.target)
-            target = storage.description
-            for listing in try await ArchiveCatalog.load(from: storage, stack: stack) {
-                var row = ListRendering.Row(listing: listing, verified: "at backup", problems: [])
+            let catalog = try environment.catalog(options.target)
+            target = catalog.root.description
+            let archives: [HostedArchive]
+            if allHosts {
+                archives = try await catalog.allArchives(stack: stack)
+            } else {
+                let host = try await environment.host(host)
+                let unfiled = try await catalog.unfiledArchives(stack: stack)
+                if !unfiled.isEmpty {
+                    printError("warning: \(unfiled.count) archive(s) at the top of \(target) were written before "
+                        + "archives had host folders: they belong to no host (HOST '-'), are never pruned, and are "
+                        + "restored by name; move one into \(target)/\(host)/ to give it to this host")
+                }
+                archives = (try await catalog.archives(ofHost: host, stack: stack) + unfiled)
+                    .sorted { ($0.listing.date, $0.listing.name) > ($1.listing.date, $1.listing.name) }
+            }
+            for archive in archives {
+                let listing = archive.listing
+                var row = ListRendering.Row(host: archive.host, listing: listing, verified: "at backup", problems: [])
                 if verify {
                     do {
+                        let storage = try archive.host.map { try catalog.storage(forHost: $0) } ?? catalog.root
                         let check = try await ArchiveSelection.open(listing.name, from: storage, workDir: workDir,
                                                                     environment: environment)
                             .verify(strategies: environment.strategies)
@@ -56,7 +85,8 @@ struct ListCommand: AsyncParsableCommand {
             printError("\(error)")
             throw ExitStatus.code(for: error)
         }
-        print(json ? try ListRendering.json(rows, target: target) : ListRendering.text(rows, target: target),
+        print(json ? try ListRendering.json(rows, target: target)
+                   : ListRendering.text(rows, target: target, hostColumn: allHosts || rows.contains { $0.host == nil }),
               terminator: json ? "\n" : "")
         if rows.contains(where: { !$0.problems.isEmpty }) { throw ExitStatus.failure }
     }
@@ -64,18 +94,21 @@ struct ListCommand: AsyncParsableCommand {
 
 enum ListRendering {
     struct Row: Encodable {
+        /// The host folder; nil for an archive from before host folders.
+        var host: String?
         var listing: ArchiveListing
         /// `at backup`, or the outcome of `--verify`.
         var verified: String
         var problems: [String]
     }
 
-    static func text(_ rows: [Row], target: String) -> String {
+    static func text(_ rows: [Row], target: String, hostColumn: Bool) -> String {
         guard !rows.isEmpty else { return "No archives in \(target).\n" }
-        var table = [["STACK", "TIME (UTC)", "SIZE", "VERIFIED", "ARCHIVE"]]
+        var table = [(hostColumn ? ["HOST"] : []) + ["STACK", "TIME (UTC)", "SIZE", "VERIFIED", "ARCHIVE"]]
         for row in rows {
-            table.append([row.listing.stack, RestorePlan.format(row.listing.date).replacingOccurrences(of: " UTC", with: ""),
-                          "\(ByteCount(row.listing.sizeBytes))", row.verified, row.listing.name])
+            table.append((hostColumn ? [row.host ?? "-"] : []) + [
+                row.listing.stack, RestorePlan.format(row.listing.date).replacingOccurrences(of: " UTC", with: ""),
+                "\(ByteCount(row.listing.sizeBytes))", row.verified, row.listing.name])
         }
         var out = "Archives in \(target), newest first:\n" + Table.render(table)
         for row in rows where !row.problems.isEmpty {
@@ -86,6 +119,8 @@ enum ListRendering {
 
     static func json(_ rows: [Row], target: String) throws -> String {
         struct Entry: Encodable {
+            /// The host folder; null for an archive from before host folders.
+            var host: String?
             var name: String
             var stack: String
             var time: Date
@@ -98,7 +133,7 @@ enum ListRendering {
             var archives: [Entry]
         }
         let entries = rows.map {
-            Entry(name: $0.listing.name, stack: $0.listing.stack, time: $0.listing.date, sizeBytes: $0.listing.sizeBytes,
+            Entry(host: $0.host, name: $0.listing.name, stack: $0.listing.stack, time: $0.listing.date, sizeBytes: $0.listing.sizeBytes,
                   verified: $0.verified, problems: $0.problems)
         }
         return try prettyJSON(Document(target: target, archives: entries))

@@ -11,12 +11,15 @@ struct PruneCommand: AsyncParsableCommand {
             + "the newest backup of a stack is always kept. Rules default to the RETENTION_KEEP_* variables. "
             + "Hours, days, ISO weeks, months and years are those of the local clock of $TZ (default UTC), as "
             + "restic's forget counts a snapshot's local time; --json names the period each rule counted. "
-            + "Objects that are not StackVault archives are never touched."
+            + "Objects that are not StackVault archives are never touched. Only one host's archives are pruned "
+            + "(<target>/<host>/, this host by default); archives from before host folders are never pruned."
     )
 
     @OptionGroup var options: GlobalOptions
 
     @Option(name: .long, help: "Only this stack (repeatable).") var stack: [String] = []
+    @Option(name: .long, help: "Prune this host's archives (default: $STACKVAULT_HOST, else the Docker engine's name).")
+    var host: String?
     @Option(name: .long, help: "Keep the N newest backups.") var keepLast: Int?
     @Option(name: .long, help: "Keep the newest backup of each of the last N hours that have one.") var keepHourly: Int?
     @Option(name: .long, help: "Likewise for days.") var keepDaily: Int?
@@ -47,7 +50,9 @@ struct PruneCommand: AsyncParsableCommand {
                 printError("no retention rule given (--keep-* or RETENTION_KEEP_*): nothing would be removed")
                 throw ExitStatus.failure
             }
-            outcomes = try await Pruner(storage: try environment.storage(options.target), policy: policy,
+            // One host's folder only: hosts sharing a target never prune each other's archives.
+            let storage = try environment.catalog(options.target).storage(forHost: try await environment.host(host))
+            outcomes = try await Pruner(storage: storage, policy: policy,
                                         logger: environment.logger)
                 .prune(stacks: stack.isEmpty ? nil : Set(stack), dryRun: dryRun)
         } catch let exit as ExitCode {

@@ -53,6 +53,10 @@ struct ArchiveSelection: ParsableArguments {
     @Option(help: "With --latest: the stack whose newest archive is used.")
     var stack: String?
 
+    @Option(help: ArgumentHelp("The host whose archives are used (default: $STACKVAULT_HOST, else the Docker engine's "
+        + "name); to restore another machine's stack here, name that machine."))
+    var host: String?
+
     @Option(help: ArgumentHelp("Directory for the temporary copy of an archive from a remote target (default: "
         + "$STACKVAULT_WORK_DIR or the system temporary directory)."))
     var workDir: String?
@@ -66,9 +70,15 @@ struct ArchiveSelection: ParsableArguments {
             }
             return try LocalArchive.open(localPath: archive, compressor: compressor)
         }
-        let storage = try environment.storage(target)
-        let name = try await ArchiveCatalog.select(name: archive, latest: latest, stack: stack, storage: storage)
-        return try await Self.open(name, from: storage, workDir: workDir, environment: environment)
+        let host = try await environment.host(host)
+        let location = try await environment.catalog(target).select(name: archive, latest: latest, stack: stack,
+                                                                    host: host)
+        if location.host == nil {
+            let note = "\(location.name) is at the top of the target, from before archives had host folders: it "
+                + "belongs to no host; its manifest names the host it was taken on"
+            environment.logger.warning("\(note)")
+        }
+        return try await Self.open(location.name, from: location.storage, workDir: workDir, environment: environment)
     }
 
     /// Opens the archive `name` of `storage`, downloading it into the work directory when it is remote.
@@ -100,6 +110,8 @@ enum VerifyRendering {
         var origin: String
         var ok: Bool
         var stack: String?
+        /// The host the manifest names (the one the archive was taken on).
+        var host: String?
         var startedAt: Date?
         var components: [Component]
         var problems: [String]
@@ -120,7 +132,7 @@ enum VerifyRendering {
                 + "does not know: its completeness was not checked"
         }
         return Document(archive: archive.name, origin: archive.origin, ok: check.ok,
-                        stack: check.report.manifest?.stack, startedAt: check.report.manifest?.startedAt,
+                        stack: check.report.manifest?.stack, host: check.report.manifest?.host, startedAt: check.report.manifest?.startedAt,
                         components: components, problems: check.problems, notes: notes)
     }
 

@@ -33,6 +33,20 @@ import Testing
                   stacks: stacks)
     }
 
+    /// With a host, every series carries it: the metrics of hosts sharing a bucket stay apart once collected.
+    @Test func everySeriesCarriesTheHost() throws {
+        let metrics = BackupMetrics(host: "alpha")
+        metrics.record(Self.run(.succeeded, stacks: [
+            StackOutcome(stack: "app", status: .succeeded, archive: "backup-app-x.tar.zst", sizeBytes: 4096,
+                         durationSeconds: 1, downtimeSeconds: 0, bytesRead: 1, bytesWritten: 1, containersStopped: 0),
+        ]))
+        let s = try Self.samples(metrics)
+        #expect(s["stackvault_runs_total{host=\"alpha\",outcome=\"succeeded\"}"] == 1)
+        #expect(s["stackvault_last_run_written_bytes{host=\"alpha\"}"] == 1)
+        #expect(s["stackvault_stack_last_archive_size_bytes{host=\"alpha\",stack=\"app\"}"] == 4096)
+        #expect(!s.keys.contains { !$0.contains("host=\"alpha\"") }, "\(s.keys.sorted())")
+    }
+
     @Test func aRecordedRunShowsPerStackAndPerRunSeries() throws {
         let metrics = BackupMetrics()
         metrics.record(Self.run(.failed, stacks: [

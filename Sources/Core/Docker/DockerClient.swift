@@ -60,6 +60,16 @@ public final class DockerClient: DockerEngine {
         return (object["Version"] as? String ?? "?", object["ApiVersion"] as? String ?? "?")
     }
 
+    /// The engine's own name (`GET /info` `Name`): the host name of the machine the daemon runs on.
+    public func engineName() async throws -> String {
+        let response = try await request("GET", "/info", timeout: 30)
+        let object = try JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any] ?? [:]
+        guard let name = object["Name"] as? String, !name.isEmpty else {
+            throw StackVaultError(.dockerAPI, "the Docker daemon's GET /info gave no Name")
+        }
+        return name
+    }
+
     // MARK: - Containers
 
     public func listContainers(labelFilters: [String]) async throws -> [ContainerSummary] {

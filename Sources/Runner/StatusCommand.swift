@@ -1,0 +1,65 @@
+import ArgumentParser
+import Foundation
+import StackVaultCore
+
+/// `stackvault status`: per host and stack, the newest archive, its age and size, read from the target alone.
+struct StatusCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "status",
+        abstract: "Shows, per host and stack, the last archive in the target, its age and size.",
+        discussion: "Reads only the target (no Docker needed with --all-hosts, --host or $STACKVAULT_HOST), so it "
+            + "works from any machine with read access to the bucket: the fleet view of every StackVault that "
+            + "shares it. Exit code 0, 2 when the target cannot be read."
+    )
+
+    @OptionGroup var options: GlobalOptions
+
+    @Option(help: "This host's stacks (default: $STACKVAULT_HOST, else the Docker engine's name).")
+    var host: String?
+
+    @Flag(help: "Every host in the target.")
+    var allHosts = false
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        if allHosts && host != nil { throw ValidationError("--host and --all-hosts exclude each other") }
+    }
+
+    func run() async throws {
+        let statuses: [StackStatus]
+        let target: String
+        do {
+            let environment = try Environment(options: options)
+            let catalog = try environment.catalog(options.target)
+            target = catalog.root.description
+            let archives = allHosts ? try await catalog.allArchives()
+                : try await catalog.archives(ofHost: try await environment.host(host))
+            statuses = StackStatus.summarize(archives, now: Date())
+        } catch {
+            printError("\(error)")
+            throw ExitStatus.code(for: error)
+        }
+        if json {
+            struct Document: Encodable {
+                var target: String
+                var stacks: [StackStatus]
+            }
+            print(try prettyJSON(Document(target: target, stacks: statuses)))
+            return
+        }
+        guard !statuses.isEmpty else {
+            print("No archives in \(target).")
+            return
+        }
+        var rows = [["HOST", "STACK", "LAST ARCHIVE (UTC)", "AGE", "SIZE", "ARCHIVES", "TOTAL"]]
+        for status in statuses {
+            rows.append([status.host ?? "-", status.stack,
+                         RestorePlan.format(status.lastTime).replacingOccurrences(of: " UTC", with: ""),
+                         StackStatus.describeAge(status.ageSeconds), "\(ByteCount(status.lastSizeBytes))",
+                         "\(status.archives)", "\(ByteCount(status.totalBytes))"])
+        }
+        print("Archives in \(target):\n" + Table.render(rows), terminator: "")
+    }
+}

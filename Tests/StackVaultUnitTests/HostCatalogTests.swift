@@ -1,0 +1,137 @@
+import Foundation
+import StackVaultCore
+import StackVaultStorage
+import Synchronization
+import Testing
+
+/// An object store in memory: names may hold '/', `list` sees every key below the prefix (as S3 does).
+final class InMemoryObjectStore: StorageBackend {
+    final class Objects: Sendable { let byKey = Mutex<[String: Int64]>([:]) }
+    let objects: Objects
+    let prefix: String
+
+    init(prefix: String = "", objects: Objects = Objects()) {
+        self.prefix = prefix
+        self.objects = objects
+    }
+
+    /// The store of the folder `folder` of this one (the same objects, a longer prefix).
+    func folder(_ folder: String) -> InMemoryObjectStore {
+        InMemoryObjectStore(prefix: prefix + folder + "/", objects: objects)
+    }
+
+    func put(_ name: String, size: Int64 = 1) { objects.byKey.withLock { $0[prefix + name] = size } }
+    var description: String { "mem://\(prefix)" }
+    var capabilities: StorageCapabilities { StorageCapabilities(isLocalDirectory: false) }
+    var localDirectory: String? { nil }
+    func store(localPath: String, as name: String) async throws -> StoredObject {
+        put(name)
+        return StoredObject(name: name, sizeBytes: 1)
+    }
+    func list(prefix: String) async throws -> [StoredObject] {
+        objects.byKey.withLock { byKey in
+            byKey.filter { $0.key.hasPrefix(self.prefix + prefix) }.map {
+                StoredObject(name: String($0.key.dropFirst(self.prefix.count)), sizeBytes: $0.value)
+            }
+        }
+    }
+    func read(_ name: String, into sink: any ByteSink) async throws {}
+    func delete(_ name: String) async throws { _ = objects.byKey.withLock { $0.removeValue(forKey: prefix + name) } }
+}
+
+@Suite struct HostCatalogTests {
+    static func name(_ stack: String, _ stamp: String) -> String {
+        "backup-\(stack)-\(stamp)-\(UUID().uuidString.lowercased()).tar.zst"
+    }
+
+    @Test func thisHostIsSTACKVAULT_HOSTElseTheEnginesName() async throws {
+        #expect(try await ArchiveHost.resolve(environment: ["STACKVAULT_HOST": "alpha"]) { "engine" } == "alpha")
+        #expect(try await ArchiveHost.resolve(environment: [:]) { "engine-1.example" } == "engine-1.example")
+        let bad = await #expect(throws: StackVaultError.self) {
+            try await ArchiveHost.resolve(environment: ["STACKVAULT_HOST": "../etc"]) { "x" }
+        }
+        #expect(bad?.message.contains("STACKVAULT_HOST '../etc'") == true)
+        let down = await #expect(throws: StackVaultError.self) {
+            try await ArchiveHost.resolve(environment: [:]) { throw StackVaultError(.dockerUnreachable, "no socket") }
+        }
+        #expect(down?.message.contains("set STACKVAULT_HOST") == true)
+        #expect(!ArchiveHost.isValid("a/b") && !ArchiveHost.isValid(".hidden") && !ArchiveHost.isValid(""))
+    }
+
+    /// A local target: `<dir>/<host>/backup-...`, one unfiled archive at the top.
+    @Test func localTargetKeepsHostsApart() async throws {
+        let directory = FileManager.default.temporaryDirectory.appendingPathComponent("sv-hosts-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let root = LocalDirectoryBackend(directory: directory.path)
+        let catalog = HostCatalog(root: root) { LocalDirectoryBackend(directory: directory.path + "/" + $0) }
+        let a1 = Self.name("app", "20261101-010000"), b1 = Self.name("app", "20261101-020000")
+        let a2 = Self.name("app", "20261101-030000"), b2 = Self.name("app", "20261101-040000")
+        let old = Self.name("app", "20261001-010000")
+        for (host, name) in [("alpha", a1), ("beta", b1), ("alpha", a2), ("beta", b2)] {
+            let folder = directory.appendingPathComponent(host)
+            try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+            try Data("x".utf8).write(to: folder.appendingPathComponent(name))
+        }
+        try Data("x".utf8).write(to: directory.appendingPathComponent(old))
+
+        let all = try await catalog.allArchives()
+        #expect(all.map(\.listing.name) == [b2, a2, b1, a1, old])
+        #expect(all.map(\.host) == ["beta", "alpha", "beta", "alpha", nil])
+        #expect(try await catalog.hosts() == ["alpha", "beta"])
+        #expect(try await catalog.archives(ofHost: "alpha").map(\.listing.name) == [a2, a1])
+
+        let latest = try await catalog.select(name: nil, latest: true, stack: "app", host: "alpha")
+        #expect(latest.name == a2 && latest.host == "alpha")
+        let other = await #expect(throws: StackVaultError.self) {
+            _ = try await catalog.select(name: b1, latest: false, stack: nil, host: "alpha")
+        }
+        #expect(other?.message.contains("--host beta") == true)
+        let unfiled = try await catalog.select(name: old, latest: false, stack: nil, host: "alpha")
+        #expect(unfiled.host == nil && unfiled.storage.description == root.description)
+        let none = await #expect(throws: StackVaultError.self) {
+            _ = try await catalog.select(name: nil, latest: true, stack: "app", host: "gamma")
+        }
+        #expect(none?.message.contains("hosts that have: alpha, beta") == true)
+        #expect(none?.message.contains("from before host folders") == true)
+    }
+
+    /// A, B, A, B and A, B, B with keep-last 2 in one object store: each host keeps its own last two.
+    @Test(arguments: [["alpha", "beta", "alpha", "beta"], ["alpha", "beta", "beta"]])
+    func retentionIsPerHost(_ order: [String]) async throws {
+        let root = InMemoryObjectStore()
+        let catalog = HostCatalog(root: root) { root.folder($0) }
+        var written: [String: [String]] = [:]
+        for (index, host) in order.enumerated() {
+            let name = Self.name("app", "2026110\(index + 1)-010000")
+            let storage = try catalog.storage(forHost: host)
+            _ = try await storage.store(localPath: "/nonexistent", as: name)
+            written[host, default: []].append(name)
+            _ = try await Pruner(storage: storage, policy: RetentionPolicy(keepLast: 2), logger: .init(label: "t"))
+                .prune(stacks: ["app"], dryRun: false, protecting: [name])
+        }
+        let left = try await catalog.allArchives()
+        for (host, names) in written {
+            #expect(Set(left.filter { $0.host == host }.map(\.listing.name)) == Set(names.suffix(2)))
+        }
+        #expect(left.count == written.values.map { min($0.count, 2) }.reduce(0, +))
+    }
+
+    @Test func statusSummarizesPerHostAndStack() {
+        let now = ArchiveName.parse(Self.name("x", "20261102-000000"))!.date
+        func archive(_ host: String?, _ stack: String, _ stamp: String, _ size: Int64) -> HostedArchive {
+            let name = Self.name(stack, stamp)
+            return HostedArchive(host: host, listing: ArchiveListing(
+                name: name, stack: stack, date: ArchiveName.parse(name)!.date, sizeBytes: size))
+        }
+        let statuses = StackStatus.summarize([
+            archive("beta", "app", "20261101-000000", 10), archive(nil, "app", "20261001-000000", 5),
+            archive("alpha", "app", "20261101-120000", 7), archive("alpha", "app", "20261031-120000", 3),
+            archive("alpha", "db", "20261101-230000", 1),
+        ], now: now)
+        #expect(statuses.map { "\($0.host ?? "-")/\($0.stack)" } == ["alpha/app", "alpha/db", "beta/app", "-/app"])
+        #expect(statuses[0].archives == 2 && statuses[0].totalBytes == 10 && statuses[0].lastSizeBytes == 7)
+        #expect(statuses[0].ageSeconds == 12 * 3600)
+        #expect(StackStatus.describeAge(12 * 3600) == "12h 0m")
+        #expect(StackStatus.describeAge(3 * 86_400 + 7200) == "3d 2h")
+    }
+}
