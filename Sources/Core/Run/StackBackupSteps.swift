@@ -13,8 +13,8 @@ import Logging
 ///    as `<name>.unsent`".
 /// 6. `store`: the verified archive is kept as `.unsent` (the storage backend aborts its own upload).
 /// 7. `prune`: never fails the backup; the sealed archive is already stored.
-final class StackBackupSteps: @unchecked Sendable {
-    // @unchecked: used by one task at a time (`StackBackup.backup`), never shared.
+/// Not `Sendable`: it lives in the one task that runs `StackBackup.backup`.
+final class StackBackupSteps {
     private let settings: StackBackup
     private let stack: StackPlan
     private let log: Logger
