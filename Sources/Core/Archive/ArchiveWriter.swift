@@ -241,7 +241,7 @@ extension ArchiveWriter {
 
     /// Writes an entry header; a failure makes the writer unusable.
     func writeHeader(_ entry: TarEntry, path: String) throws {
-        if let warning = try writing { try tar.writeHeader(entry, shown: path) } {
+        if let warning = try writing({ try tar.writeHeader(entry, shown: path) }) {
             warnings.append("\(path): \(warning)")
         }
     }
