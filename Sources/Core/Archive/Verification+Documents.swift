@@ -3,14 +3,8 @@ import Foundation
 /// Reading the archive's own documents: the index (first entry) and the manifest (last entry).
 extension Verification {
     mutating func readIndex(_ data: Data) {
-        guard let version = formatVersion(of: data, name: ArchiveIndex.entryName) else { return }
-        guard version == ArchiveIndex.currentFormatVersion else {
-            problems.append(
-                "the index has format version \(version); this stackvault reads version "
-                    + "\(ArchiveIndex.currentFormatVersion) (use a newer stackvault)"
-            )
-            return
-        }
+        guard hasReadableVersion(data, name: ArchiveIndex.entryName, document: "index",
+                                 current: ArchiveIndex.currentFormatVersion) else { return }
         do {
             let index = try ArchiveIndex(jsonData: data)
             self.index = index
@@ -41,19 +35,27 @@ extension Verification {
     }
 
     mutating func readManifest(_ data: Data) {
-        guard let version = formatVersion(of: data, name: Manifest.entryName) else { return }
-        guard version == Manifest.currentFormatVersion else {
-            problems.append(
-                "the manifest has format version \(version); this stackvault reads version "
-                    + "\(Manifest.currentFormatVersion) (use a newer stackvault)"
-            )
-            return
-        }
+        guard hasReadableVersion(data, name: Manifest.entryName, document: "manifest",
+                                 current: Manifest.currentFormatVersion) else { return }
         do {
             manifest = try Manifest(jsonData: data)
         } catch {
             problems.append("\(Manifest.entryName) is unreadable: \(error)")
         }
+    }
+
+    /// True when the document `name` (the `document` for messages) declares the format version `current`;
+    /// otherwise records the problem.
+    mutating func hasReadableVersion(_ data: Data, name: String, document: String, current: Int) -> Bool {
+        guard let version = formatVersion(of: data, name: name) else { return false }
+        guard version == current else {
+            problems.append(
+                "the \(document) has format version \(version); this stackvault reads version \(current) "
+                    + "(use a newer stackvault)"
+            )
+            return false
+        }
+        return true
     }
 
     mutating func formatVersion(of data: Data, name: String) -> Int? {
