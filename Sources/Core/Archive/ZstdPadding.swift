@@ -23,11 +23,14 @@ enum ZstdPadding {
         Int(ZSTD_compressBound(count)) + 4 + skippableHeaderSize
     }
 
-    /// `bytes` compressed by `compressor` as one standalone frame, then a skippable frame: exactly `length` bytes.
-    /// Throws when they do not fit (`length` below ``bound(_:)`` of the count).
+    /// `bytes` compressed by `compressor` as one standalone frame (single-threaded at its level, for a
+    /// ``ZstdCompressor``: a header is too small for worker threads), then a skippable frame: exactly `length`
+    /// bytes. Throws when they do not fit (`length` below ``bound(_:)`` of the count).
     static func segment(of bytes: [UInt8], length: Int, compressor: any Compressor) throws -> [UInt8] {
         let collector = CollectingSink(limit: length)
-        let stream = try compressor.makeCompressor(writingTo: collector)
+        let frameCompressor: any Compressor =
+            try (compressor as? ZstdCompressor).map { try ZstdCompressor(level: $0.level, workers: 0) } ?? compressor
+        let stream = try frameCompressor.makeCompressor(writingTo: collector)
         try bytes.withUnsafeBytes { try stream.write($0) }
         try stream.finish()
         let padding = length - collector.bytes.count
