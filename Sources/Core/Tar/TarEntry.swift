@@ -64,11 +64,6 @@ struct TarEntry {
     /// The data size its header announces.
     var size: Int64 { archive_entry_size(pointer) }
 
-    /// The entry's type for a tree digest (hard links are `.hardlink`), nil for types tar cannot hold.
-    var treeType: TreeEntryType? {
-        hardlink != nil ? .hardlink : TreeEntryType(fileType: fileType)
-    }
-
     /// True for a regular file that is not a hard link.
     var isRegularFile: Bool {
         archive_entry_hardlink(pointer) == nil && TreeEntryType(fileType: fileType) == .file
