@@ -287,10 +287,10 @@ struct ArchiveWriterTests {
         try #require(made.status == 0, "\(made.output)")
         let writer = try Self.makeWriter(directory, name: name)
         try writer.writeIndex(Self.index([("db/x.sql", .file), ("volumes/t", .tree)]))
-        let file = try await writer.addFile(at: "db/x.sql", mode: 0o600) { sink in
+        _ = try await writer.addFile(at: "db/x.sql", mode: 0o600) { sink in
             try Support.feed(Support.sampleBytes(count: 1_048_576, seed: 3), chunk: 100_000, into: sink)
         }
-        let tree = try await writer.addTar(at: "volumes/t") { sink in
+        _ = try await writer.addTar(at: "volumes/t") { sink in
             try Self.stream(file: directory.path("tree-\(name).tar"), chunk: 4096, into: sink)
         }
         try await writer.finish(Self.header(formatVersion: formatVersion))
@@ -399,7 +399,7 @@ struct ArchiveWriterTests {
         #expect(writer.compressedBytesWritten < 2_000 && writer.compressedBytesWritten > before)
         #expect(try Self.fileSize(output) == Int(writer.compressedBytesWritten))
         // The writer is still usable, and the same component can be added afterwards.
-        let record = try await writer.addFile(at: "db/a.sql", mode: 0o600) { sink in
+        _ = try await writer.addFile(at: "db/a.sql", mode: 0o600) { sink in
             try Support.feed(Array("ok\n".utf8), chunk: 1, into: sink)
         }
         try await writer.finish(Self.header())
@@ -469,7 +469,7 @@ struct ArchiveWriterTests {
                 throw Boom()
             }
         }
-        let record = try await writer.addTar(at: "volumes/data") { sink in
+        _ = try await writer.addTar(at: "volumes/data") { sink in
             try Support.feed(tarBytes, chunk: 65_536, into: sink)
         }
         try await writer.finish(Self.header())
@@ -491,7 +491,7 @@ struct ArchiveWriterTests {
         tar.add("data/f", content: Array("content\n".utf8))
         let writer = try Self.makeWriter(directory)
         try writer.writeIndex(Self.index([("volumes/x", .tree)]))
-        let record = try await writer.addTar(at: "volumes/x") { sink in
+        _ = try await writer.addTar(at: "volumes/x") { sink in
             try Support.feed(tar.finished(), chunk: 1000, into: sink)
         }
         try await writer.finish(Self.header())
