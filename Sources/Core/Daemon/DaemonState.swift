@@ -35,105 +35,6 @@ public struct DaemonState: Codable, Sendable, Equatable {
     }
 }
 
-/// Why a run started.
-public enum RunTrigger: String, Codable, Sendable {
-    /// Its schedule time came.
-    case schedule
-    /// `BACKUP_ON_START=true`.
-    case start
-}
-
-/// A run that has started.
-public struct RunStart: Codable, Sendable, Equatable {
-    public var trigger: RunTrigger
-    /// The schedule time it is for (for a start-up run, when it started).
-    public var due: Date
-    public var startedAt: Date
-
-    public init(trigger: RunTrigger, due: Date, startedAt: Date) {
-        self.trigger = trigger
-        self.due = due
-        self.startedAt = startedAt
-    }
-}
-
-/// How a run ended.
-public enum RunOutcome: String, Codable, Sendable {
-    /// Every stack was backed up (or skipped because another StackVault was backing it up).
-    case succeeded
-    /// A stack failed, or the containers could not be listed.
-    case failed
-    /// SIGTERM/SIGINT stopped it.
-    case interrupted
-}
-
-/// A run that has ended.
-public struct RunRecord: Codable, Sendable, Equatable {
-    public var trigger: RunTrigger
-    public var due: Date
-    public var startedAt: Date
-    public var finishedAt: Date
-    public var outcome: RunOutcome
-    /// A failure of the run as a whole (Docker unreachable), nil otherwise.
-    public var error: String?
-    public var stacks: [StackOutcome]
-
-    public init(trigger: RunTrigger, due: Date, startedAt: Date, finishedAt: Date, outcome: RunOutcome,
-                error: String? = nil, stacks: [StackOutcome]) {
-        self.trigger = trigger
-        self.due = due
-        self.startedAt = startedAt
-        self.finishedAt = finishedAt
-        self.outcome = outcome
-        self.error = error
-        self.stacks = stacks
-    }
-
-    public var succeeded: Bool { outcome == .succeeded }
-}
-
-/// What happened to one stack in a run.
-public struct StackOutcome: Codable, Sendable, Equatable {
-    public enum Status: String, Codable, Sendable {
-        case succeeded, failed
-        /// Another StackVault held the stack's lock: it was backing the stack up at that moment.
-        case skipped
-        /// The run was stopped before this stack started.
-        case cancelled
-    }
-
-    public var stack: String
-    public var status: Status
-    public var archive: String?
-    public var sizeBytes: Int64?
-    public var durationSeconds: Double?
-    /// The error, or why the stack was skipped.
-    public var detail: String?
-    /// Seconds its stopped containers were down (nil: the backup did not start).
-    public var downtimeSeconds: Double?
-    /// Bytes read into the archive before compression (nil: the backup did not start).
-    public var bytesRead: Int64?
-    /// Bytes of compressed archive written, also by a backup that failed later (nil: it did not start).
-    public var bytesWritten: Int64?
-    /// Containers stopped for the directory copy (nil: the backup did not start).
-    public var containersStopped: Int?
-
-    public init(stack: String, status: Status, archive: String? = nil, sizeBytes: Int64? = nil,
-                durationSeconds: Double? = nil, detail: String? = nil, downtimeSeconds: Double? = nil,
-                bytesRead: Int64? = nil, bytesWritten: Int64? = nil, containersStopped: Int? = nil) {
-        self.stack = stack
-        self.status = status
-        self.archive = archive
-        self.sizeBytes = sizeBytes
-        self.durationSeconds = durationSeconds
-        self.detail = detail
-        self.downtimeSeconds = downtimeSeconds
-        self.bytesRead = bytesRead
-        self.bytesWritten = bytesWritten
-        self.containersStopped = containersStopped
-    }
-}
-
 /// The state file on disk: read whole, written atomically (temporary file in the same directory, fsync, rename).
 public struct StateFile: Sendable {
     public static let defaultPath = "/var/lib/stackvault/state.json"
@@ -185,10 +86,9 @@ public struct StateFile: Sendable {
                 + "STATE_FILE to a writable path")
         }
         let temporary = "\(directory)/.\(url.lastPathComponent).\(getpid()).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw StackVaultError(.io, "cannot write the state file \(path): \(String(cString: strerror(errno))); "
-                + "set STATE_FILE to a writable path")
+        let fd = try syscall("open", path: temporary, failing: "cannot write the state file \(path)",
+                             hint: { _ in "; set STATE_FILE to a writable path" }) {
+            open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         }
         let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         do {
@@ -199,10 +99,11 @@ public struct StateFile: Sendable {
             unlink(temporary)
             throw StackVaultError(.io, "cannot write the state file \(path): \(error)")
         }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
+        do {
+            try syscall("rename", path: path, failing: "cannot write the state file \(path)") { rename(temporary, path) }
+        } catch {
             unlink(temporary)
-            throw StackVaultError(.io, "cannot write the state file \(path): \(reason)")
+            throw error
         }
     }
 }

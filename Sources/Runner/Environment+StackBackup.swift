@@ -2,12 +2,12 @@ import Foundation
 import StackVaultCore
 
 extension Environment {
-    /// The backup engine as the environment configures it (`ZSTD_LEVEL`, `ZSTD_THREADS`, `MIN_FREE_SPACE`,
+    /// The backup of one stack as the environment configures it (`ZSTD_LEVEL`, `ZSTD_THREADS`, `MIN_FREE_SPACE`,
     /// `STOP_TIMEOUT`, `STACKVAULT_WORK_DIR`, `RETENTION_KEEP_*`, `TZ`); a non-nil argument wins over its variable.
     /// Archives go to this host's folder of the target (`STACKVAULT_HOST` or the Docker engine's name), so
     /// retention counts this host's archives only.
-    func makeBackupEngine(target: String?, level: Int? = nil, threads: Int? = nil, workDir: String? = nil)
-        async throws -> BackupEngine
+    func makeStackBackup(target: String?, level: Int? = nil, threads: Int? = nil, workDir: String? = nil)
+        async throws -> StackBackup
     {
         let host = try await host()
         let settings = CompressionSettings(
@@ -17,9 +17,8 @@ extension Environment {
         let minimumFree = try variables["MIN_FREE_SPACE"].map { try ByteSize.parse($0, variable: "MIN_FREE_SPACE") }
         let work = workDir ?? variables["STACKVAULT_WORK_DIR"]
             ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("stackvault")
-        return BackupEngine(
-            docker: docker, strategies: strategies, storage: try catalog(target).storage(forHost: host),
-            compressor: compressor,
+        return StackBackup(
+            docker: docker, storage: try catalog(target).storage(forHost: host), compressor: compressor,
             configuration: BackupConfiguration(
                 workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
                 stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30, hostName: host,
