@@ -61,10 +61,11 @@ struct DaemonCommand: AsyncParsableCommand {
                                    notifier: try Notifier(environment: variables, logger: environment.logger),
                                    busyStack: .skip, logger: environment.logger)
             let file = stateFile.map(StateFile.init(path:)) ?? StateFile(environment: variables)
-            stateStore = DaemonStateStore(state: Self.initialState(cron, file: file), file: file,
+            let host = stackBackup.configuration.hostName
+            stateStore = DaemonStateStore(state: Self.initialState(cron, file: file, host: host), file: file,
                                           logger: environment.logger)
             try await stateStore.save()
-            let metrics = BackupMetrics(host: stackBackup.configuration.hostName)
+            let metrics = BackupMetrics(host: host)
             let recordRun: @Sendable (RunRecord) async -> Void = { metrics.record($0) }
             daemon = BackupDaemon(schedule: cron, runner: runner, state: stateStore, backupOnStart: onStart,
                                   logger: environment.logger, onRunEnded: metricsAddress == nil ? nil : recordRun)
@@ -113,10 +114,11 @@ struct DaemonCommand: AsyncParsableCommand {
 
     /// The state to start with: the previous daemon's last run is kept (health must not forget a failure); a run
     /// the previous daemon did not finish is recorded as interrupted.
-    static func initialState(_ schedule: CronSchedule, file: StateFile) -> DaemonState {
+    /// `host` is the host whose archives the daemon writes (`STACKVAULT_HOST` or the Docker engine's name).
+    static func initialState(_ schedule: CronSchedule, file: StateFile, host: String) -> DaemonState {
         let now = Date()
         var state = DaemonState(schedule: schedule.expression.source, timeZone: schedule.timeZone.identifier,
-                                host: ProcessInfo.processInfo.hostName, pid: getpid(), daemonStartedAt: now)
+                                host: host, pid: getpid(), daemonStartedAt: now)
         if let previous = try? file.read() {
             state.lastRun = previous.lastRun
             state.lastSuccessAt = previous.lastSuccessAt

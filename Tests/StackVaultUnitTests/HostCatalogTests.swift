@@ -135,3 +135,24 @@ final class InMemoryObjectStore: StorageBackend {
         #expect(StackStatus.describeAge(3 * 86_400 + 7200) == "3d 2h")
     }
 }
+
+extension HostCatalogTests {
+    /// In an object store, `allArchives` reads one listing: `<host>/backup-...` belong to the host, `backup-...` at
+    /// the top to none; deeper keys, invalid host names and other objects are not archives of the target.
+    @Test func objectStoreListingSplitsAtTheFirstSlash() async throws {
+        let root = InMemoryObjectStore()
+        let catalog = HostCatalog(root: root) { root.folder($0) }
+        let hosted = Self.name("app", "20261101-010000"), unfiled = Self.name("app", "20261001-010000")
+        root.put("alpha/" + hosted)
+        root.put(unfiled)
+        root.put("alpha/deeper/" + Self.name("app", "20261102-010000"))
+        root.put(".hidden/" + Self.name("app", "20261103-010000"))
+        root.put("alpha/notes.txt")
+        let all = try await catalog.allArchives()
+        #expect(all.map(\.listing.name) == [hosted, unfiled])
+        #expect(all.map(\.host) == ["alpha", nil])
+        #expect(try await catalog.unfiledArchives().map(\.listing.name) == [unfiled])
+        let bad = #expect(throws: StackVaultError.self) { _ = try catalog.storage(forHost: "../x") }
+        #expect(bad?.message.contains("'../x'") == true)
+    }
+}
