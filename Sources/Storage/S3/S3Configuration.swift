@@ -304,33 +304,7 @@ extension S3Configuration {
 
     /// `NAME`, or the content of the file named by `NAME_FILE` (Docker secrets), trimmed; nil when neither is set.
     static func secret(_ name: String, environment: [String: String]) throws -> String? {
-        let direct = environment[name].flatMap { $0.isEmpty ? nil : $0 }
-        let file = environment[name + "_FILE"].flatMap { $0.isEmpty ? nil : $0 }
-        switch (direct, file) {
-        case (.some, .some):
-            throw StackVaultError(.invalidConfiguration, "both \(name) and \(name)_FILE are set: set only one")
-        case (let value?, nil):
-            let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !trimmed.isEmpty else {
-                throw StackVaultError(.invalidConfiguration, "\(name) is set but blank")
-            }
-            return trimmed
-        case (nil, let path?):
-            let data: Data
-            do {
-                data = try Data(contentsOf: URL(fileURLWithPath: path))
-            } catch {
-                let reason = (error as NSError).localizedFailureReason ?? "cannot be read"
-                throw StackVaultError(.missingCredentials, "\(name)_FILE='\(path)' cannot be read: \(reason)")
-            }
-            let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !value.isEmpty else {
-                throw StackVaultError(.missingCredentials, "\(name)_FILE='\(path)' is empty")
-            }
-            return value
-        case (nil, nil):
-            return nil
-        }
+        try EnvironmentSecret.value(name, environment: environment)
     }
 
     static func boolean(_ text: String, variable: String) throws -> Bool {
