@@ -204,6 +204,9 @@ struct AgeTests {
         let ssh = try Self.text("ssh_ed25519.pub").trimmingCharacters(in: .whitespacesAndNewlines)
         let configuration = try AgeConfiguration.fromEnvironment(["AGE_RECIPIENTS": "\(a) \(b)\n\(ssh)\n"])
         #expect(configuration.recipients.count == 3)
+        let sshFields = ssh.split(separator: " ")
+        let oneLine = "\(a) \(sshFields[0]) \(sshFields[1]) \(b)"
+        #expect(try AgeConfiguration.fromEnvironment(["AGE_RECIPIENTS": oneLine]).recipients.count == 3)
         #expect(configuration.encrypts)
         #expect(configuration.identities.isEmpty)
         #expect(try AgeConfiguration.fromEnvironment([:]).encrypts == false)

@@ -62,7 +62,8 @@ public struct AgeConfiguration: Sendable {
     }
 
     /// The recipients in `text`. With `onePerLine`, each non-comment line is one recipient (as `age -R`);
-    /// otherwise a line may hold several `age1...` keys separated by spaces.
+    /// otherwise a line may hold several keys separated by spaces: `age1...` and `ssh-ed25519 AAAA...` pairs (a
+    /// line that starts with `ssh-` is one SSH key, and may end with a comment).
     public static func parseRecipients(_ text: String, source: String, onePerLine: Bool) throws -> [any AgeRecipient] {
         var recipients: [any AgeRecipient] = []
         for (index, rawLine) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
@@ -77,8 +78,17 @@ public struct AgeConfiguration: Sendable {
             guard !onePerLine || tokens.count == 1 else {
                 throw StackVaultError(.invalidConfiguration, "\(place): put one recipient per line")
             }
-            for token in tokens {
-                recipients.append(try located(place) { try parseRecipient(token) })
+            var index = 0
+            while index < tokens.count {
+                if tokens[index] == "ssh-ed25519", index + 1 < tokens.count {
+                    let key = "ssh-ed25519 " + tokens[index + 1]
+                    recipients.append(try located(place) { try AgeSSHEd25519Recipient(authorizedKey: key) })
+                    index += 2
+                } else {
+                    let token = tokens[index]
+                    recipients.append(try located(place) { try parseRecipient(token) })
+                    index += 1
+                }
             }
         }
         return recipients
