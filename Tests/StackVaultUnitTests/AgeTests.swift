@@ -281,3 +281,73 @@ struct AgeTests {
         #expect(!"\(identities[0])".contains(secret))
     }
 }
+
+@Suite("age encryption: chunk-aligned writing for the archive writer")
+struct AgeChunkAlignedTests {
+    static func write(_ bytes: [UInt8], _ encryptor: AgeEncryptor) throws {
+        try bytes.withUnsafeBytes { try encryptor.write($0) }
+    }
+
+    @Test("a reserved chunk sealed later, and a reader resuming at a chunk boundary")
+    func reserveAndResume() throws {
+        let identity = try AgeX25519Identity.generate()
+        let sink = CollectingSink()
+        let encryptor = try AgeEncryptor(recipients: [identity.recipient], writingTo: sink)
+        let a = AgeTests.pattern(100_000)
+        try Self.write(a, encryptor)
+        let pad = [UInt8](repeating: 7, count: encryptor.bytesToChunkBoundary)
+        #expect(pad.count == 2 * 65_536 - 100_000)
+        try Self.write(pad, encryptor)
+        #expect(encryptor.bytesToChunkBoundary == 0)
+        let reserved = try encryptor.reserveChunk()
+        #expect(reserved.index == 2)
+        #expect(reserved.fileOffset == encryptor.fileOffset(ofChunk: 2))
+        let b = Array(AgeTests.pattern(150_000).reversed())
+        try Self.write(b, encryptor)
+        let pad2 = [UInt8](repeating: 9, count: encryptor.bytesToChunkBoundary)
+        try Self.write(pad2, encryptor)
+        try encryptor.sealFullChunk()
+        #expect(encryptor.nextChunkIndex == 6)
+        #expect(Int64(sink.bytes.count) == encryptor.fileOffset(ofChunk: 6), "everything before chunk 6 is out")
+        #expect(encryptor.plaintextOffset == 6 * 65_536)
+
+        let r = AgeTests.pattern(65_536).map { $0 ^ 0x5a }
+        let sealed = try encryptor.seal(reserved: reserved, plaintext: r)
+        let c = AgeTests.pattern(1000)
+        try Self.write(c, encryptor)
+        try encryptor.finish()
+        var file = sink.bytes
+        file.replaceSubrange(Int(reserved.fileOffset)..<(Int(reserved.fileOffset) + sealed.count), with: sealed)
+
+        #expect(try AgeTests.decrypt(file, with: [identity]) == a + pad + r + b + pad2 + c)
+        let tail = CollectingSink()
+        let resumed = try AgeDecryptor(
+            fileKey: encryptor.fileKey, payloadNonce: encryptor.payloadNonce, firstChunk: 6, writingTo: tail
+        )
+        try AgeTests.feed(Array(file[Int(encryptor.fileOffset(ofChunk: 6))...]), into: resumed, piece: 999, finish: resumed.finish)
+        #expect(tail.bytes == c)
+        // Left as zeros, the reserved chunk fails where it is.
+        let error = AgeTests.failure { try AgeTests.decrypt(sink.bytes, with: [identity]) }
+        #expect(error?.kind == .payload && error?.message.contains("chunk 3") == true)
+    }
+
+    @Test("a stream cannot end right after a chunk sealed as a middle one")
+    func noEmptyFinalChunk() throws {
+        let encryptor = try AgeEncryptor(recipients: [try AgeX25519Identity.generate().recipient], writingTo: CollectingSink())
+        try Self.write(AgeTests.pattern(65_536), encryptor)
+        try encryptor.sealFullChunk()
+        #expect(throws: StackVaultError.self) { try encryptor.finish() }
+    }
+
+    @Test("summary without a key: recipient types and a plausible length")
+    func summary() throws {
+        let file = try AgeTests.encrypt(AgeTests.pattern(70_000), to: [try AgeX25519Identity.generate().recipient])
+        let summary = try AgeFileSummary(prefix: Array(file.prefix(1 << 20)), fileSize: Int64(file.count))
+        #expect(summary.recipientTypes == ["X25519"])
+        #expect(summary.lengthIsPlausible)
+        let cut = try AgeFileSummary(prefix: Array(file.prefix(1 << 20)), fileSize: Int64(file.count - 100))
+        #expect(cut.lengthIsPlausible)  // a cut inside the last chunk cannot be told from a shorter file
+        let tiny = try AgeFileSummary(prefix: Array(file.prefix(300)), fileSize: Int64(AgeHeader.parse(file, atEnd: true)!.byteCount + 16 + 10))
+        #expect(!tiny.lengthIsPlausible)
+    }
+}

@@ -42,6 +42,18 @@ public final class AgeDecryptor: ByteSink {
         self.downstream = downstream
     }
 
+    /// A decryptor that starts in the middle of a file, at chunk `firstChunk` (its first input byte is that chunk's
+    /// first byte), with the file's key and payload nonce. The header is not read (nor its MAC checked): for a
+    /// writer reading back the end of the file it wrote, whose beginning it has verified already.
+    public init(fileKey: AgeFileKey, payloadNonce: [UInt8], firstChunk: UInt64, writingTo downstream: any ByteSink) throws {
+        keySource = .fileKey(fileKey)
+        self.downstream = downstream
+        stanzas = []
+        nonce = payloadNonce
+        counter = firstChunk
+        aead = try ChaCha20Poly1305(key: AgePayload.key(fileKey: fileKey, nonce: payloadNonce), direction: .open)
+    }
+
     deinit {
         sealed.deallocate()
         plaintext.deallocate()
