@@ -351,3 +351,55 @@ struct AgeChunkAlignedTests {
         #expect(!tiny.lengthIsPlausible)
     }
 }
+
+/// An in-memory file with positional writes, for the archive writer's age stage.
+private final class MemoryOutputFile: AgeOutputFile {
+    var bytes: [UInt8] = []
+    var flushedSize: Int64 = 0
+    var totalBytes: Int64 { Int64(bytes.count) }
+    func write(_ buffer: UnsafeRawBufferPointer) throws { bytes += buffer }
+    func flush() throws { flushedSize = totalBytes }
+    func write(_ data: [UInt8], at offset: Int64) throws {
+        bytes.replaceSubrange(Int(offset)..<(Int(offset) + data.count), with: data)
+    }
+}
+
+@Suite("age encryption: the archive writer's stage")
+struct AgeArchiveOutputTests {
+    @Test("align for the read-back, reserve and fill a header chunk, resume at a boundary")
+    func stage() throws {
+        let identity = try AgeX25519Identity.generate()
+        let file = MemoryOutputFile()
+        let stage = try AgeArchiveOutput(recipients: [identity.recipient], file: file)
+        let a = AgeTests.pattern(65_530)
+        try a.withUnsafeBytes { try stage.write($0) }
+        var paddings: [Int] = []
+        let boundary = try stage.alignToChunk(minimumPadding: 8) { count in
+            paddings.append(count)
+            return [UInt8](repeating: 1, count: count)
+        }
+        #expect(paddings == [65_536 + 6], "6 bytes are too few for the padding: a whole chunk more")
+        #expect(boundary == file.flushedSize && boundary == stage.encryptor.fileOffset(ofChunk: 2))
+        // Aligned already: no padding.
+        #expect(try stage.alignToChunk(minimumPadding: 8) { _ in Issue.record("padded twice"); return [] } == boundary)
+
+        let reserved = try stage.reserveChunk()
+        let b = AgeTests.pattern(1000)
+        try b.withUnsafeBytes { try stage.write($0) }
+        let header = [UInt8](repeating: 0x48, count: 65_536)
+        try stage.fill(reserved, plaintext: header)
+        let end = try stage.alignToChunk(minimumPadding: 8) { [UInt8](repeating: 2, count: $0) }
+        let c = AgeTests.pattern(10)
+        try c.withUnsafeBytes { try stage.write($0) }
+        try stage.finish()
+
+        let whole = try AgeTests.decrypt(file.bytes, with: [identity])
+        #expect(whole.count == 4 * 65_536 + 10)
+        #expect(Array(whole[(2 * 65_536)..<(3 * 65_536)]) == header)
+        #expect(Array(whole.suffix(10)) == c)
+        let tail = CollectingSink()
+        let decryptor = try stage.decryption(resumingAt: end).makeDecryptor(writingTo: tail)
+        try AgeTests.feed(Array(file.bytes[Int(end)...]), into: decryptor, piece: 4096, finish: decryptor.finish)
+        #expect(tail.bytes == c)
+    }
+}
