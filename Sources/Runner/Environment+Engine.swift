@@ -3,7 +3,7 @@ import StackVaultCore
 
 extension Environment {
     /// The backup engine as the environment configures it (`ZSTD_LEVEL`, `ZSTD_THREADS`, `MIN_FREE_SPACE`,
-    /// `STOP_TIMEOUT`, `STACKVAULT_WORK_DIR`, `RETENTION_KEEP_*`); a non-nil argument wins over its variable.
+    /// `STOP_TIMEOUT`, `STACKVAULT_WORK_DIR`, `RETENTION_KEEP_*`, `AGE_*`); a non-nil argument wins over its variable.
     func makeBackupEngine(target: String?, level: Int? = nil, threads: Int? = nil, workDir: String? = nil) throws
         -> BackupEngine
     {
@@ -14,12 +14,20 @@ extension Environment {
         let minimumFree = try variables["MIN_FREE_SPACE"].map { try ByteSize.parse($0, variable: "MIN_FREE_SPACE") }
         let work = workDir ?? variables["STACKVAULT_WORK_DIR"]
             ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("stackvault")
+        var configuration = BackupConfiguration(
+            workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
+            stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30,
+            retention: try RetentionPolicy.fromEnvironment(variables))
+        configuration.recipients = try AgeConfiguration.fromEnvironment(variables).recipients
         return BackupEngine(
             docker: docker, strategies: strategies, storage: try storage(target), compressor: compressor,
-            configuration: BackupConfiguration(
-                workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
-                stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30,
-                retention: try RetentionPolicy.fromEnvironment(variables)),
-            logger: logger)
+            configuration: configuration, logger: logger)
+    }
+}
+
+extension Environment {
+    /// The keys that open encrypted archives (`AGE_IDENTITY_FILE`, `AGE_PASSPHRASE*`); empty when none is set.
+    func ageIdentities() throws -> [any AgeIdentity] {
+        try AgeConfiguration.fromEnvironment(variables).identities
     }
 }

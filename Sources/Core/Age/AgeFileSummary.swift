@@ -10,6 +10,14 @@ public struct AgeFileSummary: Sendable, Equatable {
     /// decryption proves it is.
     public var lengthIsPlausible: Bool { payloadBytes >= 0 && AgePayload.isPlausibleLength(UInt64(payloadBytes)) }
 
+    private init(recipientTypes: [String], payloadBytes: Int64) {
+        self.recipientTypes = recipientTypes
+        self.payloadBytes = payloadBytes
+    }
+
+    /// The summary of a file whose header could not be read.
+    public static let unreadable = AgeFileSummary(recipientTypes: [], payloadBytes: -1)
+
     /// Reads the header at the start of `prefix` (the file's first bytes, enough to hold the header: 1 MiB is
     /// always enough) of a file of `fileSize` bytes. Throws ``AgeError/Kind/headerFormat`` when it is malformed.
     public init(prefix: [UInt8], fileSize: Int64) throws {

@@ -64,6 +64,11 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     /// read-back's.
     private var checksums: [String: UInt64] = [:]
     private let compressor: any Compressor
+    /// The age stage between the compressor and the file, when the archive is encrypted. Holds the file key for
+    /// the read-back; dropped once the archive is finished.
+    private var encryption: AgeArchiveOutput?
+    /// Where compressed bytes go: the age stage or the file.
+    private let payload: any ByteSink
     /// What the read-back may read of the file so far.
     private let growth = ArchiveGrowth()
     /// The read-back of everything before the manifest, running on its own threads.
@@ -78,8 +83,10 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     static let zerosSize = 64 << 10
 
     /// Creates `outputPath` (it must not exist; mode 0600) and prepares to write into it; `compressor` compresses
-    /// the whole archive.
-    public init(outputPath: String, compressor: any Compressor) throws {
+    /// the whole archive. With `recipients`, the compressed stream is encrypted to them as one age file
+    /// (``AgeArchiveOutput``), and the read-back decrypts it with the file key, which the writer holds until it
+    /// is finished.
+    public init(outputPath: String, compressor: any Compressor, recipients: [any AgeRecipient] = []) throws {
         let fd = open(outputPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
         guard fd >= 0 else {
             let code = errno
@@ -102,8 +109,10 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         let fileSink = ArchiveFileSink(fd: fd, what: "the archive file '\(outputPath)'", growth: growth)
         let output: ArchiveOutput
         let handle: ArchiveWriteHandle
+        let encryption: AgeArchiveOutput?
         do {
-            output = ArchiveOutput(stream: try compressor.makeCompressor(writingTo: fileSink))
+            encryption = recipients.isEmpty ? nil : try AgeArchiveOutput(recipients: recipients, file: fileSink)
+            output = ArchiveOutput(stream: try compressor.makeCompressor(writingTo: encryption ?? fileSink))
             handle = try ArchiveWriteHandle.openPAX(client: output, what: "the archive for writing")
         } catch {
             close(fd)
@@ -113,8 +122,10 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         }
 
         self.compressor = compressor
+        self.encryption = encryption
+        self.payload = encryption ?? fileSink
         Self.startReadBack(of: outputPath, fileDescriptor: readFD, growth: growth, compressor: compressor,
-                           into: readBack)
+                           decryption: encryption.map { .fileKey($0.fileKey) }, into: readBack)
         self.outputPath = outputPath
         self.fd = fd
         self.fileSink = fileSink
@@ -190,8 +201,9 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         do {
             // 1. The components: end their segment, let the read-back reach its end.
             try output.stream.finishSegment()
-            try fileSink.flush()
+            try alignForReadBack()
             let componentsEnd = fileSink.totalBytes
+            let tailDecryption = encryption?.decryption(resumingAt: componentsEnd)
             growth.setEnd(componentsEnd)
             let (verification, componentsBytes) = try Self.checkReadBack(await readBack.value(), of: outputPath)
 
@@ -218,6 +230,8 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             let closed = archive_write_close(handle.pointer)
             if closed != ARCHIVE_OK { throw outputFailure("ending the tar stream") }
             try output.stream.finish()
+            try encryption?.finish()
+            encryption = nil  // the file key is not needed any more
             try fileSink.flush()
             if fsync(fd) != 0 {
                 throw StackVaultError(.io, "cannot sync '\(outputPath)' to disk: \(String(cString: strerror(errno)))")
@@ -231,8 +245,8 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             // 3. Read the manifest back and judge the whole archive.
             let (path, compressor) = (outputPath, self.compressor)
             let report = try await runBlocking { _ in
-                try Self.readTail(of: path, from: componentsEnd, compressor: compressor, continuing: verification,
-                                  componentsBytes: componentsBytes)
+                try Self.readTail(of: path, from: componentsEnd, compressor: compressor, decryption: tailDecryption,
+                                  continuing: verification, componentsBytes: componentsBytes)
             }
             guard report.ok else {
                 throw StackVaultError(
@@ -257,6 +271,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         fileDescriptor: Int32,
         growth: ArchiveGrowth,
         compressor: any Compressor,
+        decryption: ArchiveDecryption?,
         into completion: ArchiveThreadCompletion<ReadBackPart>
     ) {
         let thread = Thread {
@@ -266,7 +281,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
                 let reader = try DecompressedTarReader(
                     fileDescriptor: fileDescriptor, from: 0, growth: growth, compressor: compressor,
                     what: "archive '\(path)' as read back", threadName: "stackvault-readback-decompress",
-                    lowPriority: true)
+                    lowPriority: true, decryption: decryption)
                 var verification = Verification(checksums: true)
                 verification.read(reader)  // ends at the end of the components
                 return ReadBackPart(verification: verification, decompressed: reader.close(drain: true))
@@ -307,6 +322,7 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         of path: String,
         from offset: Int64,
         compressor: any Compressor,
+        decryption: ArchiveDecryption?,
         continuing verification: Verification,
         componentsBytes: Int64
     ) throws -> VerificationReport {
@@ -317,11 +333,24 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         defer { close(fd) }
         let reader = try DecompressedTarReader(
             fileDescriptor: fd, from: off_t(offset), compressor: compressor, what: "archive '\(path)' as read back",
-            threadName: "stackvault-readback-decompress")
+            threadName: "stackvault-readback-decompress", decryption: decryption)
         var verification = verification
         verification.read(reader)
         let tail = reader.close(drain: true)
         return verification.report(decompressed: tail.map { $0 + componentsBytes })
+    }
+
+    /// Makes everything written so far readable in the file: flushes it and, encrypted, pads the compressed stream
+    /// to an age chunk boundary with a skippable segment and seals that chunk.
+    private func alignForReadBack() throws {
+        if let encryption {
+            let compressor = self.compressor
+            try encryption.alignToChunk(minimumPadding: compressor.paddedSegmentBound(0)) {
+                try compressor.paddedSegment(of: [], length: $0)
+            }
+        } else {
+            try fileSink.flush()
+        }
     }
 
     /// Stops writing and removes the partial output. Idempotent; does nothing once ``finish(manifest:)``
@@ -364,13 +393,19 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
             throw StackVaultError(.archive, "the name '\(path)' is too long for a tar header (\(largest.count) bytes)")
         }
         let roomStart: Int64
+        var reserved: AgeEncryptor.ReservedChunk?
         do {
             try output.stream.finishSegment()
-            try fileSink.flush()
+            try alignForReadBack()
             roomStart = fileSink.totalBytes
             growth.setBarrier(roomStart)
-            try fileSink.write(UnsafeRawBufferPointer(rebasing: zeros[0..<room]))
-            try fileSink.flush()
+            if let encryption {
+                // Encrypted, the room is one whole age chunk, sealed once the header is known.
+                reserved = try encryption.reserveChunk()
+            } else {
+                try fileSink.write(UnsafeRawBufferPointer(rebasing: zeros[0..<room]))
+                try fileSink.flush()
+            }
         } catch {
             if case .open = state { state = .failed("reserving room for '\(path)': \(error)") }
             throw error
@@ -378,12 +413,20 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
 
         let content: ChecksummingSink
         do {
-            let stream = try compressor.makeCompressor(writingTo: fileSink)
+            let stream = try compressor.makeCompressor(writingTo: payload)
             content = ChecksummingSink(downstream: stream)
             try await produce(content)
             try stream.finish()
             try fileSink.flush()
         } catch {
+            if encryption != nil {
+                // Cutting back would seal chunk counters a second time; the archive is given up instead.
+                if case .open = state {
+                    state = .failed("'\(path)' failed and an encrypted archive cannot drop it: \(error)")
+                }
+                growth.fail("'\(path)' failed")
+                throw error
+            }
             // Nothing was added: cut the file back to before the room (the read-back never went past it).
             do {
                 try fileSink.truncate(to: roomStart)
@@ -396,7 +439,11 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
 
         do {
             let header = try Self.tarHeader(path: name, size: content.count, mode: mode)
-            try fileSink.write(try compressor.paddedSegment(of: header, length: room), at: roomStart)
+            if let encryption, let reserved {
+                try encryption.fill(reserved, plaintext: try compressor.paddedSegment(of: header, length: AgePayload.chunkSize))
+            } else {
+                try fileSink.write(try compressor.paddedSegment(of: header, length: room), at: roomStart)
+            }
             growth.removeBarrier()
             // The tar padding after the content starts the next segment of the main stream.
             let padding = Int((512 - content.count % 512) % 512)
@@ -1006,7 +1053,7 @@ private final class ChecksummingSink: ByteSink {
 }
 
 /// Buffers writes into 1 MiB chunks for a file descriptor it does not own; publishes each write to `growth`.
-final class ArchiveFileSink: ByteSink {
+final class ArchiveFileSink: ByteSink, AgeOutputFile {
     let fd: Int32
     let what: String
     private let growth: ArchiveGrowth?

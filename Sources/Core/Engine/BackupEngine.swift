@@ -14,6 +14,8 @@ public struct BackupConfiguration: Sendable {
     public var toolVersion: String
     /// Applied to a stack's archives after each successful backup of it; empty = keep everything.
     public var retention: RetentionPolicy
+    /// Whom archives are encrypted to (age, `AGE_RECIPIENTS*` / `AGE_PASSPHRASE*`); empty = not encrypted.
+    public var recipients: [any AgeRecipient] = []
 
     public init(
         workDirectory: String,
@@ -124,9 +126,10 @@ public struct BackupEngine: Sendable {
         try checkFreeSpace(in: directory, stack: stack.name)
 
         let startedAt = Date()
-        let name = ArchiveName.make(stack: stack.name, date: startedAt)
+        let name = ArchiveName.make(stack: stack.name, date: startedAt, encrypted: !configuration.recipients.isEmpty)
         let temporaryPath = "\(directory)/.\(name).partial"
-        let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: compressor)
+        let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: compressor,
+                                       recipients: configuration.recipients)
         let progress = ProgressLogger(logger: log, label: stack.name)
         writer.onProgress = { bytes in progress.report(bytes) }
         var measures = StackMeasures()
