@@ -31,96 +31,64 @@ struct BackupCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment: Environment
-        let engine: BackupEngine
+        let stackBackup: StackBackup
         let notifier: Notifier
-        var plan: BackupPlan
+        let plan: BackupPlan
         do {
             environment = try Environment(options: options)
-            engine = try environment.makeBackupEngine(target: options.target, level: level, threads: threads,
-                                                      workDir: workDir)
+            stackBackup = try environment.makeStackBackup(target: options.target, level: level, threads: threads,
+                                                          workDir: workDir)
             notifier = try Notifier(environment: environment.variables, logger: environment.logger)
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
         } catch {
             printError("\(error)")
             throw ExitStatus.code(for: error)
         }
-        if !stack.isEmpty {
-            let unknown = stack.filter { name in plan.stack(named: name) == nil }
-            if !unknown.isEmpty {
-                printError("no labelled stack named \(unknown.joined(separator: ", ")); "
-                    + "known: \(plan.stacks.map(\.name).joined(separator: ", "))")
-                throw ExitStatus.failure
-            }
-            plan.stacks.removeAll { !stack.contains($0.name) }
+        let unknown = stack.filter { name in plan.stack(named: name) == nil }
+        if !unknown.isEmpty {
+            printError("no labelled stack named \(unknown.joined(separator: ", ")); "
+                + "known: \(plan.stacks.map(\.name).joined(separator: ", "))")
+            throw ExitStatus.failure
         }
-        environment.logger.info("backup run: \(plan.stacks.count) stack(s) to \(engine.storage.description)")
 
-        let startedAt = Date()
-        await notifier.runStarted()
-        // The same per-stack lock as the daemon's, so a manual run never overlaps a scheduled one.
-        let locker = StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger)
-        let stacks = plan.stacks
-        let results = try await runCancellably(logger: environment.logger) {
-            await Self.backUp(stacks, engine: engine, locker: locker)
-        } ?? []
-        await notifier.runFinished(RunSummary(host: engine.configuration.hostName, startedAt: startedAt,
-                                              finishedAt: Date(), stacks: results))
-        print(json ? try Summary.json(results) : Summary.table(results), terminator: json ? "\n" : "")
-        if results.count < plan.stacks.count || results.contains(where: { !$0.succeeded }) {
+        // The same run as the daemon's, with the same per-stack lock, so a manual run never overlaps a scheduled
+        // one; a stack another StackVault is backing up fails (the user asked for it now).
+        let run = BackupRun(
+            docker: environment.docker, strategies: environment.strategies, stackBackup: stackBackup,
+            locker: StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger),
+            stackFilter: stack, notifier: notifier, busyStack: .fail, logger: environment.logger)
+        let record = try await runCancellably(logger: environment.logger) {
+            await run.run(trigger: .manual, due: Date())
+        }
+        let stacks = record?.summaries ?? []
+        print(json ? try Summary.json(stacks) : Summary.table(stacks), terminator: json ? "\n" : "")
+        if record?.everyStackOK != true {
             throw ExitStatus.failure
         }
     }
 }
 
-extension BackupCommand {
-    /// Backs up `stacks` one at a time, each while holding its StackVault lock; a stack another StackVault is
-    /// backing up is reported as failed. Cancellation (SIGTERM) leaves the rest "not started".
-    static func backUp(_ stacks: [StackPlan], engine: BackupEngine, locker: StackLocker) async -> [StackResult] {
-        var results: [StackResult] = []
-        for stack in stacks {
-            if Task.isCancelled {
-                results.append(failed(stack, "not started: the run was cancelled"))
-                continue
-            }
-            do {
-                switch try await locker.withLock(on: stack.name, { await engine.backup(stack) }) {
-                case .ran(let ran):
-                    results.append(ran)
-                case .busy(let held):
-                    results.append(failed(stack, "\(held.record.busyDescription); try again when it is done"))
-                }
-            } catch {
-                results.append(failed(stack, "could not take its lock: \(error)"))
-            }
-        }
-        return results
-    }
-
-    static func failed(_ stack: StackPlan, _ reason: String) -> StackResult {
-        StackResult(stack: stack.name, services: stack.services.count, archive: nil, sizeBytes: 0, durationSeconds: 0,
-                    downtimeSeconds: 0, warnings: [], error: reason)
-    }
-}
-
+/// The summary `stackvault backup` prints: one row (or JSON object) per stack of the run.
 enum Summary {
-    static func table(_ results: [StackResult]) -> String {
+    static func table(_ stacks: [StackOutcome.Summary]) -> String {
         var rows = [["STACK", "SERVICES", "SIZE", "DURATION", "DOWNTIME", "RESULT"]]
-        for result in results {
+        for stack in stacks {
+            let ok = stack.error == nil
             rows.append([
-                result.stack, "\(result.services)", result.succeeded ? "\(ByteCount(result.sizeBytes))" : "-",
-                String(format: "%.1fs", result.durationSeconds), String(format: "%.1fs", result.downtimeSeconds),
-                result.succeeded ? "ok: \(result.archive ?? "")" : "FAILED: \(result.error ?? "")",
+                stack.stack, "\(stack.services)", ok ? "\(ByteCount(stack.sizeBytes))" : "-",
+                String(format: "%.1fs", stack.durationSeconds), String(format: "%.1fs", stack.downtimeSeconds),
+                ok ? "ok: \(stack.archive ?? "")" : "FAILED: \(stack.error ?? "")",
             ])
         }
         var out = Table.render(rows)
-        let failed = results.filter { !$0.succeeded }.count
-        out += "\(results.count - failed) of \(results.count) stack(s) backed up"
+        let failed = stacks.filter { $0.error != nil }.count
+        out += "\(stacks.count - failed) of \(stacks.count) stack(s) backed up"
             + (failed > 0 ? ", \(failed) FAILED\n" : "\n")
         return out
     }
 
-    static func json(_ results: [StackResult]) throws -> String {
-        try prettyJSON(["stacks": results])
+    static func json(_ stacks: [StackOutcome.Summary]) throws -> String {
+        try prettyJSON(["stacks": stacks])
     }
 }
 

@@ -53,13 +53,13 @@ struct DaemonCommand: AsyncParsableCommand {
             onStart = try backupOnStart || Self.flag("BACKUP_ON_START", in: variables)
             ttl = try Self.seconds("LOCK_TTL", in: variables, default: 60, minimum: 2)
             let metricsAddress = try MetricsAddress(environment: variables)
-            let engine = try environment.makeBackupEngine(target: options.target)
+            let stackBackup = try environment.makeStackBackup(target: options.target)
             let locker = StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
                                      logger: environment.logger)
-            let runner = DaemonBackupRunner(docker: environment.docker, strategies: environment.strategies,
-                                            engine: engine, locker: locker, stackFilter: stack,
-                                            notifier: try Notifier(environment: variables, logger: environment.logger),
-                                            logger: environment.logger)
+            let runner = BackupRun(docker: environment.docker, strategies: environment.strategies,
+                                   stackBackup: stackBackup, locker: locker, stackFilter: stack,
+                                   notifier: try Notifier(environment: variables, logger: environment.logger),
+                                   busyStack: .skip, logger: environment.logger)
             let file = stateFile.map(StateFile.init(path:)) ?? StateFile(environment: variables)
             stateStore = DaemonStateStore(state: Self.initialState(cron, file: file), file: file,
                                           logger: environment.logger)

@@ -9,9 +9,7 @@ public import StackVaultCore
 /// tables of the `mysql` schema it holds: user accounts, passwords and grants), then `FLUSH PRIVILEGES` makes
 /// those accounts take effect at once. Databases created since the backup are lost. A client error stops the
 /// replay and fails the restore with the client's message.
-extension MariaDBDumpStrategy {
-    public var canRestore: Bool { true }
-
+extension MariaDBDumpStrategy: RestoreStrategy {
     public func checkCompleteness(of component: Manifest.ManifestComponent, tail: [UInt8]) -> String? {
         Self.dump.checkCompleteness(tail: tail)
     }

@@ -14,9 +14,7 @@ public import StackVaultCore
 /// `CREATE ROLE` for every role that exists: hence step 1, and the `CREATE ROLE` lines of existing roles (and the
 /// login role's `ALTER ROLE ... WITH` line) are turned into SQL comments on the way, keeping the file's length.
 /// Any other error stops the replay and fails the restore with psql's message.
-extension PgDumpAllStrategy {
-    public var canRestore: Bool { true }
-
+extension PgDumpAllStrategy: RestoreStrategy {
     public func checkCompleteness(of component: Manifest.ManifestComponent, tail: [UInt8]) -> String? {
         Self.dump.checkCompleteness(tail: tail)
     }

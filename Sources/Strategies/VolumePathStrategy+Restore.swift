@@ -2,9 +2,7 @@ public import StackVaultCore
 
 /// Restoring a directory: while the container is stopped, the content of the backed-up path is replaced by the
 /// archive's, through the Docker Engine API (see `DirectoryReplacement` for how, and its limits).
-extension VolumePathStrategy {
-    public var canRestore: Bool { true }
-
+extension VolumePathStrategy: RestoreStrategy {
     public func checkRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) throws {
         guard let path = component.sourcePath, path.hasPrefix("/"), path != "/",
             !path.split(separator: "/").contains("..")

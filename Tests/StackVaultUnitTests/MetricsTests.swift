@@ -96,10 +96,10 @@ import Testing
 
     /// A real daemon run against the in-memory Docker engine: the engine's numbers reach the exposition.
     @Test func aDaemonRunOfTheEngineReachesTheExposition() async throws {
-        let fixture = try BackupEngineTests.Fixture()
+        let fixture = try StackBackupTests.Fixture()
         defer { try? FileManager.default.removeItem(at: fixture.target) }
-        let runner = DaemonBackupRunner(docker: fixture.docker, strategies: try BuiltinStrategies.registry(),
-                                        engine: fixture.engine, locker: nil, logger: Logger(label: "test"))
+        let runner = BackupRun(docker: fixture.docker, strategies: try BuiltinStrategies.registry(),
+                               stackBackup: fixture.stackBackup, locker: nil, logger: Logger(label: "test"))
         let record = await runner.run(trigger: .start, due: Date())
         let outcome = try #require(record.stacks.first)
         #expect(outcome.status == .succeeded, "\(outcome.detail ?? "")")

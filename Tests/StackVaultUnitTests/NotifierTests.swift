@@ -21,17 +21,20 @@ import Testing
     }
 
     @Test func theHeadlineNamesTheFailedStackAndWhy() {
-        func result(_ stack: String, _ error: String?) -> StackResult {
-            StackResult(stack: stack, services: 1, archive: nil, sizeBytes: 0, durationSeconds: 1,
-                        downtimeSeconds: 0, warnings: [], error: error)
+        func result(_ stack: String, _ error: String?) -> StackOutcome {
+            StackOutcome(stack: stack, status: error == nil ? .succeeded : .failed, durationSeconds: 1, detail: error,
+                         services: 1)
         }
-        let now = Date()
-        let failed = RunSummary(host: "h1", startedAt: now, finishedAt: now,
-                                stacks: [result("app", nil), result("shop", "mariadb-dump failed: Access denied")])
-        #expect(!failed.succeeded)
-        #expect(failed.headline
+        func run(_ stacks: [StackOutcome]) -> RunRecord {
+            let now = Date()
+            return RunRecord(trigger: .manual, due: now, startedAt: now, finishedAt: now,
+                             outcome: stacks.allSatisfy(\.succeeded) ? .succeeded : .failed, stacks: stacks)
+        }
+        let failed = run([result("app", nil), result("shop", "mariadb-dump failed: Access denied")])
+        #expect(!failed.everyStackOK)
+        #expect(failed.headline(host: "h1")
             == "StackVault on h1: stack shop FAILED: mariadb-dump failed: Access denied (1 of 2 stack(s) backed up)")
-        let fine = RunSummary(host: "h1", startedAt: now, finishedAt: now, stacks: [result("app", nil)])
-        #expect(fine.headline == "StackVault on h1: all 1 stack(s) backed up")
+        let fine = run([result("app", nil)])
+        #expect(fine.headline(host: "h1") == "StackVault on h1: all 1 stack(s) backed up")
     }
 }

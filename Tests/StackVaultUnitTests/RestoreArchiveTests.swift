@@ -38,14 +38,14 @@ import Testing
         docker.setExecResult(.init(stdout: dump), for: "app_db_1")
         docker.setArchive(try sampleTar(in: directory), for: "app_files_1", path: "/data")
         let target = directory.appendingPathComponent("target")
-        let engine = BackupEngine(
-            docker: docker, strategies: try BuiltinStrategies.registry(),
+        let stackBackup = StackBackup(
+            docker: docker,
             storage: LocalDirectoryBackend(directory: target.path),
             compressor: try ZstdCompressor(settings: .init(level: 1, threads: 1)),
             configuration: BackupConfiguration(workDirectory: target.path, minimumFreeBytes: 0, hostName: "testhost"),
             logger: Logger(label: "test"))
         let plan = try await Planner(docker: docker, strategies: try BuiltinStrategies.registry()).makePlan()
-        let result = try #require(await engine.run(plan).first)
+        let result = await stackBackup.backup(try #require(plan.stacks.first))
         try #require(result.succeeded, "\(result.error ?? "")")
         return (target.appendingPathComponent(result.archive!).path, docker)
     }

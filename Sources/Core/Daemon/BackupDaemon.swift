@@ -5,14 +5,14 @@ public import Logging
 /// `schedule`, never two runs at once, and keeps the state file up to date.
 public struct BackupDaemon: Sendable {
     public let schedule: CronSchedule
-    public let runner: DaemonBackupRunner
+    public let runner: BackupRun
     public let state: DaemonStateStore
     public let backupOnStart: Bool
     public let logger: Logger
     /// Told about every run that ended, after the state file has it (the metrics endpoint listens here).
     public let onRunEnded: (@Sendable (RunRecord) async -> Void)?
 
-    public init(schedule: CronSchedule, runner: DaemonBackupRunner, state: DaemonStateStore, backupOnStart: Bool,
+    public init(schedule: CronSchedule, runner: BackupRun, state: DaemonStateStore, backupOnStart: Bool,
                 logger: Logger, onRunEnded: (@Sendable (RunRecord) async -> Void)? = nil) {
         self.onRunEnded = onRunEnded
         self.schedule = schedule

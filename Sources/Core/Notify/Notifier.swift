@@ -1,5 +1,5 @@
 public import Logging
-public import Foundation
+import Foundation
 
 /// One place a run's outcome is sent to, from `NOTIFY_URLS`.
 ///
@@ -48,34 +48,6 @@ public struct NotificationTarget: Sendable, Equatable, CustomStringConvertible {
     public var description: String { "\(kind.rawValue) \(Redaction.redactURL(url))" }
 }
 
-/// What a run produced, as notifications carry it.
-public struct RunSummary: Sendable, Codable {
-    public var host: String
-    public var startedAt: Date
-    public var finishedAt: Date
-    public var succeeded: Bool
-    public var stacks: [StackResult]
-
-    public init(host: String, startedAt: Date, finishedAt: Date, stacks: [StackResult]) {
-        self.host = host
-        self.startedAt = startedAt
-        self.finishedAt = finishedAt
-        self.succeeded = stacks.allSatisfy(\.succeeded)
-        self.stacks = stacks
-    }
-
-    /// One line a person understands: which stacks failed and why, or that all went well.
-    public var headline: String {
-        let failed = stacks.filter { !$0.succeeded }
-        if failed.isEmpty {
-            return "StackVault on \(host): all \(stacks.count) stack(s) backed up"
-        }
-        let reasons = failed.map { "stack \($0.stack) FAILED: \($0.error ?? "unknown error")" }
-        return "StackVault on \(host): \(reasons.joined(separator: "; ")) "
-            + "(\(stacks.count - failed.count) of \(stacks.count) stack(s) backed up)"
-    }
-}
-
 /// Sends run notifications. A target that fails is logged and never fails the backup.
 public struct Notifier: Sendable {
     public let targets: [NotificationTarget]
@@ -107,9 +79,12 @@ public struct Notifier: Sendable {
         }
     }
 
-    /// Reports the outcome of a run.
-    public func runFinished(_ summary: RunSummary) async {
-        let headline = summary.headline
+    /// Reports the outcome of a run of `host`: its headline (`RunRecord.headline(host:)`), and to webhooks
+    /// every stack's `StackOutcome.Summary`.
+    public func runFinished(_ run: RunRecord, host: String) async {
+        let headline = run.headline(host: host)
+        let summary = WebhookPayload(host: host, startedAt: run.startedAt, finishedAt: run.finishedAt,
+                                     succeeded: run.everyStackOK, stacks: run.summaries, message: headline)
         for target in targets {
             let request: HTTPRequest
             switch target.kind {
@@ -129,7 +104,7 @@ public struct Notifier: Sendable {
                 let encoder = JSONEncoder()
                 encoder.dateEncodingStrategy = .iso8601
                 encoder.outputFormatting = [.sortedKeys]
-                guard let body = try? encoder.encode(WebhookPayload(summary: summary, message: headline)) else { continue }
+                guard let body = try? encoder.encode(summary) else { continue }
                 request = HTTPRequest(method: "POST", url: target.url, headers: [("Content-Type", "application/json")],
                                       body: .bytes(Array(body)), timeoutSeconds: 10)
             case .ntfy:
@@ -157,20 +132,13 @@ public struct Notifier: Sendable {
         }
     }
 
+    /// The JSON a webhook receives.
     struct WebhookPayload: Encodable {
-        var summary: RunSummary
+        var host: String
+        var startedAt: Date
+        var finishedAt: Date
+        var succeeded: Bool
+        var stacks: [StackOutcome.Summary]
         var message: String
-
-        enum CodingKeys: String, CodingKey { case host, startedAt, finishedAt, succeeded, stacks, message }
-
-        func encode(to encoder: any Encoder) throws {
-            var container = encoder.container(keyedBy: CodingKeys.self)
-            try container.encode(summary.host, forKey: .host)
-            try container.encode(summary.startedAt, forKey: .startedAt)
-            try container.encode(summary.finishedAt, forKey: .finishedAt)
-            try container.encode(summary.succeeded, forKey: .succeeded)
-            try container.encode(summary.stacks, forKey: .stacks)
-            try container.encode(message, forKey: .message)
-        }
     }
 }

@@ -1,5 +1,5 @@
 /// What StackVault would back up on a host: stacks, their services, and what happens to each.
-public struct BackupPlan: Sendable, Codable, Equatable {
+public struct BackupPlan: Sendable, Encodable, Equatable {
     public var stacks: [StackPlan]
 
     public init(stacks: [StackPlan]) { self.stacks = stacks }
@@ -10,7 +10,7 @@ public struct BackupPlan: Sendable, Codable, Equatable {
 }
 
 /// A Compose project (or a standalone container) with at least one container labelled `backup.enable=true`.
-public struct StackPlan: Sendable, Codable, Equatable {
+public struct StackPlan: Sendable, Encodable, Equatable {
     public var name: String
     public var services: [ServicePlan]
 
@@ -24,7 +24,9 @@ public struct StackPlan: Sendable, Codable, Equatable {
 }
 
 /// One container of a stack and what will be done to it.
-public struct ServicePlan: Sendable, Codable, Equatable {
+///
+/// Encoded (`plan --json`) with its components as `strategies`: the label-derived `ComponentSpec`s.
+public struct ServicePlan: Sendable, Encodable, Equatable {
     /// The Compose service name, or the container name for a standalone container. It names the service's
     /// folder in the archive.
     public var service: String
@@ -33,8 +35,8 @@ public struct ServicePlan: Sendable, Codable, Equatable {
     public var image: String
     /// Whether the container is running now.
     public var running: Bool
-    /// The components to back up, in order.
-    public var strategies: [ComponentSpec]
+    /// The components to back up, in order, each with the strategy that writes it (resolved once, by the planner).
+    public var components: [PlannedComponent]
     /// True when the container will be stopped while its directories are copied.
     public var stop: Bool
     public var warnings: [String]
@@ -47,7 +49,7 @@ public struct ServicePlan: Sendable, Codable, Equatable {
         containerID: String,
         image: String,
         running: Bool,
-        strategies: [ComponentSpec],
+        components: [PlannedComponent],
         stop: Bool,
         warnings: [String],
         errors: [String]
@@ -57,9 +59,80 @@ public struct ServicePlan: Sendable, Codable, Equatable {
         self.containerID = containerID
         self.image = image
         self.running = running
-        self.strategies = strategies
+        self.components = components
         self.stop = stop
         self.warnings = warnings
         self.errors = errors
+    }
+
+    /// The components as their labels describe them (what `plan --json` prints under `strategies`).
+    public var strategies: [ComponentSpec] { components.map(\.spec) }
+
+    /// The components whose strategy needs the container in `state` (`.running`: dumps; `.stopped`: copies).
+    public func components(needing state: ContainerRequirement) -> [PlannedComponent] {
+        components.filter { $0.requirement == state }
+    }
+
+    private enum CodingKeys: String, CodingKey {
+        case service, container, containerID, image, running, strategies, stop, warnings, errors
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var out = encoder.container(keyedBy: CodingKeys.self)
+        try out.encode(service, forKey: .service)
+        try out.encode(container, forKey: .container)
+        try out.encode(containerID, forKey: .containerID)
+        try out.encode(image, forKey: .image)
+        try out.encode(running, forKey: .running)
+        try out.encode(strategies, forKey: .strategies)
+        try out.encode(stop, forKey: .stop)
+        try out.encode(warnings, forKey: .warnings)
+        try out.encode(errors, forKey: .errors)
+    }
+}
+
+/// One component of a plan: what a label asked for (`spec`), and the strategy that backs it up, resolved once
+/// when the plan is made. Nothing after planning looks a strategy up by its type name.
+///
+/// The same value goes from the plan to the archive: `indexEntry` for the index written first, `manifestEntry`
+/// for the manifest written last.
+public struct PlannedComponent: Sendable, Equatable {
+    public let spec: ComponentSpec
+    public let strategy: any BackupStrategy
+    /// Whether the container runs or is stopped while the component is read (the strategy's declaration).
+    public let requirement: ContainerRequirement
+    /// How the component is stored: dumps are one `.file`, directories a `.tree`.
+    public let kind: ComponentRecord.Kind
+
+    public init(spec: ComponentSpec, strategy: any BackupStrategy) {
+        self.spec = spec
+        self.strategy = strategy
+        self.requirement = strategy.requirement
+        self.kind = strategy.requirement == .stopped ? .tree : .file
+    }
+
+    /// For log lines and errors: `volume-path data (/data)` or `pg_dumpall`.
+    public var summary: String {
+        if let name = spec.name, let path = spec.path { return "\(spec.type) \(name) (\(path))" }
+        return spec.type
+    }
+
+    /// The component's line in the archive index (`stackvault-index.json`), before any byte of it is written.
+    public func indexEntry(service: String) -> ArchiveIndex.IndexComponent {
+        ArchiveIndex.IndexComponent(service: service, type: spec.type, archivePath: spec.archivePath, kind: kind)
+    }
+
+    /// The component's entry in the manifest, from what its strategy wrote (`record`) into the archive.
+    public func manifestEntry(service: String, container: String, record: ComponentRecord)
+        -> Manifest.ManifestComponent
+    {
+        Manifest.ManifestComponent(
+            service: service, container: container, type: spec.type, name: spec.name, sourcePath: spec.path,
+            archivePath: record.archivePath, kind: record.kind, sizeBytes: record.sizeBytes, entries: record.entries,
+            sha256: record.sha256)
+    }
+
+    public static func == (lhs: PlannedComponent, rhs: PlannedComponent) -> Bool {
+        lhs.spec == rhs.spec && lhs.strategy.type == rhs.strategy.type
     }
 }

@@ -83,13 +83,13 @@ public struct Planner: Sendable {
             }
         }
         errors += results.compactMap(\.error)
-        let components = results.flatMap(\.components)
+        let components = results.flatMap { result in
+            result.components.map { PlannedComponent(spec: $0, strategy: result.strategy) }
+        }
         if components.isEmpty && errors.isEmpty {
             warnings.append("backup.enable=true but no backup.* label says what to back up; nothing will be saved")
         }
-        if !container.isRunning && components.contains(where: { c in
-            strategies.strategy(forType: c.type)?.requirement == .running
-        }) {
+        if !container.isRunning && components.contains(where: { $0.requirement == .running }) {
             errors.append("container \(container.name) is not running, so its database cannot be dumped; "
                 + "start it or remove the dump label")
         }
@@ -99,7 +99,7 @@ public struct Planner: Sendable {
             containerID: container.id,
             image: container.image,
             running: container.isRunning,
-            strategies: components,
+            components: components,
             stop: stopsContainer && container.isRunning,
             warnings: warnings,
             errors: errors

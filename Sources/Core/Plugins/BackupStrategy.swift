@@ -73,29 +73,24 @@ public struct RestoreContext: Sendable {
     }
 }
 
-/// A way of backing up part of a container, selected by a label key, and of putting it back.
+/// A way of backing up part of a container, selected by a label key.
 ///
-/// Implementations are registered in `BuiltinStrategies.all` (one line each). An implementation must guarantee:
+/// Implementations are registered in `BuiltinStrategies.all` (one line each) and pass
+/// `StrategyConformance` (StackVaultTestKit). An implementation must guarantee:
 /// - `plan` never touches the host: it only reads the label and the container's inspected details, and throws a
 ///   `PlanProblem` that names the label or variable at fault;
-/// - `backup` writes exactly the components `plan` returned, streaming: memory stays bounded whatever the size;
+/// - every component `plan` returns has an `archivePath` under the service's folder (`<service>/...`), and
+///   `type` is the strategy's own `type`;
+/// - `backup` writes exactly the component it is given, at its `archivePath`, streaming: memory stays bounded
+///   whatever the size; a `.running` strategy writes one file, a `.stopped` one a directory tree;
 /// - no secret appears in a process's arguments, in a log line or in an error message;
 /// - a failure (non-zero exit, empty or truncated output) throws with the tool's own error text, so the
 ///   archive is never presented as good;
 /// - anything it leaves in the container (temporary files, helper containers) is removed on every path, errors
-///   and cancellation included.
+///   and cancellation included;
+/// - `checkCompleteness` accepts what its own `backup` wrote.
 ///
-/// Restoring is a declared capability (`canRestore`); the defaults say "not supported". A strategy that restores
-/// must also guarantee:
-/// - `restore` is only called with a component of an archive that passed verification in full (zstd stream, tar
-///   structure, every digest, and `checkCompleteness`), so it never has to defend against a damaged archive;
-/// - it reads the component only through `RestoreContext.archive` and writes into the container only through
-///   the Docker Engine API (exec, archive upload), never through host paths;
-/// - it runs in the container state `restoreRequirement` names: `.running` strategies get a running container,
-///   `.stopped` ones a stopped container that the engine starts again afterwards, on every path;
-/// - `describeRestore` says exactly what `restore` will do to the container, including what happens to data
-///   that is there already; `restore --dry-run` prints it and changes nothing;
-/// - the same component restored twice leaves the same result (existing data is replaced, not merged).
+/// A strategy that can also put its components back adopts `RestoreStrategy`.
 public protocol BackupStrategy: Sendable {
     /// The type name used in plans and manifests (`pg_dumpall`).
     var type: String { get }
@@ -117,18 +112,33 @@ public protocol BackupStrategy: Sendable {
         into archive: any ArchiveSink
     ) async throws -> ComponentRecord
 
-    /// True when `restore` is implemented. Declared, so that `restore` refuses an archive before touching anything.
-    var canRestore: Bool { get }
-    /// Whether the container runs (logical replays through exec) or is stopped (files) while `restore` writes.
-    var restoreRequirement: ContainerRequirement { get }
-
     /// Checks how a `.file` component of this strategy ends, from its last bytes (up to
     /// `RestoreLimits.completenessTailBytes`): nil when it ends the way a complete one does, else the problem.
-    /// `verify` and `restore` refuse an archive with such a problem.
+    /// `verify` and `restore` refuse an archive with such a problem. Default: no check (nil).
     func checkCompleteness(of component: Manifest.ManifestComponent, tail: [UInt8]) -> String?
+}
+
+/// A backup strategy that can also put its components back into a container. `restore` refuses an archive with a
+/// component whose strategy does not adopt this protocol, before touching anything.
+///
+/// An implementation must guarantee:
+/// - `restore` is only called with a component of an archive that passed verification in full (zstd stream, tar
+///   structure, every digest, and `checkCompleteness`), so it never has to defend against a damaged archive;
+/// - it reads the component only through `RestoreContext.archive` and writes into the container only through
+///   the Docker Engine API (exec, archive upload), never through host paths;
+/// - it runs in the container state `restoreRequirement` names: `.running` strategies get a running container,
+///   `.stopped` ones a stopped container that the engine starts again afterwards, on every path;
+/// - `checkRestore` throws (naming why) for every component `restore` would refuse, and touches nothing;
+/// - `describeRestore` says exactly what `restore` will do to the container, including what happens to data
+///   that is there already; `restore --dry-run` prints it and changes nothing;
+/// - the same component restored twice leaves the same result (existing data is replaced, not merged).
+public protocol RestoreStrategy: BackupStrategy {
+    /// Whether the container runs (logical replays through exec) or is stopped (files) while `restore` writes.
+    /// Default: `requirement`.
+    var restoreRequirement: ContainerRequirement { get }
 
     /// Throws when `component` cannot be restored into `container` as it is (naming why), before anything is
-    /// touched; `restore` plans with it.
+    /// touched; `restore` plans with it. Default: accepts everything.
     func checkRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) throws
 
     /// One or more sentences for `restore --dry-run` and the confirmation prompt: what `restore` would do to
@@ -152,32 +162,18 @@ public enum RestoreLimits {
 extension BackupStrategy {
     public var matchesKeyPrefix: Bool { false }
 
-    public var canRestore: Bool { false }
-    public var restoreRequirement: ContainerRequirement { requirement }
-
     public func checkCompleteness(of component: Manifest.ManifestComponent, tail: [UInt8]) -> String? { nil }
-
-    public func checkRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) throws {}
-
-    public func describeRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) -> String {
-        "cannot restore \(component.archivePath): the \(type) strategy does not support restoring"
-    }
-
-    public func restore(
-        _ component: Manifest.ManifestComponent,
-        into container: ContainerDetails,
-        context: RestoreContext
-    ) async throws {
-        throw StackVaultError(
-            .invalidConfiguration,
-            "the \(type) strategy cannot restore \(component.archivePath) (service \(component.service)); "
-                + "restore it by hand from the archive (tar --zstd -xpf)")
-    }
 
     /// True when `key` selects this strategy.
     public func matches(labelKey key: String) -> Bool {
         matchesKeyPrefix ? key.hasPrefix(labelKey) && key.count > labelKey.count : key == labelKey
     }
+}
+
+extension RestoreStrategy {
+    public var restoreRequirement: ContainerRequirement { requirement }
+
+    public func checkRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) throws {}
 }
 
 /// A label or environment problem found while planning, naming its culprit.

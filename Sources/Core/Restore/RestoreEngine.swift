@@ -115,13 +115,10 @@ public struct RestoreEngine: Sendable {
         log[metadataKey: "stack"] = "\(plan.targetStack)"
         log.info("\(step.service): restoring \(step.component.archivePath) into container \(step.container)")
         do {
-            guard let strategy = strategies.strategy(forType: step.component.type) else {
-                throw StackVaultError(.invalidConfiguration, "no strategy '\(step.component.type)' is registered")
-            }
             let container = try await docker.inspectContainer(step.containerID)
             let context = RestoreContext(docker: docker, logger: log, stack: plan.targetStack, service: step.service,
                                          archive: source)
-            try await strategy.restore(step.component, into: container, context: context)
+            try await step.strategy.restore(step.component, into: container, context: context)
             let seconds = (ContinuousClock.now - started).seconds
             log.info("\(step.service): \(step.component.archivePath) restored in \(String(format: "%.1f s", seconds))")
             return RestoreStepResult(service: step.service, container: step.container,

@@ -34,9 +34,11 @@ public struct RestoreOptions: Sendable, Equatable {
     }
 }
 
-/// One component to restore and where it goes.
-public struct RestoreStep: Sendable, Codable, Equatable {
+/// One component to restore, the strategy that restores it (resolved once from the manifest's type name, when
+/// the restore is planned), and where it goes.
+public struct RestoreStep: Sendable, Encodable {
     public var component: Manifest.ManifestComponent
+    public var strategy: any RestoreStrategy
     /// The archive's service.
     public var service: String
     public var container: String
@@ -47,10 +49,14 @@ public struct RestoreStep: Sendable, Codable, Equatable {
     public var containerRunning: Bool
     /// What the strategy will do, including what happens to existing data.
     public var action: String
+
+    private enum CodingKeys: String, CodingKey {
+        case component, service, container, containerID, requirement, containerRunning, action
+    }
 }
 
 /// Everything `restore` will do, decided before anything is touched; `--dry-run` prints it.
-public struct RestorePlan: Sendable, Codable, Equatable {
+public struct RestorePlan: Sendable, Encodable {
     public var archive: String
     /// Where the archive comes from (target URL and name).
     public var origin: String
@@ -143,13 +149,13 @@ public enum RestorePlanner {
         var steps: [RestoreStep] = []
         for component in manifest.components
         where options.services.isEmpty || options.services.contains(component.service) {
-            guard let strategy = strategies.strategy(forType: component.type) else {
+            guard let known = strategies.strategy(forType: component.type) else {
                 throw StackVaultError(
                     .invalidConfiguration,
                     "the component \(component.archivePath) was written by the strategy '\(component.type)', which "
                         + "this stackvault does not know (use a newer stackvault)")
             }
-            guard strategy.canRestore else {
+            guard let strategy = known as? any RestoreStrategy else {
                 throw StackVaultError(
                     .invalidConfiguration,
                     "the \(component.type) strategy cannot restore \(component.archivePath); leave the service out "
@@ -165,7 +171,7 @@ public enum RestorePlanner {
                     "cannot restore \(component.archivePath) into container \(container.name): \(error)")
             }
             steps.append(RestoreStep(
-                component: component, service: component.service, container: container.name,
+                component: component, strategy: strategy, service: component.service, container: container.name,
                 containerID: container.id, requirement: strategy.restoreRequirement,
                 containerRunning: container.isRunning,
                 action: strategy.describeRestore(component, into: container)))

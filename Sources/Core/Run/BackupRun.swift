@@ -1,63 +1,67 @@
 public import Foundation
 public import Logging
 
-/// One backup run of the daemon: discovers the labelled stacks, and backs up each one while holding its lock,
-/// with a plan made right after taking the lock (another StackVault may have changed the containers meanwhile).
+/// One backup run, for `stackvault backup` and for each run of the daemon alike: lists the labelled stacks, and
+/// backs up each one (`StackBackup`) while holding its lock, with a plan made right after taking the lock (another
+/// StackVault may have changed the containers meanwhile). One stack's failure never stops the others.
 ///
-/// Logs a start line, one line per stack (the engine's, or why it was skipped) and a summary.
-public struct DaemonBackupRunner: Sendable {
+/// Its result, `RunRecord`, is what the state file, the metrics, the notifications and the `backup` summary read.
+/// Logs a start line, one line per stack (the stack's own, or why it was skipped) and a summary.
+///
+/// Steps: notify "started" → list the stacks → for each stack: lock → plan → `StackBackup.backup` → unlock →
+/// summarise → notify "finished". SIGTERM (task cancellation) lets the stack in progress clean up (see
+/// `StackBackupSteps`), marks the stacks after it `cancelled`, and ends the run `interrupted`.
+public struct BackupRun: Sendable {
+    /// How a stack is reported when another StackVault holds its lock.
+    public enum BusyStack: Sendable {
+        /// Skipped with a warning; the run still succeeds (the daemon: the other StackVault is backing it up).
+        case skip
+        /// Failed, with "try again when it is done" (`stackvault backup`: the user asked for this stack now).
+        case fail
+    }
+
     public let docker: any DockerEngine
     public let strategies: StrategyRegistry
-    public let engine: BackupEngine
+    /// Backs up one stack.
+    public let stackBackup: StackBackup
     /// Nil: no lock across processes (one StackVault per host guaranteed by other means).
     public let locker: StackLocker?
     /// Stacks to back up; empty = all.
     public let stackFilter: [String]
     /// Told when a run starts and how it ended (`NOTIFY_URLS`); nil = nobody.
     public let notifier: Notifier?
+    public let busyStack: BusyStack
     public let logger: Logger
 
-    public init(docker: any DockerEngine, strategies: StrategyRegistry, engine: BackupEngine, locker: StackLocker?,
-                stackFilter: [String] = [], notifier: Notifier? = nil, logger: Logger) {
-        self.notifier = notifier
+    public init(docker: any DockerEngine, strategies: StrategyRegistry, stackBackup: StackBackup,
+                locker: StackLocker?, stackFilter: [String] = [], notifier: Notifier? = nil,
+                busyStack: BusyStack = .skip, logger: Logger) {
         self.docker = docker
         self.strategies = strategies
-        self.engine = engine
+        self.stackBackup = stackBackup
         self.locker = locker
         self.stackFilter = stackFilter
+        self.notifier = notifier
+        self.busyStack = busyStack
         self.logger = logger
     }
 
+    /// Runs once; `due` is the schedule time the run is for (for other runs, when it started).
     public func run(trigger: RunTrigger, due: Date) async -> RunRecord {
         await notifier?.runStarted()
-        let record = await runStacks(trigger: trigger, due: due)
-        if let notifier {
-            let failure = record.error.map {
-                [StackResult(stack: "(all)", services: 0, archive: nil, sizeBytes: 0, durationSeconds: 0,
-                             downtimeSeconds: 0, warnings: [], error: $0)]
-            } ?? []
-            await notifier.runFinished(RunSummary(
-                host: engine.configuration.hostName, startedAt: record.startedAt, finishedAt: record.finishedAt,
-                stacks: failure + record.stacks.map { outcome in
-                    StackResult(stack: outcome.stack, services: 0, archive: outcome.archive,
-                                sizeBytes: outcome.sizeBytes ?? 0, durationSeconds: outcome.durationSeconds ?? 0,
-                                downtimeSeconds: outcome.downtimeSeconds ?? 0,
-                                warnings: outcome.status == .skipped ? [outcome.detail ?? ""] : [],
-                                error: outcome.status == .failed || outcome.status == .cancelled
-                                    ? outcome.detail ?? outcome.status.rawValue : nil,
-                                bytesRead: outcome.bytesRead ?? 0, bytesWritten: outcome.bytesWritten ?? 0,
-                                containersStopped: outcome.containersStopped ?? 0)
-                }))
-        }
+        let record = await backUpStacks(trigger: trigger, due: due)
+        await notifier?.runFinished(record, host: stackBackup.configuration.hostName)
         return record
     }
 
-    private func runStacks(trigger: RunTrigger, due: Date) async -> RunRecord {
+    private func backUpStacks(trigger: RunTrigger, due: Date) async -> RunRecord {
         let started = Date()
         let clock = ContinuousClock.now
         var log = logger
         log[metadataKey: "run"] = "\(due.iso8601)"
         let planner = Planner(docker: docker, strategies: strategies)
+
+        // List the stacks.
         let names: [String]
         do {
             names = try await planner.makePlan().stacks.map(\.name)
@@ -68,14 +72,20 @@ public struct DaemonBackupRunner: Sendable {
                              error: "cannot list the containers: \(error)", stacks: [])
         }
         let missing = stackFilter.filter { !names.contains($0) }
-        let why = trigger == .start ? "BACKUP_ON_START" : "scheduled"
+        let why = switch trigger {
+        case .start: "BACKUP_ON_START"
+        case .schedule: "scheduled"
+        case .manual: "stackvault backup"
+        }
         let startLine = "backup run started (\(why), due \(due.iso8601)): "
             + "\(names.count) stack(s)\(names.isEmpty ? "" : ": " + names.joined(separator: ", ")) to "
-            + engine.storage.description
+            + stackBackup.storage.description
         log.info("\(startLine)")
         if names.isEmpty && stackFilter.isEmpty {
             log.warning("no container is labelled backup.enable=true: nothing to back up")
         }
+
+        // Back each stack up.
         var outcomes: [StackOutcome] = missing.map { name in
             log.error("stack \(name) failed: no labelled container belongs to it")
             return StackOutcome(stack: name, status: .failed, detail: "no container labelled backup.enable=true "
@@ -83,12 +93,14 @@ public struct DaemonBackupRunner: Sendable {
         }
         for name in names {
             if Task.isCancelled {
-                outcomes.append(StackOutcome(stack: name, status: .cancelled, detail: "not started: shutting down"))
+                outcomes.append(StackOutcome(stack: name, status: .cancelled,
+                                             detail: "not started: the run was stopped (SIGTERM/SIGINT)"))
                 continue
             }
-            outcomes.append(await backUp(name, planner: planner, logger: log))
+            outcomes.append(await backUpLocked(name, planner: planner, logger: log))
         }
 
+        // Summarise.
         let outcome: RunOutcome = Task.isCancelled ? .interrupted
             : outcomes.contains { $0.status == .failed } ? .failed : .succeeded
         let count = { (status: StackOutcome.Status) in outcomes.filter { $0.status == status }.count }
@@ -102,7 +114,8 @@ public struct DaemonBackupRunner: Sendable {
                          stacks: outcomes)
     }
 
-    private func backUp(_ name: String, planner: Planner, logger log: Logger) async -> StackOutcome {
+    /// Backs up the stack `name` while holding its lock (released on every path by `StackLocker.withLock`).
+    private func backUpLocked(_ name: String, planner: Planner, logger log: Logger) async -> StackOutcome {
         guard let locker else { return await backUpFreshlyPlanned(name, planner: planner, logger: log) }
         do {
             let outcome = try await locker.withLock(on: name) {
@@ -113,8 +126,14 @@ public struct DaemonBackupRunner: Sendable {
                 return outcome
             case .busy(let lock):
                 let detail = lock.record.busyDescription
-                log.warning("stack \(name) skipped: \(detail)")
-                return StackOutcome(stack: name, status: .skipped, detail: detail)
+                switch busyStack {
+                case .skip:
+                    log.warning("stack \(name) skipped: \(detail)")
+                    return StackOutcome(stack: name, status: .skipped, detail: detail)
+                case .fail:
+                    log.error("stack \(name) failed: \(detail)")
+                    return StackOutcome(stack: name, status: .failed, detail: "\(detail); try again when it is done")
+                }
             }
         } catch {
             log.error("stack \(name) failed: could not take its lock: \(error)")
@@ -122,6 +141,7 @@ public struct DaemonBackupRunner: Sendable {
         }
     }
 
+    /// Plans the stack `name` again (its containers may have changed while waiting for the lock) and backs it up.
     private func backUpFreshlyPlanned(_ name: String, planner: Planner, logger log: Logger) async -> StackOutcome {
         let stack: StackPlan
         do {
@@ -134,11 +154,6 @@ public struct DaemonBackupRunner: Sendable {
             log.error("stack \(name) failed: cannot inspect its containers: \(error)")
             return StackOutcome(stack: name, status: .failed, detail: "cannot inspect its containers: \(error)")
         }
-        let result = await engine.backup(stack)
-        return StackOutcome(stack: name, status: result.succeeded ? .succeeded : .failed, archive: result.archive,
-                            sizeBytes: result.succeeded ? result.sizeBytes : nil,
-                            durationSeconds: result.durationSeconds, detail: result.error,
-                            downtimeSeconds: result.downtimeSeconds, bytesRead: result.bytesRead,
-                            bytesWritten: result.bytesWritten, containersStopped: result.containersStopped)
+        return await stackBackup.backup(stack)
     }
 }

@@ -6,7 +6,7 @@ import StackVaultStrategies
 import StackVaultTestKit
 import Testing
 
-@Suite struct BackupEngineTests {
+@Suite struct StackBackupTests {
     static let pgDump = "-- PostgreSQL database cluster dump\nCREATE TABLE t();\n--\n"
         + "-- PostgreSQL database cluster dump complete\n--\n\n"
 
@@ -32,7 +32,7 @@ import Testing
     struct Fixture {
         let docker: FakeDockerEngine
         let target: URL
-        let engine: BackupEngine
+        let stackBackup: StackBackup
 
         init(minimumFree: Int64 = 0) throws {
             docker = FakeDockerEngine(containers: [
@@ -44,13 +44,13 @@ import Testing
                 .fake(name: "app_cold_1", project: "app", service: "cold", running: false,
                       labels: ["backup.enable": "true", "backup.volume-path.data": "/data"]),
             ])
-            docker.setExecResult(.init(stdout: BackupEngineTests.pgDump), for: "app_db_1")
-            let tar = try BackupEngineTests.sampleTar()
+            docker.setExecResult(.init(stdout: StackBackupTests.pgDump), for: "app_db_1")
+            let tar = try StackBackupTests.sampleTar()
             docker.setArchive(tar, for: "app_files_1", path: "/data")
             docker.setArchive(tar, for: "app_cold_1", path: "/data")
             target = FileManager.default.temporaryDirectory.appendingPathComponent("sv-target-\(UUID().uuidString)")
-            engine = BackupEngine(
-                docker: docker, strategies: try BuiltinStrategies.registry(),
+            stackBackup = StackBackup(
+                docker: docker,
                 storage: LocalDirectoryBackend(directory: target.path),
                 compressor: try ZstdCompressor(settings: .init(level: 1, threads: 1)),
                 configuration: BackupConfiguration(workDirectory: target.path, minimumFreeBytes: minimumFree,
@@ -58,9 +58,9 @@ import Testing
                 logger: Logger(label: "test"))
         }
 
-        func run() async throws -> StackResult {
+        func run() async throws -> StackOutcome {
             let plan = try await Planner(docker: docker, strategies: try BuiltinStrategies.registry()).makePlan()
-            return try #require(await engine.run(plan).first)
+            return await stackBackup.backup(try #require(plan.stacks.first))
         }
 
         var files: [String] { (try? FileManager.default.contentsOfDirectory(atPath: target.path)) ?? [] }

@@ -2,10 +2,10 @@ import Foundation
 import StackVaultCore
 
 extension Environment {
-    /// The backup engine as the environment configures it (`ZSTD_LEVEL`, `ZSTD_THREADS`, `MIN_FREE_SPACE`,
+    /// The backup of one stack as the environment configures it (`ZSTD_LEVEL`, `ZSTD_THREADS`, `MIN_FREE_SPACE`,
     /// `STOP_TIMEOUT`, `STACKVAULT_WORK_DIR`, `RETENTION_KEEP_*`, `AGE_*`); a non-nil argument wins over its variable.
-    func makeBackupEngine(target: String?, level: Int? = nil, threads: Int? = nil, workDir: String? = nil) throws
-        -> BackupEngine
+    func makeStackBackup(target: String?, level: Int? = nil, threads: Int? = nil, workDir: String? = nil) throws
+        -> StackBackup
     {
         let settings = CompressionSettings(
             level: level ?? variables["ZSTD_LEVEL"].flatMap { Int($0) },
@@ -19,9 +19,9 @@ extension Environment {
             stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30,
             retention: try RetentionPolicy.fromEnvironment(variables))
         configuration.recipients = try AgeConfiguration.fromEnvironment(variables).recipients
-        return BackupEngine(
-            docker: docker, strategies: strategies, storage: try storage(target), compressor: compressor,
-            configuration: configuration, logger: logger)
+        return StackBackup(
+            docker: docker, storage: try storage(target), compressor: compressor, configuration: configuration,
+            logger: logger)
     }
 }
 

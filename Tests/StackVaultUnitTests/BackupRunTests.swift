@@ -7,7 +7,7 @@ import StackVaultTestKit
 import Testing
 
 /// The daemon's run and its state, against the in-memory Docker engine and lock store.
-@Suite struct DaemonBackupRunnerTests {
+@Suite struct BackupRunTests {
     let docker = FakeDockerEngine(containers: [
         .fake(name: "app_db_1", project: "app", service: "db",
               labels: ["backup.enable": "true", "backup.database.pg_dumpall": "true"],
@@ -23,21 +23,21 @@ import Testing
     let log = RecordingLogHandler()
 
     init() {
-        docker.setExecResult(.init(stdout: BackupEngineTests.pgDump), for: "app_db_1")
-        docker.setExecResult(.init(stdout: BackupEngineTests.pgDump), for: "shop_db_1")
+        docker.setExecResult(.init(stdout: StackBackupTests.pgDump), for: "app_db_1")
+        docker.setExecResult(.init(stdout: StackBackupTests.pgDump), for: "shop_db_1")
     }
 
-    func runner(stacks: [String]) throws -> DaemonBackupRunner {
+    func runner(stacks: [String]) throws -> BackupRun {
         let strategies = try BuiltinStrategies.registry()
-        let engine = BackupEngine(
-            docker: docker, strategies: strategies, storage: LocalDirectoryBackend(directory: target.path),
+        let stackBackup = StackBackup(
+            docker: docker, storage: LocalDirectoryBackend(directory: target.path),
             compressor: try ZstdCompressor(settings: .init(level: 1, threads: 1)),
             configuration: BackupConfiguration(workDirectory: target.path, minimumFreeBytes: 0, hostName: "testhost"),
             logger: log.logger)
         let me = HolderIdentity.current()
         let locker = StackLocker(store: store, identity: me, logger: log.logger)
-        return DaemonBackupRunner(docker: docker, strategies: strategies, engine: engine, locker: locker,
-                                  stackFilter: stacks, logger: log.logger)
+        return BackupRun(docker: docker, strategies: strategies, stackBackup: stackBackup, locker: locker,
+                         stackFilter: stacks, logger: log.logger)
     }
 
     var archives: [String] {

@@ -1,0 +1,244 @@
+import Foundation
+import Logging
+
+/// One stack's backup in progress: its steps in order, what they measured, and the cleanups they registered.
+///
+/// What SIGTERM (task cancellation) does depends on the step it lands in; the step throws and `unwind` runs:
+/// 1. `checkPlan`: nothing was touched.
+/// 2. `openArchive`: registers "remove the partial archive".
+/// 3. `dump`: containers keep running; the partial archive is removed.
+/// 4. `stopAndCopy`: `ContainerStopGuard` starts the stopped containers again before the step throws; then the
+///    partial archive is removed.
+/// 5. `sealAndVerify`: the partial archive is removed; once sealed, the cleanup becomes "keep the verified archive
+///    as `<name>.unsent`".
+/// 6. `store`: the verified archive is kept as `.unsent` (the storage backend aborts its own upload).
+/// 7. `prune`: never fails the backup; the sealed archive is already stored.
+/// Not `Sendable`: it lives in the one task that runs `StackBackup.backup`.
+final class StackBackupSteps {
+    private let settings: StackBackup
+    private let stack: StackPlan
+    private let log: Logger
+    private var cleanup = CleanupStack()
+    private(set) var measures = StackMeasures()
+    private var writer: ArchiveWriter?
+
+    init(settings: StackBackup, stack: StackPlan, logger: Logger) {
+        self.settings = settings
+        self.stack = stack
+        self.log = logger
+    }
+
+    private var docker: any DockerEngine { settings.docker }
+    private var configuration: BackupConfiguration { settings.configuration }
+
+    /// The steps, in order.
+    func run() async throws -> StoredObject {
+        try checkPlan()
+        let archive = try openArchive()
+        var written = try await dump(into: archive)
+        written += try await stopAndCopy(into: archive)
+        try await sealAndVerify(archive, components: written)
+        let stored = try await store(archive)
+        await prune(protecting: stored.name)
+        return stored
+    }
+
+    /// Runs the registered cleanups (newest first); returns their notes for the failure message.
+    func unwind() -> [String] {
+        if let writer {
+            measures.bytesRead = writer.uncompressedBytesWritten
+            measures.bytesWritten = writer.compressedBytesWritten
+        }
+        return cleanup.unwind(logger: log)
+    }
+
+    /// The archive being written: where, under which name, since when.
+    struct OpenArchive {
+        var writer: ArchiveWriter
+        var name: String
+        var directory: String
+        var temporaryPath: String
+        var startedAt: Date
+        var progress: ProgressLogger
+    }
+
+    // MARK: 1. Plan
+
+    /// Refuses a stack whose labels have problems, before anything is touched.
+    private func checkPlan() throws {
+        let problems = stack.services.flatMap { s in s.errors.map { "service \(s.service): \($0)" } }
+        guard problems.isEmpty else {
+            throw StackFailure(message: "not backed up because of label problems: " + problems.joined(separator: "; "))
+        }
+        for warning in stack.warnings { log.warning("\(warning)") }
+    }
+
+    // MARK: 2. Open the archive
+
+    /// Checks free space, creates the partial archive and writes its index. Cleanup: remove the partial archive.
+    private func openArchive() throws -> OpenArchive {
+        let directory = settings.storage.localDirectory ?? configuration.workDirectory
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
+                                                attributes: [.posixPermissions: 0o700])
+        try checkFreeSpace(in: directory)
+        let startedAt = Date()
+        let name = ArchiveName.make(stack: stack.name, date: startedAt, encrypted: !configuration.recipients.isEmpty)
+        let temporaryPath = "\(directory)/.\(name).partial"
+        let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: settings.compressor,
+                                       recipients: configuration.recipients)
+        self.writer = writer
+        cleanup.push("remove the partial archive") {
+            writer.abort()
+            return nil
+        }
+        let progress = ProgressLogger(logger: log, label: stack.name)
+        writer.onProgress = { bytes in progress.report(bytes) }
+        try writer.writeIndex(ArchiveIndex(
+            formatVersion: Manifest.currentFormatVersion, stack: stack.name,
+            components: stack.services.flatMap { service in
+                service.components.map { $0.indexEntry(service: service.service) }
+            }))
+        return OpenArchive(writer: writer, name: name, directory: directory, temporaryPath: temporaryPath,
+                           startedAt: startedAt, progress: progress)
+    }
+
+    // MARK: 3. Dump
+
+    /// Logical dumps, from running databases; these containers are never stopped.
+    private func dump(into archive: OpenArchive) async throws -> [Manifest.ManifestComponent] {
+        var written: [Manifest.ManifestComponent] = []
+        for service in stack.services {
+            for component in service.components(needing: .running) {
+                written.append(try await back(up: component, of: service, into: archive.writer))
+            }
+        }
+        return written
+    }
+
+    // MARK: 4. Stop and copy
+
+    /// Directories, read while their containers are stopped, all together, for one point in time. Cleanup is
+    /// scoped: the containers run again before this step returns or throws.
+    private func stopAndCopy(into archive: OpenArchive) async throws -> [Manifest.ManifestComponent] {
+        let services = stack.services.filter { !$0.components(needing: .stopped).isEmpty }
+        guard !services.isEmpty else { return [] }
+        let toStop = services.filter(\.stop)
+        measures.containersStopped = toStop.count
+        let stopGuard = ContainerStopGuard(
+            docker: docker, stopTimeoutSeconds: configuration.stopTimeoutSeconds, logger: log)
+        do {
+            let (copied, downtime) = try await stopGuard.run(
+                toStop.map { StoppedContainer(id: $0.containerID, name: $0.container) }, stack: stack.name,
+                purpose: "backup"
+            ) {
+                var copied: [Manifest.ManifestComponent] = []
+                for service in services {
+                    for component in service.components(needing: .stopped) {
+                        copied.append(try await self.back(up: component, of: service, into: archive.writer))
+                    }
+                }
+                return copied
+            }
+            measures.downtime = downtime
+            return copied
+        } catch let failure as ContainersLeftStopped {
+            measures.downtime = failure.downtime
+            throw StackFailure(message: failure.description)
+        }
+    }
+
+    // MARK: 5. Seal and verify
+
+    /// Writes the manifest and finishes the archive; the writer verifies it on the way (reads it back as it grows,
+    /// throws if it is not intact). Cleanup becomes: keep the verified archive as `<name>.unsent`.
+    private func sealAndVerify(_ archive: OpenArchive, components: [Manifest.ManifestComponent]) async throws {
+        let writer = archive.writer
+        let manifest = Manifest(
+            formatVersion: Manifest.currentFormatVersion, tool: "stackvault",
+            toolVersion: configuration.toolVersion, host: configuration.hostName, stack: stack.name,
+            archiveName: archive.name, compression: type(of: settings.compressor).name,
+            startedAt: archive.startedAt, finishedAt: Date(), components: components,
+            warnings: stack.warnings + writer.warnings)
+        try await writer.finish(manifest: manifest)
+        measures.bytesRead = writer.uncompressedBytesWritten
+        measures.bytesWritten = writer.compressedBytesWritten
+        self.writer = nil
+        archive.progress.finish()
+        log.info("archive verified: \(components.count) component(s), \(ByteCount(writer.compressedBytesWritten))")
+        cleanup.pop("remove the partial archive")
+        let (temporaryPath, kept) = (archive.temporaryPath, "\(archive.directory)/\(archive.name).unsent")
+        // Nothing is lost when storing fails: the verified archive stays on local disk under a name that says so.
+        cleanup.push("keep the verified archive as .unsent") {
+            rename(temporaryPath, kept) == 0 ? "; the verified archive was kept at \(kept)" : nil
+        }
+    }
+
+    // MARK: 6. Store
+
+    /// Hands the sealed archive to the storage backend, then removes the local copy.
+    private func store(_ archive: OpenArchive) async throws -> StoredObject {
+        let stored: StoredObject
+        do {
+            stored = try await settings.storage.store(localPath: archive.temporaryPath, as: archive.name)
+        } catch {
+            throw StackFailure(message: "storing the archive in \(settings.storage.description) failed: \(error)")
+        }
+        cleanup.pop("keep the verified archive as .unsent")
+        _ = try? FileManager.default.removeItem(atPath: archive.temporaryPath)
+        return stored
+    }
+
+    // MARK: 7. Prune
+
+    /// Prunes the stack's older archives by the configured policy. A failure here is logged and never fails the
+    /// backup that just succeeded.
+    private func prune(protecting name: String) async {
+        guard !configuration.retention.isEmpty else { return }
+        do {
+            let outcomes = try await Pruner(storage: settings.storage, policy: configuration.retention, logger: log)
+                .prune(stacks: [stack.name], dryRun: false, protecting: [name])
+            let removed = outcomes.flatMap(\.decisions).filter { !$0.keep }.count
+            log.info("retention: kept \(outcomes.flatMap(\.decisions).count - removed), removed \(removed) archive(s)")
+        } catch {
+            log.warning("retention for stack \(stack.name) failed (the backup itself succeeded): \(error)")
+        }
+    }
+
+    // MARK: Helpers
+
+    /// Runs one component's strategy (the one the plan resolved) and returns its manifest entry.
+    private func back(
+        up component: PlannedComponent,
+        of service: ServicePlan,
+        into writer: ArchiveWriter
+    ) async throws -> Manifest.ManifestComponent {
+        let container = try await docker.inspectContainer(service.containerID)
+        log.info("\(service.service): \(component.summary) from container \(container.name)")
+        let started = ContinuousClock.now
+        let context = BackupContext(docker: docker, logger: log, stack: stack.name, service: service.service)
+        let record: ComponentRecord
+        do {
+            record = try await component.strategy.backup(component.spec, container: container, context: context,
+                                                         into: writer)
+        } catch let error as StackVaultError {
+            throw error
+        } catch {
+            throw StackVaultError(.archive, "\(component.summary) of service \(service.service) "
+                + "(container \(container.name)) failed: \(error)", cause: nil)
+        }
+        let elapsed = String(format: "%.1f s", (ContinuousClock.now - started).seconds)
+        log.info("\(service.service): \(component.summary) done, \(ByteCount(record.sizeBytes)) in \(elapsed)")
+        return component.manifestEntry(service: service.service, container: container.name, record: record)
+    }
+
+    private func checkFreeSpace(in directory: String) throws {
+        var info = statvfs()
+        guard statvfs(directory, &info) == 0 else { return }
+        let free = Int64(info.f_bavail) * Int64(info.f_frsize)
+        guard free >= configuration.minimumFreeBytes else {
+            throw StackVaultError(.insufficientSpace,
+                "only \(ByteCount(free)) free in \(directory), less than the required "
+                    + "\(ByteCount(configuration.minimumFreeBytes)); free some space or lower MIN_FREE_SPACE")
+        }
+    }
+}
