@@ -107,14 +107,6 @@ struct ArchiveReadBackTests {
             try zstd.makeCompressor(writingTo: downstream)
         }
 
-        func paddedSegment(of bytes: [UInt8], length: Int) throws -> [UInt8] {
-            try zstd.paddedSegment(of: bytes, length: length)
-        }
-
-        func paddedSegmentBound(_ count: Int) -> Int {
-            zstd.paddedSegmentBound(count)
-        }
-
         func makeDecompressor(writingTo downstream: any ByteSink) throws -> any CompressionStream {
             try zstd.makeDecompressor(
                 writingTo: Tamper(downstream: downstream, flipAt: flipAt, failAfter: failAfter))

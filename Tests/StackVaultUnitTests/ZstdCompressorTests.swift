@@ -148,8 +148,8 @@ struct ZstdCompressorTests {
         #expect(try Self.decompress(frameA) == first)
         // A padded segment fills a reserved room exactly, and decodes in place as if it were not padded.
         let header = Support.sampleBytes(count: 1_536, seed: 9)
-        let room = compressor.paddedSegmentBound(header.count)
-        let padded = try compressor.paddedSegment(of: header, length: room)
+        let room = ZstdPadding.bound(header.count)
+        let padded = try ZstdPadding.segment(of: header, length: room, compressor: compressor)
         #expect(padded.count == room)
         let assembled = frameA + padded + frameB
         #expect(try Self.decompress(assembled) == first + header + second)
@@ -159,7 +159,7 @@ struct ZstdCompressorTests {
         try Data(assembled).write(to: URL(fileURLWithPath: directory.path("segments.zst")))
         #expect(try Support.shell("zstd -q -t \(Support.quote(directory.path("segments.zst")))").status == 0)
         // A room too small is refused, not overrun.
-        #expect(throws: StackVaultError.self) { try compressor.paddedSegment(of: header, length: 100) }
+        #expect(throws: StackVaultError.self) { try ZstdPadding.segment(of: header, length: 100, compressor: compressor) }
     }
 
     @Test func writingAfterFinishThrows() throws {

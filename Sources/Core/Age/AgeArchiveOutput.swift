@@ -94,3 +94,6 @@ public enum ArchiveDecryption: Sendable {
         }
     }
 }
+
+/// The archive file under the age stage.
+extension ArchiveFileSink: AgeOutputFile {}

@@ -49,33 +49,6 @@ public struct ZstdCompressor: Compressor {
         try ZstdDecompressionStream(downstream: downstream)
     }
 
-    /// One frame (single-threaded, with its checksum) and a skippable frame filling the rest.
-    public func paddedSegment(of bytes: [UInt8], length: Int) throws -> [UInt8] {
-        let collector = CollectingSink(limit: length)
-        let stream = try ZstdCompressionStream(level: level, workers: 0, downstream: collector)
-        try bytes.withUnsafeBytes { try stream.write($0) }
-        try stream.finish()
-        let padding = length - collector.bytes.count
-        guard !collector.truncated, padding >= Self.skippableHeaderSize else {
-            throw StackVaultError(
-                .compression, "zstd: \(bytes.count) bytes do not fit a padded segment of \(length) bytes")
-        }
-        // A skippable frame: magic 0x184D2A50, payload length, payload (RFC 8878, 3.1.2).
-        var out = collector.bytes
-        for value in [UInt32(0x184D_2A50), UInt32(padding - Self.skippableHeaderSize)] {
-            withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
-        }
-        out.append(contentsOf: repeatElement(0, count: padding - Self.skippableHeaderSize))
-        return out
-    }
-
-    public func paddedSegmentBound(_ count: Int) -> Int {
-        // The frame (compressBound covers the header; +4 for the checksum) and a skippable frame's header.
-        Int(ZSTD_compressBound(count)) + 4 + Self.skippableHeaderSize
-    }
-
-    private static let skippableHeaderSize = 8
-
     private static func validate(level: Int) throws {
         let range = Int(ZSTD_minCLevel())...Int(ZSTD_maxCLevel())
         guard range.contains(level) else {

@@ -13,9 +13,10 @@ public protocol CompressionStream: ByteSink {
     func finish() throws
 
     /// Compressors: ends the current segment (for zstd, the frame) so that everything written so far decodes on
-    /// its own; further writes start a new segment, and the segments together decode as one stream. The archive
-    /// writer ends a segment after the last component, so it can read the components back before it writes the
-    /// manifest. Decompressors throw.
+    /// its own; further writes start a new segment, and the segments together decode as one stream (a compression
+    /// role: what a flush to a frame boundary does). The archive writer ends a segment after the last component, so
+    /// it can read the components back before it writes the manifest, and before the room it reserves for a file's
+    /// header. Decompressors throw.
     func finishSegment() throws
 }
 
@@ -36,14 +37,6 @@ public protocol Compressor: Sendable {
     init(settings: CompressionSettings) throws
     func makeCompressor(writingTo downstream: any ByteSink) throws -> any CompressionStream
     func makeDecompressor(writingTo downstream: any ByteSink) throws -> any CompressionStream
-
-    /// A standalone segment holding `bytes`, followed by padding that decoders skip, exactly `length` bytes long.
-    /// The archive writer reserves room for a file's tar header, streams the file's content compressed behind it,
-    /// and fills the room once the size is known. `length` is at least ``paddedSegmentBound(_:)`` of the count.
-    func paddedSegment(of bytes: [UInt8], length: Int) throws -> [UInt8]
-
-    /// The room ``paddedSegment(of:length:)`` needs for `count` bytes.
-    func paddedSegmentBound(_ count: Int) -> Int
 }
 
 /// Settings shared by compressors; each compressor documents which it honours.

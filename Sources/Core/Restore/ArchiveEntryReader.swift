@@ -1,4 +1,3 @@
-internal import CArchive
 import Foundation
 
 /// Reads the tar entries of a local, compressed archive in order, with bounded memory.
@@ -27,10 +26,10 @@ final class ArchiveEntryReader {
         self.decryption = decryption
     }
 
-    /// Calls `visit` with every entry (libarchive handle, entry, path bytes) until it returns `.stop` or the
-    /// archive ends. Throws when the archive cannot be read, or with the visitor's error.
+    /// Calls `visit` with every entry (the reader, for its data; the entry; its path bytes) until it returns
+    /// `.stop` or the archive ends. Throws when the archive cannot be read, or with the visitor's error.
     func forEachEntry(
-        _ visit: (_ archive: OpaquePointer, _ entry: OpaquePointer, _ path: [UInt8]) throws -> Next
+        _ visit: (_ reader: TarReader, _ entry: TarEntry, _ path: [UInt8]) throws -> Next
     ) throws {
         let reader = try DecompressedTarReader(
             fileDescriptor: fileDescriptor, from: 0, compressor: compressor, what: what,
@@ -38,25 +37,16 @@ final class ArchiveEntryReader {
         var stoppedEarly = false
         let visited: Result<Void, any Error> = Result {
             try reader.open()
-            let archive = reader.archive
-            while true {
-                var entryPointer: OpaquePointer?
-                let status = withLibArchiveUTF8Locale { archive_read_next_header(archive, &entryPointer) }
-                if status == ARCHIVE_EOF { return }
-                guard status == ARCHIVE_OK || status == ARCHIVE_WARN, let entry = entryPointer else {
-                    if let error = reader.streamError { throw error }
-                    throw StackVaultError(.archive, "\(what) is unreadable: \(archiveErrorString(archive))")
-                }
-                guard
-                    let path = ArchivePath.bytes(archive_entry_pathname(entry))
-                        ?? ArchivePath.bytes(archive_entry_pathname_utf8(entry))
-                else {
+            let tar = reader.tar
+            try tar.forEachEntry(unreadable: { StackVaultError(.archive, "\(what) is unreadable: \($0)") }) { entry in
+                guard let path = entry.path else {
                     throw StackVaultError(.archive, "\(what) has an entry without a name")
                 }
-                if try visit(archive, entry, path) == .stop {
+                if try visit(tar, entry, path) == .stop {
                     stoppedEarly = true
-                    return
+                    return false
                 }
+                return true
             }
         }
         // After the end of the tar stream, drain the rest so the decompressor reaches the end of the file and
@@ -68,21 +58,16 @@ final class ArchiveEntryReader {
     }
 }
 
-/// Copies the data of the current entry into `sink` through `buffer`; returns the bytes copied.
+/// Copies the data of the current entry into `sink`; returns the bytes copied.
 func copyEntryData(
-    _ archive: OpaquePointer,
-    _ buffer: UnsafeMutableRawBufferPointer,
+    _ reader: TarReader,
+    _ entry: TarEntry,
     shown: String,
     into sink: (UnsafeRawBufferPointer) throws -> Void
 ) throws -> Int64 {
-    var copied: Int64 = 0
-    while true {
-        let count = archive_read_data(archive, buffer.baseAddress, buffer.count)
-        if count < 0 {
-            throw StackVaultError(.archive, "the data of '\(shown)' is unreadable: \(archiveErrorString(archive))")
-        }
-        if count == 0 { return copied }
-        try sink(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
-        copied += Int64(count)
+    do {
+        return try reader.readData(size: entry.size, sink)
+    } catch let broken as TarReader.BrokenData {
+        throw StackVaultError(.archive, "the data of '\(shown)' is unreadable: \(broken.message)")
     }
 }

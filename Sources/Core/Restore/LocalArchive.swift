@@ -1,4 +1,3 @@
-internal import CArchive
 import Foundation
 public import Logging
 
@@ -100,9 +99,8 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     private static func open(
         _ path: String, name: String, origin: String, compressor: any Compressor, identities: [any AgeIdentity]
     ) throws -> LocalArchive {
-        let fd = Foundation.open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            throw StackVaultError(.io, "cannot open the archive \(origin): \(String(cString: strerror(errno)))")
+        let fd = try syscall("open", path: path, failing: "cannot open the archive \(origin)") {
+            Foundation.open(path, O_RDONLY | O_CLOEXEC)
         }
         return LocalArchive(name: name, origin: origin, fileDescriptor: fd, compressor: compressor,
                             identities: identities)
@@ -129,11 +127,10 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
         let path = "\(workDirectory)/.stackvault-fetch-\(UUID().uuidString).tar.zst"
-        let fd = Foundation.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw StackVaultError(.io, "cannot create a temporary file in \(workDirectory) to download \(name) "
-                + "into: \(String(cString: strerror(errno))); set STACKVAULT_WORK_DIR or --work-dir")
-        }
+        let fd = try syscall(
+            "open", path: path, failing: "cannot create a temporary file in \(workDirectory) to download \(name) into",
+            hint: { _ in "; set STACKVAULT_WORK_DIR or --work-dir" }
+        ) { Foundation.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
         unlink(path)
         do {
             let progress = ProgressLogger(logger: logger, label: "downloading \(name)")
@@ -159,9 +156,7 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     /// Blocking.
     public func check(strategies: StrategyRegistry) throws -> ArchiveCheck {
         if isEncrypted && decryption == nil { return try checkEnvelope() }
-        guard lseek(fileDescriptor, 0, SEEK_SET) == 0 else {
-            throw StackVaultError(.io, "cannot rewind \(origin): \(String(cString: strerror(errno)))")
-        }
+        try syscall("lseek", path: origin, failing: "cannot rewind \(origin)") { lseek(fileDescriptor, 0, SEEK_SET) }
         var check = ArchiveCheck(archive: name, report: try ArchiveVerifier.verify(
             fileDescriptor: fileDescriptor, compressor: compressor,
             keepingFileTails: RestoreLimits.completenessTailBytes, decryption: decryption))
@@ -223,14 +218,10 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     public func readFile(_ archivePath: String, into sink: any ByteSink) throws {
         let wanted = ArchivePath.components(Array(archivePath.utf8))
         var found = false
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
-        try reader().forEachEntry { archive, entry, path in
-            guard ArchivePath.components(path) == wanted, archive_entry_hardlink(entry) == nil,
-                TreeDigest.EntryType(fileType: archive_entry_filetype(entry)) == .file
-            else { return .next }
+        try reader().forEachEntry { tar, entry, path in
+            guard ArchivePath.components(path) == wanted, entry.isRegularFile else { return .next }
             found = true
-            _ = try copyEntryData(archive, buffer, shown: archivePath) { try sink.write($0) }
+            _ = try copyEntryData(tar, entry, shown: archivePath) { try sink.write($0) }
             return .stop
         }
         guard found else {
@@ -247,11 +238,9 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
         }
         let root = ArchivePath.components(Array(archivePath.utf8))
         let writer = try TarStreamWriter(sink: sink, what: "the tar stream of '\(archivePath)'")
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-        defer { buffer.deallocate() }
         var inside = false
         var wroteTop = false
-        try reader().forEachEntry { archive, entry, path in
+        try reader().forEachEntry { tar, entry, path in
             let parts = ArchivePath.components(path)
             guard let relative = ArchivePath.relative(parts, below: root) else {
                 // A component's entries are contiguous: once past them, the rest is not needed.
@@ -264,36 +253,27 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
             }
             if layout == .topOnly && !relative.isEmpty { return .next }
             if relative.isEmpty && layout == .replacingTop {
-                let placeholder = try ArchiveEntryHandle()
-                placeholder.setRegularFile(path: topBytes, size: 0, permissions: 0o600)
-                try writer.writeHeader(placeholder.pointer, shown: top)
+                let placeholder = try TarEntry.regularFile(path: topBytes, size: 0, permissions: 0o600)
+                try writer.writeHeader(placeholder, shown: top)
                 try writer.finishEntry(shown: top)
             }
-            let isFile: Bool
-            if let hardlink = ArchivePath.bytes(archive_entry_hardlink(entry)) {
+            var linkTarget: [UInt8]?
+            if let hardlink = entry.hardlink {
                 guard ArchivePath.problem(hardlink) == nil,
                     let target = ArchivePath.relative(ArchivePath.components(hardlink), below: root)
                 else {
                     throw StackVaultError(.archive, "the hard link '\(shown)' points outside '\(archivePath)'")
                 }
-                withNulTerminated(target.isEmpty ? topBytes : topBytes + [ArchivePath.slash] + target) {
-                    archive_entry_copy_hardlink(entry, $0)
-                }
-                archive_entry_set_size(entry, 0)
-                isFile = false
-            } else {
-                isFile = TreeDigest.EntryType(fileType: archive_entry_filetype(entry)) == .file
-                if !isFile { archive_entry_set_size(entry, 0) }
+                linkTarget = target.isEmpty ? topBytes : topBytes + [ArchivePath.slash] + target
             }
-            withNulTerminated(relative.isEmpty ? topBytes : topBytes + [ArchivePath.slash] + relative) {
-                archive_entry_copy_pathname(entry, $0)
+            let isFile = linkTarget == nil && TreeEntryType(fileType: entry.fileType) == .file
+            do {
+                _ = try writer.copy(
+                    entry, from: tar, as: relative.isEmpty ? topBytes : topBytes + [ArchivePath.slash] + relative,
+                    hardlink: linkTarget, isFile: isFile, shown: shown)
+            } catch let broken as TarReader.BrokenData {
+                throw StackVaultError(.archive, "the data of '\(shown)' is unreadable: \(broken.message)")
             }
-            archive_entry_sparse_clear(entry)
-            try writer.writeHeader(entry, shown: shown)
-            if isFile {
-                _ = try copyEntryData(archive, buffer, shown: shown) { try writer.writeData($0, shown: shown) }
-            }
-            try writer.finishEntry(shown: shown)
             if relative.isEmpty { wroteTop = true }
             return layout == .topOnly && wroteTop ? .stop : .next
         }

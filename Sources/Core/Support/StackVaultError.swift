@@ -34,6 +34,8 @@ public struct StackVaultError: Error, CustomStringConvertible, Sendable {
     public var isTransient: Bool
     /// The lower-level error, if any.
     public var cause: (any Error & Sendable)?
+    /// The system call that failed, when one did (its name and errno are also in ``message``).
+    public var systemCall: SystemCallError?
 
     public init(_ code: Code, _ message: String, isTransient: Bool = false, cause: (any Error & Sendable)? = nil) {
         self.code = code

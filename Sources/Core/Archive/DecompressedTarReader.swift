@@ -1,23 +1,20 @@
-internal import CArchive
 import Foundation
 
 /// A compressed archive file read as a tar stream: decompressed on a helper thread, handed over in memory
-/// (``ByteChunkQueue``) to a libarchive read handle that the caller drives.
+/// (``ByteChunkQueue``) to a ``TarReader`` (``tar``) that the caller drives.
 ///
 /// With an ``ArchiveGrowth`` it reads a file that is still being written, following the writer: this is how
 /// ``ArchiveWriter`` reads its archive back while it writes it. Blocking: drive it from a thread of your own.
 final class DecompressedTarReader {
-    private let handle: ArchiveReadHandle
     private let queue: ByteChunkQueue
-    private let source: ArchiveChunkSource
     private let completion = ArchiveThreadCompletion<Int64>()
     private var closed: Result<Int64, any Error>?
     private let what: String
 
-    /// The libarchive read handle, for the decompressed stream once ``open()`` succeeded.
-    var archive: OpaquePointer { handle.pointer }
+    /// The tar reader of the decompressed stream, once ``open()`` succeeded.
+    let tar: TarReader
     /// What stopped the stream early (decompression or reading failed, or it was cancelled), if anything.
-    var streamError: (any Error)? { source.error }
+    var streamError: (any Error)? { tar.sourceError }
 
     /// Starts decompressing `fileDescriptor` (from `offset`, positionally, or from its current offset when nil;
     /// the descriptor is not closed); ``open()`` then opens libarchive on it. With `lowPriority`, the decompressing thread
@@ -34,8 +31,7 @@ final class DecompressedTarReader {
     ) throws {
         let queue = ByteChunkQueue(what: "the decompressed \(what)")
         self.queue = queue
-        self.handle = try ArchiveReadHandle()
-        self.source = ArchiveChunkSource(next: queue.next)
+        self.tar = try TarReader(next: queue.next)
         let completion = self.completion
         let thread = Thread {
             if lowPriority { lowerThreadPriority() }
@@ -51,7 +47,7 @@ final class DecompressedTarReader {
 
     /// Opens libarchive on the stream (it reads the first header to recognise the format). Call once, first.
     func open() throws {
-        try source.open(handle.pointer, "reading \(what)")
+        try tar.open("reading \(what)")
     }
 
     deinit {
@@ -106,16 +102,9 @@ func decompressArchive(
             want = Int(min(Int64(want), end - position))
             if want <= 0 { break }
         }
-        let count: Int
-        if let offset {
-            count = pread(fd, buffer.baseAddress, want, offset + off_t(total))
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw StackVaultError(.io, "cannot read \(what): \(String(cString: strerror(errno)))")
-            }
-        } else {
-            count = try archiveRead(fd, UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]), what: what)
-        }
+        let count = try FileDescriptorIO.read(
+            fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[0..<want]),
+            at: offset.map { Int64($0) + total }, what: what)
         if count == 0 { break }
         total += Int64(count)
         try input.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
@@ -125,76 +114,6 @@ func decompressArchive(
     if growth == nil { try decryptor?.finish() }
     try decompressor.finish()
     return total
-}
-
-/// How far a file being written may be read: the writer publishes what it has written, may hold readers before
-/// bytes it will still overwrite, and finally sets where reading ends (or fails, which stops every reader).
-final class ArchiveGrowth: @unchecked Sendable {
-    private let condition = NSCondition()
-    private var published: Int64 = 0
-    private var end: Int64?
-    private var barrier: Int64?
-    private var failure: String?
-
-    /// The writer wrote the file up to `size` bytes.
-    func publish(_ size: Int64) {
-        condition.lock()
-        defer { condition.unlock() }
-        guard size > published else { return }
-        published = size
-        condition.broadcast()
-    }
-
-    /// Readers stop at `size`.
-    func setEnd(_ size: Int64) {
-        condition.lock()
-        defer { condition.unlock() }
-        end = size
-        condition.broadcast()
-    }
-
-    /// The writer cut the file back to `size` (never below a barrier a reader waits at).
-    func retract(to size: Int64) {
-        condition.lock()
-        defer { condition.unlock() }
-        published = min(published, size)
-    }
-
-    /// Readers stop at `offset` (bytes there are not final yet) until ``removeBarrier()``.
-    func setBarrier(_ offset: Int64) {
-        condition.lock()
-        defer { condition.unlock() }
-        barrier = offset
-    }
-
-    func removeBarrier() {
-        condition.lock()
-        defer { condition.unlock() }
-        barrier = nil
-        condition.broadcast()
-    }
-
-    /// The writer gave up: readers throw.
-    func fail(_ reason: String) {
-        condition.lock()
-        defer { condition.unlock() }
-        if failure == nil { failure = reason }
-        condition.broadcast()
-    }
-
-    /// Waits until there is something to read after `position` or reading has ended there; returns the offset
-    /// up to which reading may go (equal to `position` at the end).
-    func waitForBytes(after position: Int64) throws -> Int64 {
-        condition.lock()
-        defer { condition.unlock() }
-        while true {
-            if let failure { throw StackVaultError(.cancelled, "reading the archive back stopped: \(failure)") }
-            let limit = min(published, barrier ?? .max)
-            if let end, barrier == nil { return max(position, end) }
-            if limit > position { return limit }
-            condition.wait()
-        }
-    }
 }
 
 /// Gives the calling thread the lowest CPU priority, nice 19 (on Linux, nice values belong to threads).
