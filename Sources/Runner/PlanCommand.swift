@@ -30,6 +30,15 @@ struct PlanCommand: AsyncParsableCommand {
                 targetDescription = "\(Redaction.redactURL(environment.targetURL(options.target))) (ERROR: \(error))"
                 targetError = error
             }
+            do {
+                let age = try AgeConfiguration.fromEnvironment(environment.variables)
+                if age.encrypts {
+                    targetDescription += ", encrypted with age to \(age.recipients.count) recipient(s)"
+                }
+            } catch {
+                targetDescription += " (AGE ERROR: \(error))"
+                targetError = targetError ?? error
+            }
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
         } catch {
             printError("\(error)")
