@@ -96,7 +96,7 @@ public enum StrategyConformance {
             if kind == .file, let bytes = written {
                 try check(4, !bytes.isEmpty, "an empty file at \(component.archivePath)")
                 let entry = PlannedComponent(spec: component, strategy: strategy)
-                    .manifestEntry(service: service, container: fixture.container.name, record: record)
+                    .indexEntry(service: service, container: fixture.container.name).manifestComponent(record: record)
                 let tail = Array(bytes.suffix(RestoreLimits.completenessTailBytes))
                 let problem = strategy.checkCompleteness(of: entry, tail: tail)
                 try check(5, problem == nil, "checkCompleteness refuses its own output: \(problem ?? "")")
@@ -122,8 +122,7 @@ public enum StrategyConformance {
         if let restorer = strategy as? any RestoreStrategy {
             for component in components {
                 let planned = PlannedComponent(spec: component, strategy: restorer)
-                let entry = planned.manifestEntry(
-                    service: service, container: fixture.container.name,
+                let entry = planned.indexEntry(service: service, container: fixture.container.name).manifestComponent(
                     record: ComponentRecord(archivePath: component.archivePath, kind: planned.kind, sizeBytes: 0,
                                             entries: 0, sha256: ""))
                 let text = restorer.describeRestore(entry, into: fixture.container)

@@ -150,13 +150,13 @@ struct ArchiveReadBackTests {
         try #require(made.status == 0, "\(made.output)")
         let writer = try ArchiveWriter(outputPath: directory.path("out.tar.zst"), compressor: compressor)
         try writer.writeIndex(ArchiveWriterTests.index([("db/x.sql", .file), ("volumes/t", .tree)]))
-        let file = try await writer.addFile(at: "db/x.sql", mode: 0o600) { sink in
+        _ = try await writer.addFile(at: "db/x.sql", mode: 0o600) { sink in
             try Support.feed(Support.sampleBytes(count: 1_048_576, seed: 3), chunk: 100_000, into: sink)
         }
-        let tree = try await writer.addTar(at: "volumes/t") { sink in
+        _ = try await writer.addTar(at: "volumes/t") { sink in
             try ArchiveWriterTests.stream(file: directory.path("tree.tar"), chunk: 4096, into: sink)
         }
-        return try await writer.finish(manifest: ArchiveWriterTests.manifest([file, tree]))
+        return try await writer.finish(ArchiveWriterTests.header())
     }
 
     @Test func theRoomForAFileHeaderFitsTheLargestHeader() throws {

@@ -73,10 +73,19 @@ struct ArchiveWriterTests {
                     service: "svc",
                     type: $0.1 == .file ? "dump" : "volume",
                     archivePath: $0.0,
-                    kind: $0.1
+                    kind: $0.1,
+                    container: "demo-svc-1"
                 )
             }
         )
+    }
+
+    /// What a test run knows of its archive; the writer adds the components.
+    static func header(formatVersion: Int = Manifest.currentFormatVersion) -> Manifest.Header {
+        Manifest.Header(
+            formatVersion: formatVersion, toolVersion: "0.0.0-test", host: "testhost", stack: "demo",
+            archiveName: "out.tar.zst", compression: "zstd", startedAt: Date(timeIntervalSince1970: 1_700_000_000),
+            warnings: [])
     }
 
     static func manifest(_ records: [ComponentRecord], formatVersion: Int = Manifest.currentFormatVersion) -> Manifest {
@@ -153,11 +162,11 @@ struct ArchiveWriterTests {
         let singleRecord = try await writer.addTar(at: "config/app.conf") { sink in
             try Self.stream(file: directory.path("single.tar"), chunk: 512, into: sink)
         }
-        let manifest = Self.manifest([fileRecord, gnuRecord, paxRecord, singleRecord])
-        let finished = try await writer.finish(manifest: manifest)
+        let finished = try await writer.finish(Self.header())
         #expect(finished.ok, "\(finished.problems)")
         let sealed = try #require(finished.manifest).components
-        await #expect(throws: StackVaultError.self) { try await writer.finish(manifest: manifest) }
+        #expect(sealed.map(\.record.archivePath) == [fileRecord, gnuRecord, paxRecord, singleRecord].map(\.archivePath))
+        await #expect(throws: StackVaultError.self) { try await writer.finish(Self.header()) }
 
         // Records.
         let output = directory.path("out.tar.zst")
@@ -240,11 +249,13 @@ struct ArchiveWriterTests {
         #expect(try Self.shellOutput("stat -c %a \(Support.quote(directory.path("x/db/dump.sql")))") == "640")
         #expect(try String(contentsOfFile: directory.path("x/config/app.conf"), encoding: .utf8) == "key = value\n")
 
-        // The JSON entries decode to what was written.
+        // The JSON entries decode to what was written (the index's JSON leaves out the manifest-only origins).
+        let writtenIndex = try ArchiveIndex(jsonData: index.jsonData())
+        #expect(writtenIndex.components.allSatisfy { $0.container.isEmpty })
         #expect(
             try ArchiveIndex(
                 jsonData: Data(contentsOf: URL(fileURLWithPath: directory.path("x/stackvault-index.json")))
-            ) == index
+            ) == writtenIndex
         )
         #expect(
             try Manifest(jsonData: Data(contentsOf: URL(fileURLWithPath: directory.path("x/stackvault.json"))))
@@ -255,7 +266,7 @@ struct ArchiveWriterTests {
         let report = try ArchiveVerifier.verify(path: output, compressor: ZstdCompressor())
         #expect(report.ok, "\(report.problems)")
         #expect(report.problems.isEmpty && report.notes.isEmpty)
-        #expect(report.manifest == finished.manifest && report.index == index)
+        #expect(report.manifest == finished.manifest && report.index == writtenIndex)
         #expect(report.components.count == 4 && report.components.allSatisfy(\.ok))
         #expect(report.entries == names.count)
         #expect(report.compressedBytes == Int64(fileSize))
@@ -276,13 +287,13 @@ struct ArchiveWriterTests {
         try #require(made.status == 0, "\(made.output)")
         let writer = try Self.makeWriter(directory, name: name)
         try writer.writeIndex(Self.index([("db/x.sql", .file), ("volumes/t", .tree)]))
-        let file = try await writer.addFile(at: "db/x.sql", mode: 0o600) { sink in
+        _ = try await writer.addFile(at: "db/x.sql", mode: 0o600) { sink in
             try Support.feed(Support.sampleBytes(count: 1_048_576, seed: 3), chunk: 100_000, into: sink)
         }
-        let tree = try await writer.addTar(at: "volumes/t") { sink in
+        _ = try await writer.addTar(at: "volumes/t") { sink in
             try Self.stream(file: directory.path("tree-\(name).tar"), chunk: 4096, into: sink)
         }
-        try await writer.finish(manifest: Self.manifest([file, tree], formatVersion: formatVersion))
+        try await writer.finish(Self.header(formatVersion: formatVersion))
         return directory.path(name)
     }
 
@@ -388,10 +399,10 @@ struct ArchiveWriterTests {
         #expect(writer.compressedBytesWritten < 2_000 && writer.compressedBytesWritten > before)
         #expect(try Self.fileSize(output) == Int(writer.compressedBytesWritten))
         // The writer is still usable, and the same component can be added afterwards.
-        let record = try await writer.addFile(at: "db/a.sql", mode: 0o600) { sink in
+        _ = try await writer.addFile(at: "db/a.sql", mode: 0o600) { sink in
             try Support.feed(Array("ok\n".utf8), chunk: 1, into: sink)
         }
-        try await writer.finish(manifest: Self.manifest([record]))
+        try await writer.finish(Self.header())
         let names = try Self.shellOutput("tar --zstd -tf \(Support.quote(directory.path("out.tar.zst")))")
         #expect(names == "stackvault-index.json\ndb/a.sql\nstackvault.json")
         #expect(try ArchiveVerifier.verify(path: directory.path("out.tar.zst"), compressor: ZstdCompressor()).ok)
@@ -437,7 +448,7 @@ struct ArchiveWriterTests {
         }
         #expect(error?.message.contains("'../evil'") == true, "\(String(describing: error))")
 
-        try await writer.finish(manifest: Self.manifest([]))
+        try await writer.finish(Self.header())
         let report = try ArchiveVerifier.verify(path: directory.path("out.tar.zst"), compressor: ZstdCompressor())
         #expect(report.ok, "\(report.problems)")
         #expect(report.notes.count == cases.count + 1)
@@ -458,10 +469,10 @@ struct ArchiveWriterTests {
                 throw Boom()
             }
         }
-        let record = try await writer.addTar(at: "volumes/data") { sink in
+        _ = try await writer.addTar(at: "volumes/data") { sink in
             try Support.feed(tarBytes, chunk: 65_536, into: sink)
         }
-        try await writer.finish(manifest: Self.manifest([record]))
+        try await writer.finish(Self.header())
         let report = try ArchiveVerifier.verify(path: directory.path("out.tar.zst"), compressor: ZstdCompressor())
         #expect(report.ok, "\(report.problems)")
         #expect(report.notes.count == 1 && report.notes[0].contains("volumes/broken"), "\(report.notes)")
@@ -480,10 +491,10 @@ struct ArchiveWriterTests {
         tar.add("data/f", content: Array("content\n".utf8))
         let writer = try Self.makeWriter(directory)
         try writer.writeIndex(Self.index([("volumes/x", .tree)]))
-        let record = try await writer.addTar(at: "volumes/x") { sink in
+        _ = try await writer.addTar(at: "volumes/x") { sink in
             try Support.feed(tar.finished(), chunk: 1000, into: sink)
         }
-        try await writer.finish(manifest: Self.manifest([record]))
+        try await writer.finish(Self.header())
         let output = Support.quote(directory.path("out.tar.zst"))
         let headers = try Self.shellOutput("zstd -q -d -c \(output) | tr '\\0' '\\n' | grep -a -E 'xattr|mtime' | sort")
         #expect(headers.contains("SCHILY.xattr.user.stackvault=hello"), "\(headers)")
@@ -519,18 +530,12 @@ struct ArchiveWriterTests {
         await #expect(throws: StackVaultError.self) {
             _ = try await writer.addFile(at: "a", mode: 0o600) { _ in }
         }
-        var wrong = record
-        wrong.sha256 = String(repeating: "0", count: 64)
-        await #expect(throws: StackVaultError.self) { try await writer.finish(manifest: Self.manifest([wrong])) }
-        await #expect(throws: StackVaultError.self) {
-            try await writer.finish(
-                manifest: Self.manifest([
-                    ComponentRecord(archivePath: "t", kind: .tree, sizeBytes: 0, entries: 0, sha256: "")
-                ])
-            )
-        }
-        try await writer.finish(manifest: Self.manifest([record]))
-        await #expect(throws: StackVaultError.self) { try await writer.finish(manifest: Self.manifest([record])) }
+        // The writer builds the manifest itself: the components added, in order, as the index describes them
+        // (a manifest that disagrees with what was written cannot be made).
+        let sealed = try await writer.finish(Self.header())
+        #expect(sealed.manifest?.components.map(\.archivePath) == ["a"])
+        #expect(sealed.manifest?.components.first?.container == "demo-svc-1")
+        await #expect(throws: StackVaultError.self) { try await writer.finish(Self.header()) }
         writer.abort()  // no-op once finished
         #expect(FileManager.default.fileExists(atPath: directory.path("out.tar.zst")))
         #expect(try ArchiveVerifier.verify(path: directory.path("out.tar.zst"), compressor: ZstdCompressor()).ok)
@@ -546,7 +551,7 @@ struct ArchiveWriterTests {
         writer.abort()
         writer.abort()
         #expect(!FileManager.default.fileExists(atPath: directory.path("aborted.tar.zst")))
-        await #expect(throws: StackVaultError.self) { try await writer.finish(manifest: Self.manifest([])) }
+        await #expect(throws: StackVaultError.self) { try await writer.finish(Self.header()) }
 
         do {
             let dropped = try Self.makeWriter(directory, name: "dropped.tar.zst")

@@ -130,17 +130,17 @@ import Testing
         let cut = directory.appendingPathComponent("cut.tar.zst").path
         let writer = try ArchiveWriter(outputPath: cut, compressor: try Self.zstd())
         try writer.writeIndex(ArchiveIndex(stack: "app", components: [
-            .init(service: "db", type: "pg_dumpall", archivePath: "db/database/pg_dumpall.sql", kind: .file),
+            .init(service: "db", type: "pg_dumpall", archivePath: "db/database/pg_dumpall.sql", kind: .file,
+                  container: "app_db_1"),
         ]))
-        let record = try await writer.addFile(at: "db/database/pg_dumpall.sql", mode: 0o600) { sink in
+        _ = try await writer.addFile(at: "db/database/pg_dumpall.sql", mode: 0o600) { sink in
             try Array("--\n-- PostgreSQL database cluster dump\n--\nCREATE TABLE t (".utf8).withUnsafeBytes {
                 try sink.write($0)
             }
         }
-        try await writer.finish(manifest: Manifest(
+        try await writer.finish(Manifest.Header(
             toolVersion: "0", host: "h", stack: "app", archiveName: "cut.tar.zst", compression: "zstd",
-            startedAt: Date(), finishedAt: Date(),
-            components: [.init(service: "db", container: "app_db_1", type: "pg_dumpall", record: record)]))
+            startedAt: Date(), warnings: []))
         let check = try await LocalArchive.open(localPath: cut, compressor: try Self.zstd()).verify(strategies: registry)
         #expect(check.report.ok, "the archive itself is sound: \(check.report.problems)")
         #expect(!check.ok)

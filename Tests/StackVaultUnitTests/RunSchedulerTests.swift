@@ -94,7 +94,8 @@ import Testing
         let entries = journal.entries.withLock { $0 }
         #expect(entries.count == 1)
         #expect(entries.first?.trigger == .start)
-        #expect((entries.first?.started.timeIntervalSince(start) ?? 9) < 2)
+        // At once, not at the next due time an hour away (the bound leaves room for a loaded 2-core machine).
+        #expect((entries.first?.started.timeIntervalSince(start) ?? 3600) < 60)
     }
 
     @Test func cancellationReachesTheRunAndWaitsForIt() async throws {

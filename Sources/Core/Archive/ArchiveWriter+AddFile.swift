@@ -93,6 +93,7 @@ extension ArchiveWriter {
         }
         let record = ComponentRecord(archivePath: path, kind: .file, sizeBytes: content.count, entries: 1, sha256: "")
         records[path] = record
+        addedOrder.append(path)
         checksums[path] = content.checksum.finalize()
         return record
     }

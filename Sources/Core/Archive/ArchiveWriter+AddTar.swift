@@ -39,6 +39,7 @@ extension ArchiveWriter {
         }
         let (record, checksum) = try result.get()
         records[root] = record
+        addedOrder.append(root)
         checksums[root] = checksum
         return record
     }
@@ -151,7 +152,7 @@ extension ArchiveWriter {
         guard digest.entries > 0 else {
             throw StackVaultError(.archive, "the tar stream for '\(root)' contains no entries")
         }
-        // The SHA-256 comes from the read-back (see `finish(manifest:)`).
+        // The SHA-256 comes from the read-back (see `finish(_:)`).
         let record = ComponentRecord(
             archivePath: root, kind: .tree, sizeBytes: digest.contentBytes, entries: digest.entries, sha256: "")
         return (record, digest.finalize())

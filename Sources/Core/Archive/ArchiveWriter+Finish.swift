@@ -2,31 +2,23 @@ import Foundation
 
 extension ArchiveWriter {
     /// Ends the archive and verifies it: ends the compressed segment of the components, waits for the read-back
-    /// to reach it, fills each component's SHA-256 into the manifest from the read-back (after checking that the
-    /// read-back's XXH3 of the component equals what was written), writes the manifest as the last entry, ends the tar
-    /// stream and the compression, syncs the file to disk and reads the manifest back.
+    /// to reach it, builds the manifest (the `header`, then one entry per component added, in the order added,
+    /// from its index entry and what was written, with its SHA-256 from the read-back after checking that the
+    /// read-back's XXH3, size and entry count of it equal what was written), writes it as the last entry, ends
+    /// the tar stream and the compression, syncs the file to disk and reads the manifest back.
     ///
-    /// Every component the manifest lists must have been added to this archive, with the record it returned (its
-    /// `sha256` is empty: it is known only here). Returns the verification of the whole archive;
-    /// throws a `.verification` error, and removes the file, when the archive as read back is not exactly what
-    /// was written.
+    /// Returns the verification of the whole archive (its `manifest` is the one written); throws a
+    /// `.verification` error, and removes the file, when the archive as read back is not exactly what was
+    /// written.
     @discardableResult
-    public func finish(manifest: Manifest) async throws -> VerificationReport {
+    public func finish(_ header: Manifest.Header) async throws -> VerificationReport {
         try requireOpen()
-        for component in manifest.components {
-            guard let record = records[component.archivePath] else {
-                throw StackVaultError(
-                    .archive,
-                    "the manifest lists the component '\(component.archivePath)' that was not added to this archive"
-                )
-            }
-            guard record == component.record else {
-                throw StackVaultError(
-                    .archive,
-                    "the manifest's record of '\(component.archivePath)' differs from what was written (\(record))"
-                )
-            }
-        }
+        let manifest = Manifest(
+            formatVersion: header.formatVersion, toolVersion: header.toolVersion, host: header.host,
+            stack: header.stack, archiveName: header.archiveName, compression: header.compression,
+            startedAt: header.startedAt, finishedAt: Date(),
+            components: addedOrder.map { path in indexed[path]!.manifestComponent(record: records[path]!) },
+            warnings: header.warnings + warnings)
         do {
             // 1. The components: end their segment, let the read-back reach its end.
             try output.stream.finishSegment()

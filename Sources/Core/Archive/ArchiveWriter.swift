@@ -5,14 +5,14 @@ import Foundation
 /// The archive holds, in this order: the index (`stackvault-index.json`, see ``ArchiveIndex``), the components
 /// (each either one file added with ``addFile(at:mode:produce:)`` or a tree added with
 /// ``addTar(at:produce:)``), and the manifest (`stackvault.json`, see ``Manifest``) written by
-/// ``finish(manifest:)``. The output is a standard `.tar.zst` that `tar --zstd -xpf` extracts.
+/// ``finish(_:)``. The output is a standard `.tar.zst` that `tar --zstd -xpf` extracts.
 ///
 /// Memory stays bounded whatever the size of the data: a file's content streams compressed straight into the
 /// archive behind room reserved for its header (filled in once the size is known), tar streams are copied entry
 /// by entry in place. No temporary file is made: the only disk used is the archive's.
 ///
 /// The archive is read back while it is written (``DecompressedTarReader`` following the file), so that verifying
-/// it costs little time after the last byte: ``finish(manifest:)`` waits for the read-back to reach the end of
+/// it costs little time after the last byte: ``finish(_:)`` waits for the read-back to reach the end of
 /// the components, writes the manifest and returns the full verification. Components are checksummed on the way
 /// in with XXH3 only (``TreeChecksum`` for trees); their SHA-256 is computed by the read-back, off the path that
 /// containers and dumps wait for, and the two reads are tied together by comparing their XXH3.
@@ -58,8 +58,11 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     let tar: TarWriter
     /// Zeros: sparse holes, tar padding, the room reserved for a file header.
     let zeros: UnsafeMutableRawBufferPointer
-    var indexKinds: [String: ComponentRecord.Kind] = [:]
+    /// The index's components by archive path: what may be added, and what the manifest says of each.
+    var indexed: [String: ArchiveIndex.IndexComponent] = [:]
+    /// What was written for each component added, in the order added (the manifest's order).
     var records: [String: ComponentRecord] = [:]
+    var addedOrder: [String] = []
     /// In-path XXH3 of each component (``TreeChecksum`` for trees, of the content for files), compared with the
     /// read-back's.
     var checksums: [String: UInt64] = [:]
@@ -139,12 +142,14 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     // MARK: - Index and manifest
 
     /// Writes the index as the first entry. Must be called once, before any component is added; afterwards
-    /// only the components it lists can be added, each with the kind it declares.
+    /// only the components it lists can be added, each with the kind it declares. The index's components also
+    /// carry what the manifest records of each (container, name, source path): ``finish(_:)`` builds the
+    /// manifest from them and from what was written.
     public func writeIndex(_ index: ArchiveIndex) throws {
         guard case .awaitingIndex = state else {
             throw StackVaultError(.archive, "the archive index must be written once, before any component")
         }
-        var kinds: [String: ComponentRecord.Kind] = [:]
+        var kinds: [String: ArchiveIndex.IndexComponent] = [:]
         var roots: [[[UInt8]]] = []
         for component in index.components {
             let path = component.archivePath
@@ -160,17 +165,17 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
                         + "are nested; every component needs its own root"
                 )
             }
-            kinds[path] = component.kind
+            kinds[path] = component
             roots.append(parts)
         }
         try writeSmallFile(name: ArchiveIndex.entryName, data: try index.jsonData())
-        indexKinds = kinds
+        indexed = kinds
         state = .open
     }
 }
 
 extension ArchiveWriter {
-    /// Stops writing and removes the partial output. Idempotent; does nothing once ``finish(manifest:)``
+    /// Stops writing and removes the partial output. Idempotent; does nothing once ``finish(_:)``
     /// succeeded. Called by `deinit` when the archive was neither finished nor aborted.
     public func abort() {
         switch state {
@@ -209,7 +214,7 @@ extension ArchiveWriter {
 
     func requireAddable(_ path: String, kind: ComponentRecord.Kind) throws {
         try requireOpen()
-        guard let listed = indexKinds[path] else {
+        guard let listed = indexed[path]?.kind else {
             throw StackVaultError(
                 .archive,
                 "the component '\(path)' is not listed in the archive index; every component must be"

@@ -7,7 +7,11 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
     public static let entryName = "stackvault-index.json"
     public static let currentFormatVersion = 1
 
-    /// One planned component.
+    /// One planned component: written into the index, and completed by ``ArchiveWriter`` into the manifest's
+    /// entry for it once it has been added (see ``Manifest/ManifestComponent``).
+    ///
+    /// `container`, `name` and `sourcePath` are what the manifest records of the component's origin; they are
+    /// not part of the index's JSON (format version 1 stays as it is) and are empty when an index is read back.
     public struct IndexComponent: Codable, Sendable, Hashable {
         /// The compose service it belongs to.
         public var service: String
@@ -16,12 +20,35 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
         /// Its root path in the archive.
         public var archivePath: String
         public var kind: ComponentRecord.Kind
+        /// The container it is read from (manifest only).
+        public var container: String = ""
+        /// The strategy's name for it (volume name, database name), if any (manifest only).
+        public var name: String? = nil
+        /// Where the data comes from (a path in the container), if any (manifest only).
+        public var sourcePath: String? = nil
 
-        public init(service: String, type: String, archivePath: String, kind: ComponentRecord.Kind) {
+        enum CodingKeys: String, CodingKey {
+            case service, type, archivePath, kind
+        }
+
+        public init(
+            service: String, type: String, archivePath: String, kind: ComponentRecord.Kind,
+            container: String = "", name: String? = nil, sourcePath: String? = nil
+        ) {
             self.service = service
             self.type = type
             self.archivePath = archivePath
             self.kind = kind
+            self.container = container
+            self.name = name
+            self.sourcePath = sourcePath
+        }
+
+        /// The manifest's entry for this component, from what was written for it (`record`).
+        public func manifestComponent(record: ComponentRecord) -> Manifest.ManifestComponent {
+            Manifest.ManifestComponent(
+                service: service, container: container, type: type, name: name, sourcePath: sourcePath,
+                record: record)
         }
     }
 
@@ -55,6 +82,35 @@ public struct Manifest: Codable, Sendable, Equatable {
     /// The archive entry name of the manifest.
     public static let entryName = "stackvault.json"
     public static let currentFormatVersion = 1
+
+    /// Everything in a manifest that the run knows and the writer does not: ``ArchiveWriter/finish(_:)`` adds
+    /// the components (from the index and what was written) and the time it sealed the archive.
+    public struct Header: Sendable, Equatable {
+        public var formatVersion: Int
+        public var toolVersion: String
+        public var host: String
+        public var stack: String
+        public var archiveName: String
+        /// The compressor's name (`zstd`).
+        public var compression: String
+        public var startedAt: Date
+        /// The run's warnings for this stack; the writer appends its own.
+        public var warnings: [String]
+
+        public init(
+            formatVersion: Int = Manifest.currentFormatVersion, toolVersion: String, host: String, stack: String,
+            archiveName: String, compression: String, startedAt: Date, warnings: [String]
+        ) {
+            self.formatVersion = formatVersion
+            self.toolVersion = toolVersion
+            self.host = host
+            self.stack = stack
+            self.archiveName = archiveName
+            self.compression = compression
+            self.startedAt = startedAt
+            self.warnings = warnings
+        }
+    }
 
     /// One component that was written completely.
     public struct ManifestComponent: Codable, Sendable, Hashable {

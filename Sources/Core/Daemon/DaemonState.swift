@@ -86,10 +86,9 @@ public struct StateFile: Sendable {
                 + "STATE_FILE to a writable path")
         }
         let temporary = "\(directory)/.\(url.lastPathComponent).\(getpid()).tmp"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        guard fd >= 0 else {
-            throw StackVaultError(.io, "cannot write the state file \(path): \(String(cString: strerror(errno))); "
-                + "set STATE_FILE to a writable path")
+        let fd = try syscall("open", path: temporary, failing: "cannot write the state file \(path)",
+                             hint: { _ in "; set STATE_FILE to a writable path" }) {
+            open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         }
         let handle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
         do {
@@ -100,10 +99,11 @@ public struct StateFile: Sendable {
             unlink(temporary)
             throw StackVaultError(.io, "cannot write the state file \(path): \(error)")
         }
-        guard rename(temporary, path) == 0 else {
-            let reason = String(cString: strerror(errno))
+        do {
+            try syscall("rename", path: path, failing: "cannot write the state file \(path)") { rename(temporary, path) }
+        } catch {
             unlink(temporary)
-            throw StackVaultError(.io, "cannot write the state file \(path): \(reason)")
+            throw error
         }
     }
 }

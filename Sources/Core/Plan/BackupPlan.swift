@@ -94,8 +94,8 @@ public struct ServicePlan: Sendable, Encodable, Equatable {
 /// One component of a plan: what a label asked for (`spec`), and the strategy that backs it up, resolved once
 /// when the plan is made. Nothing after planning looks a strategy up by its type name.
 ///
-/// The same value goes from the plan to the archive: `indexEntry` for the index written first, `manifestEntry`
-/// for the manifest written last.
+/// The same value goes from the plan to the archive: `indexEntry` is the component's line in the index written
+/// first, and `ArchiveWriter` completes that line into the component's manifest entry with what was written.
 public struct PlannedComponent: Sendable, Equatable {
     public let spec: ComponentSpec
     public let strategy: any BackupStrategy
@@ -117,19 +117,12 @@ public struct PlannedComponent: Sendable, Equatable {
         return spec.type
     }
 
-    /// The component's line in the archive index (`stackvault-index.json`), before any byte of it is written.
-    public func indexEntry(service: String) -> ArchiveIndex.IndexComponent {
-        ArchiveIndex.IndexComponent(service: service, type: spec.type, archivePath: spec.archivePath, kind: kind)
-    }
-
-    /// The component's entry in the manifest, from what its strategy wrote (`record`) into the archive.
-    public func manifestEntry(service: String, container: String, record: ComponentRecord)
-        -> Manifest.ManifestComponent
-    {
-        Manifest.ManifestComponent(
-            service: service, container: container, type: spec.type, name: spec.name, sourcePath: spec.path,
-            archivePath: record.archivePath, kind: record.kind, sizeBytes: record.sizeBytes, entries: record.entries,
-            sha256: record.sha256)
+    /// The component's line in the archive index (`stackvault-index.json`), before any byte of it is written,
+    /// with what the manifest will record of its origin (the container it is read from, its name and path).
+    public func indexEntry(service: String, container: String) -> ArchiveIndex.IndexComponent {
+        ArchiveIndex.IndexComponent(
+            service: service, type: spec.type, archivePath: spec.archivePath, kind: kind, container: container,
+            name: spec.name, sourcePath: spec.path)
     }
 
     public static func == (lhs: PlannedComponent, rhs: PlannedComponent) -> Bool {

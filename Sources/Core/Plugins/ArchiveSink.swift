@@ -28,7 +28,7 @@ public struct ComponentRecord: Sendable, Hashable, Codable {
     /// Number of archive entries.
     public var entries: Int
     /// Lower-case hex SHA-256. `ArchiveWriter` returns records with an empty one: it computes digests from the
-    /// archive as read back, and the manifest gets them from `ArchiveWriter.finish(manifest:)`.
+    /// archive as read back, and the manifest gets them from `ArchiveWriter.finish(_:)`.
     public var sha256: String
 
     public init(archivePath: String, kind: Kind, sizeBytes: Int64, entries: Int, sha256: String) {

@@ -35,9 +35,9 @@ final class StackBackupSteps {
     func run() async throws -> StoredObject {
         try checkPlan()
         let archive = try openArchive()
-        var written = try await dump(into: archive)
-        written += try await stopAndCopy(into: archive)
-        try await sealAndVerify(archive, components: written)
+        try await dump(into: archive)
+        try await stopAndCopy(into: archive)
+        try await sealAndVerify(archive)
         let stored = try await store(archive)
         await prune(protecting: stored.name)
         return stored
@@ -96,7 +96,7 @@ final class StackBackupSteps {
         try writer.writeIndex(ArchiveIndex(
             formatVersion: Manifest.currentFormatVersion, stack: stack.name,
             components: stack.services.flatMap { service in
-                service.components.map { $0.indexEntry(service: service.service) }
+                service.components.map { $0.indexEntry(service: service.service, container: service.container) }
             }))
         return OpenArchive(writer: writer, name: name, directory: directory, temporaryPath: temporaryPath,
                            startedAt: startedAt, progress: progress)
@@ -105,42 +105,37 @@ final class StackBackupSteps {
     // MARK: 3. Dump
 
     /// Logical dumps, from running databases; these containers are never stopped.
-    private func dump(into archive: OpenArchive) async throws -> [Manifest.ManifestComponent] {
-        var written: [Manifest.ManifestComponent] = []
+    private func dump(into archive: OpenArchive) async throws {
         for service in stack.services {
             for component in service.components(needing: .running) {
-                written.append(try await back(up: component, of: service, into: archive.writer))
+                try await back(up: component, of: service, into: archive.writer)
             }
         }
-        return written
     }
 
     // MARK: 4. Stop and copy
 
     /// Directories, read while their containers are stopped, all together, for one point in time. Cleanup is
     /// scoped: the containers run again before this step returns or throws.
-    private func stopAndCopy(into archive: OpenArchive) async throws -> [Manifest.ManifestComponent] {
+    private func stopAndCopy(into archive: OpenArchive) async throws {
         let services = stack.services.filter { !$0.components(needing: .stopped).isEmpty }
-        guard !services.isEmpty else { return [] }
+        guard !services.isEmpty else { return }
         let toStop = services.filter(\.stop)
         measures.containersStopped = toStop.count
         let stopGuard = ContainerStopGuard(
             docker: docker, stopTimeoutSeconds: configuration.stopTimeoutSeconds, logger: log)
         do {
-            let (copied, downtime) = try await stopGuard.run(
+            let ((), downtime) = try await stopGuard.run(
                 toStop.map { StoppedContainer(id: $0.containerID, name: $0.container) }, stack: stack.name,
                 purpose: "backup"
             ) {
-                var copied: [Manifest.ManifestComponent] = []
                 for service in services {
                     for component in service.components(needing: .stopped) {
-                        copied.append(try await self.back(up: component, of: service, into: archive.writer))
+                        try await self.back(up: component, of: service, into: archive.writer)
                     }
                 }
-                return copied
             }
             measures.downtime = downtime
-            return copied
         } catch let failure as ContainersLeftStopped {
             measures.downtime = failure.downtime
             throw StackFailure(message: failure.description)
@@ -149,22 +144,21 @@ final class StackBackupSteps {
 
     // MARK: 5. Seal and verify
 
-    /// Writes the manifest and finishes the archive; the writer verifies it on the way (reads it back as it grows,
-    /// throws if it is not intact). Cleanup becomes: keep the verified archive as `<name>.unsent`.
-    private func sealAndVerify(_ archive: OpenArchive, components: [Manifest.ManifestComponent]) async throws {
+    /// Finishes the archive: the writer builds the manifest from the index and what was written, and verifies
+    /// the archive on the way (reads it back as it grows, throws if it is not intact). Cleanup becomes: keep the
+    /// verified archive as `<name>.unsent`.
+    private func sealAndVerify(_ archive: OpenArchive) async throws {
         let writer = archive.writer
-        let manifest = Manifest(
-            formatVersion: Manifest.currentFormatVersion, tool: "stackvault",
+        let report = try await writer.finish(Manifest.Header(
             toolVersion: configuration.toolVersion, host: configuration.hostName, stack: stack.name,
             archiveName: archive.name, compression: type(of: settings.compressor).name,
-            startedAt: archive.startedAt, finishedAt: Date(), components: components,
-            warnings: stack.warnings + writer.warnings)
-        try await writer.finish(manifest: manifest)
+            startedAt: archive.startedAt, warnings: stack.warnings))
+        let count = report.manifest?.components.count ?? 0
         measures.bytesRead = writer.uncompressedBytesWritten
         measures.bytesWritten = writer.compressedBytesWritten
         self.writer = nil
         archive.progress.finish()
-        log.info("archive verified: \(components.count) component(s), \(ByteCount(writer.compressedBytesWritten))")
+        log.info("archive verified: \(count) component(s), \(ByteCount(writer.compressedBytesWritten))")
         cleanup.pop("remove the partial archive")
         let (temporaryPath, kept) = (archive.temporaryPath, "\(archive.directory)/\(archive.name).unsent")
         // Nothing is lost when storing fails: the verified archive stays on local disk under a name that says so.
@@ -206,12 +200,12 @@ final class StackBackupSteps {
 
     // MARK: Helpers
 
-    /// Runs one component's strategy (the one the plan resolved) and returns its manifest entry.
+    /// Runs one component's strategy (the one the plan resolved); the writer keeps what it wrote for the manifest.
     private func back(
         up component: PlannedComponent,
         of service: ServicePlan,
         into writer: ArchiveWriter
-    ) async throws -> Manifest.ManifestComponent {
+    ) async throws {
         let container = try await docker.inspectContainer(service.containerID)
         log.info("\(service.service): \(component.summary) from container \(container.name)")
         let started = ContinuousClock.now
@@ -228,7 +222,6 @@ final class StackBackupSteps {
         }
         let elapsed = String(format: "%.1f s", (ContinuousClock.now - started).seconds)
         log.info("\(service.service): \(component.summary) done, \(ByteCount(record.sizeBytes)) in \(elapsed)")
-        return component.manifestEntry(service: service.service, container: container.name, record: record)
     }
 
     private func checkFreeSpace(in directory: String) throws {

@@ -20,7 +20,7 @@ public struct SystemCallError: Error, Sendable, Hashable, CustomStringConvertibl
 /// Runs the system call `body` (which returns -1 and sets `errno` on failure), again as long as it fails with
 /// `EINTR`. Returns its result, or the failure as a ``SystemCallError``.
 @inline(__always)
-func retryingEINTR<Value: BinaryInteger>(
+package func retryingEINTR<Value: BinaryInteger>(
     _ call: String,
     path: @autoclosure () -> String,
     _ body: () -> Value
@@ -45,7 +45,7 @@ func retryingEINTR<Value: BinaryInteger>(
 ///   - hint: appended to the message, chosen from the errno (e.g. what to do about `EEXIST`); empty for none.
 @discardableResult
 @inline(__always)
-func syscall<Value: BinaryInteger>(
+package func syscall<Value: BinaryInteger>(
     _ call: String,
     path: @autoclosure () -> String,
     _ code: StackVaultError.Code = .io,
@@ -63,7 +63,7 @@ func syscall<Value: BinaryInteger>(
 
 extension StackVaultError {
     /// The error for a failed system call: `"<failing>: <strerror> (<call>)<hint>"`.
-    init(_ failure: SystemCallError, _ code: Code = .io, failing: String, hint: String = "") {
+    package init(_ failure: SystemCallError, _ code: Code = .io, failing: String, hint: String = "") {
         self.init(code, "\(failing): \(failure.reason) (\(failure.call))\(hint)")
         systemCall = failure
     }
