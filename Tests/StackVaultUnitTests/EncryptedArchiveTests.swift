@@ -9,7 +9,10 @@ import Testing
 struct EncryptedArchiveTests {
     typealias Support = ArchiveTestSupport
 
-    static let compressor = ZstdCompressor.self
+    static func header(_ name: String) -> Manifest.Header {
+        Manifest.Header(toolVersion: "test", host: "h", stack: "demo", archiveName: name, compression: "zstd",
+                        startedAt: Date(), warnings: [])
+    }
 
     /// Writes an encrypted archive with two file components around a tree, to `identity`; returns the dump bytes.
     static func writeArchive(
@@ -24,23 +27,17 @@ struct EncryptedArchiveTests {
             outputPath: directory.path(name), compressor: ZstdCompressor(settings: CompressionSettings(level: 3)),
             recipients: [identity.recipient])
         try writer.writeIndex(ArchiveIndex(stack: "demo", components: [
-            .init(service: "db", type: "dump", archivePath: "db/dump.sql", kind: .file),
-            .init(service: "app", type: "volume", archivePath: "volumes/data", kind: .tree),
-            .init(service: "db", type: "dump", archivePath: "db/small.sql", kind: .file),
+            .init(service: "db", type: "dump", archivePath: "db/dump.sql", kind: .file, container: "c"),
+            .init(service: "app", type: "volume", archivePath: "volumes/data", kind: .tree, container: "c"),
+            .init(service: "db", type: "dump", archivePath: "db/small.sql", kind: .file, container: "c"),
         ]))
         let dump = Support.sampleBytes(count: 700_001, seed: 3)
-        let first = try await writer.addFile(at: "db/dump.sql", mode: 0o600) { try Support.feed(dump, chunk: 9_999, into: $0) }
-        let tree = try await writer.addTar(at: "volumes/data") { sink in
+        _ = try await writer.addFile(at: "db/dump.sql", mode: 0o600) { try Support.feed(dump, chunk: 9_999, into: $0) }
+        _ = try await writer.addTar(at: "volumes/data") { sink in
             try Support.feed([UInt8](try Data(contentsOf: URL(fileURLWithPath: directory.path("tree.tar")))), chunk: 4096, into: sink)
         }
-        let second = try await writer.addFile(at: "db/small.sql", mode: 0o600) { try Support.feed(Array("-- done\n".utf8), chunk: 3, into: $0) }
-        let manifest = Manifest(
-            formatVersion: Manifest.currentFormatVersion, toolVersion: "test", host: "h", stack: "demo",
-            archiveName: name, compression: "zstd", startedAt: Date(), finishedAt: Date(),
-            components: [first, tree, second].map {
-                Manifest.ManifestComponent(service: "svc", container: "c", type: "t", record: $0)
-            }, warnings: [])
-        let report = try await writer.finish(manifest: manifest)
+        _ = try await writer.addFile(at: "db/small.sql", mode: 0o600) { try Support.feed(Array("-- done\n".utf8), chunk: 3, into: $0) }
+        let report = try await writer.finish(Self.header(name))
         #expect(report.ok, "\(report.problems)")
         return dump
     }
@@ -137,15 +134,12 @@ struct EncryptedArchiveTests {
                                        compressor: ZstdCompressor(settings: .init()),
                                        recipients: [try AgeX25519Identity.generate().recipient])
         try writer.writeIndex(ArchiveIndex(stack: "demo", components: [
-            .init(service: "db", type: "dump", archivePath: "db/dump.sql", kind: .file),
+            .init(service: "db", type: "dump", archivePath: "db/dump.sql", kind: .file, container: "c"),
         ]))
         await #expect(throws: Boom.self) {
             _ = try await writer.addFile(at: "db/dump.sql", mode: 0o600) { _ in throw Boom() }
         }
-        let manifest = Manifest(
-            formatVersion: Manifest.currentFormatVersion, toolVersion: "test", host: "h", stack: "demo",
-            archiveName: "x", compression: "zstd", startedAt: Date(), finishedAt: Date(), components: [], warnings: [])
-        await #expect(throws: StackVaultError.self) { _ = try await writer.finish(manifest: manifest) }
+        await #expect(throws: StackVaultError.self) { _ = try await writer.finish(Self.header("x")) }
         writer.abort()
         #expect(!FileManager.default.fileExists(atPath: directory.path("x.tar.zst.age")))
     }
