@@ -11,7 +11,8 @@ extension ArchiveWriter {
     ///
     /// Encrypted, the room is one whole age chunk after a chunk boundary, sealed once the header is known
     /// (``AgeArchiveOutput/reserveChunk()``). Cutting back would seal chunk counters a second time with other data,
-    /// so if `produce` throws the writer gives the archive up instead.
+    /// so if `produce` throws, the reserved chunk gets a zstd skippable frame that covers what the content wrote
+    /// (up to 4 GiB; beyond, the archive is given up).
     public func addFile(
         at path: String,
         mode: UInt32,
@@ -57,11 +58,22 @@ extension ArchiveWriter {
             try stream.finish()
             try fileSink.flush()
         } catch {
-            if encryption != nil {
-                if case .open = state {
-                    state = .failed("'\(path)' failed and an encrypted archive cannot drop it: \(error)")
+            if let encryption, let reserved {
+                // Nothing was added: the content cannot be cut back out of an age file, so a skippable frame in
+                // the reserved chunk hides it (the rest of the chunk and every byte the content wrote).
+                let start = Int64(reserved.index + 1) * Int64(AgePayload.chunkSize)
+                let hidden = AgePayload.chunkSize - ZstdPadding.skippableHeaderSize
+                    + Int(encryption.encryptor.plaintextOffset - start)
+                do {
+                    guard let skip = ZstdPadding.skippableFrameHeader(skipping: hidden) else {
+                        throw StackVaultError(.archive, "more than 4 GiB of it were written, too many to skip")
+                    }
+                    try encryption.fill(reserved, plaintext: skip + [UInt8](repeating: 0, count: AgePayload.chunkSize - skip.count))
+                    growth.removeBarrier()
+                } catch let hiding {
+                    if case .open = state { state = .failed("hiding the partial '\(path)': \(hiding)") }
+                    growth.fail("'\(path)' failed")
                 }
-                growth.fail("'\(path)' failed")
                 throw error
             }
             // Nothing was added: cut the file back to before the room (the read-back never went past it).
