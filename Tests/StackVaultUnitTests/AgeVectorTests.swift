@@ -4,12 +4,19 @@ import Testing
 
 @testable import StackVaultCore
 
-/// The age test vectors of C2SP CCTV (`Fixtures/age-cctv`, see its README): each vector decrypts with the
-/// expected outcome, fed to the streaming decryptor in odd-sized pieces.
+/// The age test vectors of C2SP CCTV (`shared/testdata/age-cctv` beside the repository, see its README; or the
+/// folder `STACKVAULT_AGE_CCTV` names): each vector decrypts with the expected outcome, fed to the streaming
+/// decryptor in odd-sized pieces. The set is not copied into the repository; a missing folder fails the suite.
 @Suite("age: C2SP CCTV test vectors")
 struct AgeVectorTests {
-    static let directory = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/age-cctv")
+    static let directory: URL = {
+        if let path = ProcessInfo.processInfo.environment["STACKVAULT_AGE_CCTV"], !path.isEmpty {
+            return URL(fileURLWithPath: path)
+        }
+        // Tests/StackVaultUnitTests/<file> -> the repository -> its parent, which holds shared/.
+        return URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("shared/testdata/age-cctv")
+    }()
 
     struct Vector {
         var name: String
