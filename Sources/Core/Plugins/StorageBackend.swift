@@ -50,7 +50,38 @@ public protocol StorageBackend: Sendable {
     func list(prefix: String) async throws -> [StoredObject]
     /// Streams the object `name` into `sink`.
     func read(_ name: String, into sink: any ByteSink) async throws
+    /// Streams the object `name` from byte `offset` on into `sink`: how a retried read resumes where a broken
+    /// transfer stopped. The default reads from the start and drops the first `offset` bytes; backends that can seek
+    /// (S3 ranged GETs) override it.
+    func read(_ name: String, from offset: Int64, into sink: any ByteSink) async throws
     func delete(_ name: String) async throws
+}
+
+extension StorageBackend {
+    public func read(_ name: String, from offset: Int64, into sink: any ByteSink) async throws {
+        guard offset > 0 else { return try await read(name, into: sink) }
+        try await read(name, into: SkippingSink(skipping: offset, into: sink))
+    }
+}
+
+/// Drops the first `skipping` bytes and forwards the rest (the default `read(_:from:into:)`).
+///
+/// `@unchecked Sendable`: written by one read at a time.
+private final class SkippingSink: ByteSink, @unchecked Sendable {
+    private var remaining: Int64
+    private let downstream: any ByteSink
+
+    init(skipping: Int64, into downstream: any ByteSink) {
+        remaining = skipping
+        self.downstream = downstream
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard remaining > 0 else { return try downstream.write(bytes) }
+        let skipped = Int(min(Int64(bytes.count), remaining))
+        remaining -= Int64(skipped)
+        if skipped < bytes.count { try downstream.write(UnsafeRawBufferPointer(rebasing: bytes[skipped...])) }
+    }
 }
 
 /// Builds a backend from a target URL and the environment (for credentials).
