@@ -164,6 +164,13 @@ final class PrivateS3Server: @unchecked Sendable {
     private let arguments: [String]
     private let lock = NSLock()
     private var process: Process?
+    private var keys: [(access: String, secret: String)]
+
+    /// The access keys the server accepts from the next `start()` on (a rotation is `kill()`, this, `start()`).
+    var authKeys: [(access: String, secret: String)] {
+        get { lock.withLock { keys } }
+        set { lock.withLock { keys = newValue } }
+    }
 
     var endpoint: String { "\(certificate == nil ? "http" : "https")://\(host):\(port)" }
 
@@ -189,6 +196,7 @@ final class PrivateS3Server: @unchecked Sendable {
             certificate = nil
         }
         self.arguments = arguments
+        keys = [(S3TestServer.current.accessKey, S3TestServer.current.secretKey)]
     }
 
     static func rcloneBinary() throws -> String {
@@ -204,8 +212,8 @@ final class PrivateS3Server: @unchecked Sendable {
     func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try Self.rcloneBinary())
-        process.arguments = ["serve", "s3", "--auth-key", "\(server.accessKey),\(server.secretKey)",
-                             "--addr", "127.0.0.1:\(port)"] + arguments + [directory.path]
+        process.arguments = ["serve", "s3"] + authKeys.flatMap { ["--auth-key", "\($0.access),\($0.secret)"] }
+            + ["--addr", "127.0.0.1:\(port)"] + arguments + [directory.path]
         process.environment = ProcessInfo.processInfo.environment.merging(["RCLONE_CONFIG": "/dev/null"]) { $1 }
         let log = FileHandle(forWritingAtPath: "/dev/null")
         process.standardOutput = log

@@ -12,7 +12,8 @@ import Foundation
 /// - `list` and `delete` are retried as they are (both are idempotent).
 ///
 /// The wrapper is applied where backends are built (`BuiltinStorageBackends.registry()`), like restic's
-/// `wrapBackend`, so no backend writes its own retry loops. The policy is the inner backend's when it has one
+/// `wrapBackend`, so backends write no retry loops of their own (S3 only re-sends a failed part of a multipart
+/// upload with the same `RetryPolicy.run`, rather than the whole archive). The policy is the inner backend's when it has one
 /// (`RetryConfigurable`, e.g. S3's `S3_MAX_ATTEMPTS`), else `RetryPolicy()`.
 public struct RetryingBackend: StorageBackend {
     public let inner: any StorageBackend

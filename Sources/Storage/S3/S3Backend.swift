@@ -12,8 +12,9 @@ import Foundation
 ///   and, by default, `x-amz-checksum-sha256` (the flexible checksum that Object Lock buckets and AWS require of
 ///   parts too); `S3_CHECKSUM=md5` or `S3_CONTENT_MD5=true` add `Content-MD5` (verified by every S3 server, rclone's
 ///   included), so data corrupted in flight is refused by the server.
-/// - Errors say whether they are transient; retrying is `RetryingBackend`'s job (the registry wraps this backend).
-///   Permanent errors say what to fix. A failed multipart upload is aborted; the local file is never touched.
+/// - Errors say whether they are transient; retrying is `RetryingBackend`'s job (the registry wraps this backend),
+///   except for the parts of a multipart upload, each retried on its own so a passing fault does not re-send the
+///   whole archive. Permanent errors say what to fix. A failed multipart upload is aborted; the local file is never touched.
 /// - Credentials are resolved at the start of every operation (`S3CredentialChain`), so rotated files and renewed
 ///   role credentials are used without a restart.
 /// - After an upload the object's size is confirmed with HEAD before `store` returns.

@@ -156,10 +156,14 @@ extension S3Backend {
             try file.digests(offset: offset, length: length, md5: md5, cancellation: flag)
         }
         let operation = "uploading part \(number) of \(plan.partCount) of \(name) to \(description)"
-        let response = try await client.send(S3Client.Unsigned(
-            method: "PUT", key: key, query: [("partNumber", "\(number)"), ("uploadId", uploadID)],
-            headers: digests.headers(configuration.checksum), body: { file.body(offset: offset, length: length) },
-            payloadHash: digests.sha256Hex, timeoutSeconds: nil), operation: operation)
+        // The one retry inside the backend: a part that fails in passing is sent again on its own, since retrying
+        // the whole `store` (RetryingBackend) would send every other part of a possibly huge archive again.
+        let response = try await configuration.retry.run(operation, logger: logger) { _ in
+            try await client.send(S3Client.Unsigned(
+                method: "PUT", key: key, query: [("partNumber", "\(number)"), ("uploadId", uploadID)],
+                headers: digests.headers(configuration.checksum), body: { file.body(offset: offset, length: length) },
+                payloadHash: digests.sha256Hex, timeoutSeconds: nil), operation: operation)
+        }
         guard let etag = response.head.headers["etag"], !etag.isEmpty else {
             throw StackVaultError(.storage, "\(operation) failed: the server's answer has no ETag")
         }

@@ -1,0 +1,261 @@
+import Foundation
+import Logging
+import StackVaultCore
+import StackVaultStorage
+import StackVaultTestKit
+import Testing
+
+extension S3TestServer {
+    /// The test bed's second S3 server, moto (scripts/testbed/start-s3.sh): `STACKVAULT_TEST_MOTO_ENDPOINT`, else
+    /// .testbed/env, else http://127.0.0.1:9100. moto accepts any keys; the bucket is the same name as rclone's.
+    static let moto: S3TestServer = {
+        var values = fileEnvironment()
+        values.merge(TestBed.environment.filter { $0.key.hasPrefix("STACKVAULT_TEST_") && !$0.value.isEmpty }) { $1 }
+        var server = current
+        server.endpoint = values["STACKVAULT_TEST_MOTO_ENDPOINT"] ?? "http://127.0.0.1:9100"
+        return server
+    }()
+
+    static let motoUsable: Bool = TestBed.isCI || moto.answers()
+
+    /// Fails loudly when moto does not answer.
+    func requireAnswering() throws {
+        guard answers() else {
+            throw TestFailure("no S3 server answers at \(endpoint) (run scripts/testbed/start-s3.sh, which starts "
+                + "moto too, or set STACKVAULT_TEST_MOTO_ENDPOINT)")
+        }
+    }
+}
+
+extension Integration {
+    /// The second S3 implementation: the conformance suite, Object Lock with default retention (which requires a
+    /// checksum header on every upload), and part limits counted on the server.
+    @Suite(.enabled(if: S3TestServer.motoUsable,
+                    "moto does not answer at \(S3TestServer.moto.endpoint); run scripts/testbed/start-s3.sh"))
+    struct S3MotoTests {
+        let server = S3TestServer.moto
+
+        @Test func conformanceOnMotoWithSinglePutsAndMultipart() async throws {
+            try server.requireAnswering()
+            let single = try server.backend(prefix: S3Tests.uniquePrefix("moto-conformance"))
+            try await S3Tests.cleaning(single) { try await StorageConformance.run(single) }
+            let log = CapturedLog()
+            let multipart = try server.backend(prefix: S3Tests.uniquePrefix("moto-conformance-multipart"),
+                                               ["S3_MULTIPART_THRESHOLD": "5MiB", "S3_PART_SIZE": "5MiB"],
+                                               logger: log.logger)
+            try await S3Tests.cleaning(multipart) {
+                try await StorageConformance.run(multipart, largeFileBytes: (12 << 20) + 777)
+                #expect(log.messages.contains { $0.contains("in 3 part(s) of 5 MiB") }, "\(log.messages)")
+            }
+        }
+
+        /// A bucket with Object Lock and a default retention: uploads need a checksum header. With the defaults both
+        /// a small (one PUT) and a multipart archive go up and carry the retention; with S3_CHECKSUM=none the
+        /// server's refusal names the setting, at once (not retried).
+        @Test func objectLockBucketWithDefaultRetention() async throws {
+            try server.requireAnswering()
+            let bucket = "stackvault-lock-\(UUID().uuidString.prefix(8).lowercased())"
+            try server.aws(["s3api", "create-bucket", "--bucket", bucket, "--object-lock-enabled-for-bucket"])
+            try server.aws(["s3api", "put-object-lock-configuration", "--bucket", bucket,
+                            "--object-lock-configuration",
+                            #"{"ObjectLockEnabled":"Enabled","Rule":{"DefaultRetention":{"Mode":"GOVERNANCE","Days":1}}}"#])
+            let backend = try server.backend(prefix: "locked", bucket: bucket, ["S3_MULTIPART_THRESHOLD": "5MiB",
+                                                                               "S3_PART_SIZE": "5MiB"])
+            let small = try S3Tests.file("small.tar.zst", size: 4321, seed: 101)
+            let large = try S3Tests.file("large.tar.zst", size: (11 << 20) + 5, seed: 102)
+            _ = try await backend.store(localPath: small.path, as: "small.tar.zst")
+            _ = try await backend.store(localPath: large.path, as: "large.tar.zst")
+            let smallHead = try server.aws(["s3api", "head-object", "--bucket", bucket, "--key", "locked/small.tar.zst",
+                                            "--output", "json"]).stdout
+            #expect(smallHead.contains("\"ObjectLockMode\": \"GOVERNANCE\""), "\(smallHead)")
+            #expect(smallHead.contains("ObjectLockRetainUntilDate"), "\(smallHead)")
+            // moto (5.2) applies a bucket's default retention in PutObject only, not at CompleteMultipartUpload (AWS
+            // applies it to every new object), so for the multipart archive the server can only show that it took
+            // the upload as 3 parts, each with its checksum.
+            let largeHead = try server.aws(["s3api", "head-object", "--bucket", bucket, "--key", "locked/large.tar.zst",
+                                            "--output", "json"]).stdout
+            #expect(largeHead.contains("-3\\\""), "a 3-part upload: \(largeHead)")
+            let back = try TestBed.temporaryDirectory("moto-lock").appendingPathComponent("back").path
+            try server.aws(["s3", "cp", "--only-show-errors", "s3://\(bucket)/locked/large.tar.zst", back])
+            #expect(try S3Tests.digest(ofFile: back) == large.digest)
+
+            let unchecked = try server.backend(prefix: "locked", bucket: bucket, ["S3_CHECKSUM": "none"])
+            let started = ContinuousClock.now
+            do {
+                _ = try await unchecked.store(localPath: small.path, as: "unchecked.tar.zst")
+                Issue.record("an Object Lock bucket accepted an upload without a checksum header")
+            } catch let error as StackVaultError {
+                print("S3 error as the user sees it: \(error)")
+                #expect("\(error)".contains("S3_CHECKSUM"), "\(error)")
+                #expect(!error.isTransient)
+            }
+            #expect(ContinuousClock.now - started < .seconds(5), "a refused checksum is not retried")
+        }
+
+        /// S3_MAX_PARTS=20 on a 200 MiB archive: the part size grows to 10 MiB and the server's multipart ETag
+        /// (`<md5 of the part md5s>-<count>`) says 20 parts. An archive too large for the limit is refused before
+        /// anything is sent.
+        @Test func partLimitIsKeptAndTooLargeArchivesAreRefusedBeforeUpload() async throws {
+            try server.requireAnswering()
+            let prefix = S3Tests.uniquePrefix("max-parts")
+            let log = CapturedLog()
+            let backend = try server.backend(prefix: prefix, ["S3_MAX_PARTS": "20"], logger: log.logger)
+            try await S3Tests.cleaning(backend) {
+                let archive = try S3Tests.file("big.tar.zst", size: 200 << 20, seed: 111)
+                _ = try await backend.store(localPath: archive.path, as: "big.tar.zst")
+                #expect(log.messages.contains { $0.contains("in 20 part(s) of 10 MiB") }, "\(log.messages)")
+                let etag = try server.aws(["s3api", "head-object", "--bucket", server.bucket, "--key",
+                                           "\(prefix)/big.tar.zst", "--query", "ETag", "--output", "text"]).stdout
+                    .trimmingCharacters(in: .whitespacesAndNewlines)
+                let parts = Int(etag.replacingOccurrences(of: "\"", with: "").split(separator: "-").last ?? "")
+                #expect(parts == 20, "the server assembled \(parts.map(String.init) ?? "?") parts (ETag \(etag))")
+
+                // 1 part of at most 5 GiB cannot hold 6 GiB (a sparse file: nothing is read before the refusal).
+                let tooLarge = try TestBed.temporaryDirectory("max-parts").appendingPathComponent("huge").path
+                try Shell.run(["truncate", "-s", "6G", tooLarge])
+                let limited = try server.backend(prefix: prefix, ["S3_MAX_PARTS": "1"])
+                let started = ContinuousClock.now
+                do {
+                    _ = try await limited.store(localPath: tooLarge, as: "huge.tar.zst")
+                    Issue.record("a 6 GiB archive was accepted with S3_MAX_PARTS=1")
+                } catch let error as StackVaultError {
+                    #expect("\(error)".contains("S3_MAX_PARTS") && "\(error)".contains("nothing was uploaded"))
+                }
+                #expect(ContinuousClock.now - started < .seconds(5))
+                let uploads = try server.aws(["s3api", "list-multipart-uploads", "--bucket", server.bucket,
+                                              "--prefix", prefix, "--query", "Uploads[].UploadId", "--output",
+                                              "text"]).stdout
+                #expect(!uploads.contains(where: \.isLetter) || uploads.contains("None"), "no upload started: \(uploads)")
+                #expect(try await backend.list(prefix: "huge").isEmpty)
+            }
+        }
+    }
+
+    /// Credentials that change while the sidecar runs: rotated `_FILE` keys, container and instance-role
+    /// credentials from a loopback endpoint. Each test runs its own rclone on its own port (the shared one on 9000
+    /// is never restarted).
+    @Suite(.enabled(if: S3TestServer.usable,
+                    "no S3 server answers at \(S3TestServer.current.endpoint); run scripts/testbed/start-s3.sh"))
+    struct S3CredentialTests {
+        let server = S3TestServer.current
+
+        /// One backend (as the daemon keeps it between runs) reading `_FILE` keys: the server's keys are rotated
+        /// and the files rewritten; the next run succeeds without a restart.
+        @Test func fileCredentialsSurviveARotation() async throws {
+            try TestBed.requireS3()
+            let rclone = try PrivateS3Server(bucket: server.bucket)
+            rclone.authKeys = [("rotation-old-key", "rotation-old-secret-0123456789")]
+            try rclone.start()
+            defer { rclone.kill() }
+            let secrets = try TestBed.temporaryDirectory("s3-rotation")
+            let idFile = secrets.appendingPathComponent("id").path
+            let secretFile = secrets.appendingPathComponent("secret").path
+            try "rotation-old-key\n".write(toFile: idFile, atomically: true, encoding: .utf8)
+            try "rotation-old-secret-0123456789\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+            let environment = [
+                "AWS_ACCESS_KEY_ID_FILE": idFile, "AWS_SECRET_ACCESS_KEY_FILE": secretFile,
+                "AWS_DEFAULT_REGION": server.region, "S3_ENDPOINT_URL": rclone.endpoint, "S3_MAX_ATTEMPTS": "2",
+            ]
+            let backend = try BuiltinStorageBackends.registry().backend(for: "s3://\(server.bucket)/rotation",
+                                                                        environment: environment)
+            let archive = try S3Tests.file("a.tar.zst", size: 5000, seed: 121)
+            _ = try await backend.store(localPath: archive.path, as: "before.tar.zst")
+
+            rclone.kill()
+            rclone.authKeys = [("rotation-new-key", "rotation-new-secret-0123456789")]
+            try rclone.start()
+            try "rotation-new-key\n".write(toFile: idFile, atomically: true, encoding: .utf8)
+            try "rotation-new-secret-0123456789\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+
+            _ = try await backend.store(localPath: archive.path, as: "after.tar.zst")
+            #expect(Set(try await backend.list(prefix: "").map(\.name)) == ["before.tar.zst", "after.tar.zst"])
+        }
+
+        /// Starts the loopback credential endpoint serving `credentials`; returns its base URL and the file that
+        /// rotates them.
+        static func credentialEndpoint(token: String? = nil) throws -> (url: String, file: URL, process: Process) {
+            let directory = try TestBed.temporaryDirectory("credential-endpoint")
+            let portFile = directory.appendingPathComponent("port")
+            let credentials = directory.appendingPathComponent("credentials.json")
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = ["python3", TestBed.fixtures.appendingPathComponent("credential-endpoint.py").path,
+                                 portFile.path, credentials.path] + (token.map { [$0] } ?? [])
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            let deadline = Date().addingTimeInterval(15)
+            while !FileManager.default.fileExists(atPath: portFile.path) {
+                guard Date() < deadline, process.isRunning else {
+                    throw TestFailure("the loopback credential endpoint did not start")
+                }
+                usleep(50_000)
+            }
+            let port = try String(contentsOf: portFile, encoding: .utf8)
+            return ("http://127.0.0.1:\(port)", credentials, process)
+        }
+
+        static func writeCredentials(_ file: URL, key: String, secret: String, expiresIn: TimeInterval) throws {
+            let expiration = ISO8601DateFormatter().string(from: Date().addingTimeInterval(expiresIn))
+            try #"{"AccessKeyId":"\#(key)","SecretAccessKey":"\#(secret)","Token":"token-\#(key)","Expiration":"\#(expiration)"}"#
+                .write(to: file, atomically: true, encoding: .utf8)
+        }
+
+        /// Container credentials (`AWS_CONTAINER_CREDENTIALS_FULL_URI` + token file) and IMDSv2
+        /// (`AWS_EC2_METADATA_SERVICE_ENDPOINT`), with no keys configured: uploads work; the role's keys rotate on
+        /// the server while the old temporary credentials are still cached, and the refused request is signed again
+        /// with the fresh ones; credentials about to expire are renewed before use.
+        @Test(arguments: ["container", "instance metadata"])
+        func roleCredentialsFromALoopbackEndpointRotate(source: String) async throws {
+            try TestBed.requireS3()
+            let rclone = try PrivateS3Server(bucket: server.bucket)
+            rclone.authKeys = [("role-key-1", "role-secret-1-0123456789")]
+            try rclone.start()
+            defer { rclone.kill() }
+            let token = "container-token-\(UUID().uuidString)"
+            let endpoint = try Self.credentialEndpoint(token: token)
+            defer { endpoint.process.terminate() }
+            try Self.writeCredentials(endpoint.file, key: "role-key-1", secret: "role-secret-1-0123456789",
+                                      expiresIn: 3600)
+            let tokenFile = try TestBed.temporaryDirectory("container-token").appendingPathComponent("token")
+            try token.write(to: tokenFile, atomically: true, encoding: .utf8)
+            var environment = ["AWS_DEFAULT_REGION": server.region, "S3_ENDPOINT_URL": rclone.endpoint,
+                               "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "S3_MAX_ATTEMPTS": "2"]
+            if source == "container" {
+                environment["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = endpoint.url + "/creds"
+                environment["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"] = tokenFile.path
+            } else {
+                environment["AWS_EC2_METADATA_SERVICE_ENDPOINT"] = endpoint.url
+            }
+            let log = CapturedLog()
+            let backend = RetryingBackend(try S3Backend(url: "s3://\(server.bucket)/role", environment: environment,
+                                                        logger: log.logger), logger: log.logger)
+            let expected: S3CredentialSource = source == "container"
+                ? .container(url: endpoint.url + "/creds") : .instanceMetadata(endpoint: endpoint.url, role: nil)
+            #expect(backend.s3.credentialSource == expected)
+            let archive = try S3Tests.file("r.tar.zst", size: 3000, seed: 131)
+            _ = try await backend.store(localPath: archive.path, as: "one.tar.zst")
+
+            // Rotation: the server takes only the new key; the cached credentials are still valid for an hour.
+            rclone.kill()
+            rclone.authKeys = [("role-key-2", "role-secret-2-0123456789")]
+            try rclone.start()
+            try Self.writeCredentials(endpoint.file, key: "role-key-2", secret: "role-secret-2-0123456789",
+                                      expiresIn: 120)
+            _ = try await backend.store(localPath: archive.path, as: "two.tar.zst")
+            #expect(log.messages.contains { $0.contains("refused access key role-key-1") }, "\(log.messages)")
+
+            // The new credentials expire within the refresh window: they are renewed before the next request.
+            rclone.kill()
+            rclone.authKeys = [("role-key-2", "role-secret-2-0123456789"), ("role-key-3", "role-secret-3-0123456789")]
+            try rclone.start()
+            try Self.writeCredentials(endpoint.file, key: "role-key-3", secret: "role-secret-3-0123456789",
+                                      expiresIn: 3600)
+            _ = try await backend.store(localPath: archive.path, as: "three.tar.zst")
+            #expect(log.messages.contains { $0.contains("expire at") && $0.contains("refreshing") }, "\(log.messages)")
+            #expect(Set(try await backend.list(prefix: "").map(\.name)) == ["one.tar.zst", "two.tar.zst",
+                                                                           "three.tar.zst"])
+            #expect(!log.messages.contains { $0.contains("role-secret") }, "no secret in the log")
+        }
+    }
+}
