@@ -281,7 +281,7 @@ struct S3ProviderSettingsTests {
             "<Part><PartNumber>1</PartNumber><ETag>&quot;a&quot;</ETag><ChecksumSHA256>c2hh</ChecksumSHA256></Part>"))
     }
 
-    @Test func aMissingChecksumAnswerNamesTheSetting() {
+    @Test func aMissingChecksumAnswerNamesTheSetting() throws {
         let configuration = S3RetryTests.configuration
         func text(_ code: String, _ message: String) -> String {
             let response = S3ErrorResponse(status: 400, headers: [:],
@@ -296,6 +296,19 @@ struct S3ProviderSettingsTests {
         let rejected = text("InvalidArgument", "x-amz-checksum-sha256 is not supported")
         #expect(rejected.contains("S3_CHECKSUM=none"), "\(rejected)")
         #expect(!text("InvalidArgument", "something else").contains("S3_CHECKSUM"))
+
+        // Which answers make the backend fall back to Content-MD5 (when S3_CHECKSUM is not set).
+        func response(_ code: String, _ message: String) -> S3ErrorResponse {
+            S3ErrorResponse(status: 400, headers: [:], body: S3RetryTests.errorDocument(code, message))
+        }
+        let b2 = response("InvalidArgument", "Unsupported header 'x-amz-checksum-sha256' received for this API call.")
+        #expect(b2.rejectsChecksumHeader && !b2.requiresChecksum)
+        let moto = response("MissingUploadObjectWithObjectLockHeaders", "Content-MD5 or x-amz-sdk-checksum-algorithm "
+            + "header required to upload an object with a retention period configured using Object Lock")
+        #expect(moto.requiresChecksum && !moto.rejectsChecksumHeader)
+        #expect(!response("AccessDenied", "Access Denied").rejectsChecksumHeader)
+        #expect(!(try Self.parse()).checksumIsExplicit)
+        #expect(try Self.parse("s3://b", ["S3_CHECKSUM": "sha256"]).checksumIsExplicit)
     }
 
     @Test func partLimits() throws {
@@ -408,5 +421,20 @@ struct S3ProviderSettingsTests {
         #expect(throws: StackVaultError.self) {
             try S3CredentialChain.decodeCredentials(Array("{}".utf8), source: "test")
         }
+    }
+}
+
+extension S3ProviderSettingsTests {
+    @Test func planShowsTheCredentialSourceNeverTheSecret() throws {
+        let registry = try BuiltinStorageBackends.registry()
+        let backend = try registry.backend(for: "s3://bucket/p", environment: S3ConfigurationTests.keys)
+        #expect(backend.planDescription.hasPrefix(backend.description))
+        #expect(backend.planDescription.contains("credentials from the environment (AWS_ACCESS_KEY_ID"))
+        #expect(!backend.planDescription.contains(S3ConfigurationTests.secret))
+        let role = try registry.backend(for: "s3://bucket/p", environment: [
+            "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent", "AWS_EC2_METADATA_SERVICE_ENDPOINT": "http://127.0.0.1:1",
+        ])
+        #expect(role.planDescription.contains("instance metadata service (IMDSv2) at http://127.0.0.1:1"))
+        #expect(try registry.backend(for: "/srv/b", environment: [:]).planDescription == "file:///srv/b")
     }
 }

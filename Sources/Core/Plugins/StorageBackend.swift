@@ -40,6 +40,9 @@ public struct StorageCapabilities: Sendable, Equatable {
 public protocol StorageBackend: Sendable {
     /// The target, with any secret redacted, for logs and `plan`.
     var description: String { get }
+    /// What `plan` shows for the target: `description`, plus what the backend adds (S3: where its credentials come
+    /// from). Never a secret. Default: `description`.
+    var planDescription: String { get }
     var capabilities: StorageCapabilities { get }
     /// For local-directory backends: the directory archives live in (the engine stages archives there).
     var localDirectory: String? { get }
@@ -58,6 +61,8 @@ public protocol StorageBackend: Sendable {
 }
 
 extension StorageBackend {
+    public var planDescription: String { description }
+
     public func read(_ name: String, from offset: Int64, into sink: any ByteSink) async throws {
         guard offset > 0 else { return try await read(name, into: sink) }
         try await read(name, into: SkippingSink(skipping: offset, into: sink))

@@ -28,6 +28,7 @@ public struct RetryingBackend: StorageBackend {
     }
 
     public var description: String { inner.description }
+    public var planDescription: String { inner.planDescription }
     public var capabilities: StorageCapabilities { inner.capabilities }
     public var localDirectory: String? { inner.localDirectory }
 

@@ -1,6 +1,7 @@
 public import Logging
 public import StackVaultCore
 import Foundation
+import Synchronization
 
 /// `s3://bucket/optional/prefix`: archives in an S3 bucket, on AWS or any S3-compatible service (MinIO, Ceph,
 /// Garage, Backblaze B2, Wasabi, Cloudflare R2, rclone serve s3).
@@ -22,6 +23,9 @@ public struct S3Backend: StorageBackend, RetryConfigurable {
     public let configuration: S3Configuration
     let client: S3Client
     let logger: Logger
+    /// The checksum mode in use: `configuration.checksum`, or `md5` once the server refused
+    /// `x-amz-checksum-sha256` while `S3_CHECKSUM` was left at its default.
+    let checksum: S3ChecksumChoice
 
     /// The `s3://` entry of the storage registry.
     public static let factory = StorageBackendFactory(scheme: "s3") { url, environment in
@@ -32,6 +36,7 @@ public struct S3Backend: StorageBackend, RetryConfigurable {
         self.configuration = configuration
         self.logger = logger
         self.client = S3Client(configuration: configuration, logger: logger)
+        self.checksum = S3ChecksumChoice(configuration.checksum)
     }
 
     /// Reads the target URL and the environment (see `S3Configuration.parse(url:environment:)`).
@@ -48,6 +53,9 @@ public struct S3Backend: StorageBackend, RetryConfigurable {
     public var localDirectory: String? { nil }
     public var retryPolicy: RetryPolicy { configuration.retry }
 
+    /// `s3://bucket/prefix (endpoint ...), credentials from the environment (...)`.
+    public var planDescription: String { "\(description), credentials from \(credentialSource)" }
+
     /// Where credentials come from, as `plan` shows it (judged from the environment; never a secret).
     public var credentialSource: S3CredentialSource { configuration.credentialChain.expectedSource }
 
@@ -60,10 +68,17 @@ public struct S3Backend: StorageBackend, RetryConfigurable {
         let started = ContinuousClock.now
         await client.credentials.beginOperation()
         do {
-            if file.size <= configuration.multipartThreshold {
-                try await uploadSingle(file, key: key, name: name)
-            } else {
-                try await uploadMultipart(file, key: key, name: name)
+            do {
+                try await upload(file, key: key, name: name)
+            } catch let error as StackVaultError
+                where !configuration.checksumIsExplicit && checksum.current == .sha256
+                && (error.cause as? S3ErrorResponse)?.rejectsChecksumHeader == true
+            {
+                let message = "S3: \(description) does not accept x-amz-checksum-sha256 (\(error.cause!)); using "
+                    + "Content-MD5 from now on (set S3_CHECKSUM=md5 to say so and skip this first try)"
+                logger.warning("\(message)")
+                checksum.current = .md5
+                try await upload(file, key: key, name: name)
             }
         } catch is CancellationError {
             throw StackVaultError(.cancelled, "the upload of \(name) to \(description) was cancelled")
@@ -80,15 +95,24 @@ public struct S3Backend: StorageBackend, RetryConfigurable {
         return stored
     }
 
+    func upload(_ file: S3SourceFile, key: String, name: String) async throws {
+        if file.size <= configuration.multipartThreshold {
+            try await uploadSingle(file, key: key, name: name)
+        } else {
+            try await uploadMultipart(file, key: key, name: name)
+        }
+    }
+
     /// One PUT streamed from the file, after a first pass that hashes it.
     func uploadSingle(_ file: S3SourceFile, key: String, name: String) async throws {
         let size = file.size
         logger.info("S3: uploading \(name) (\(size) bytes) to \(description) in one request")
-        let md5 = configuration.wantsMD5
+        let mode = checksum.current
+        let md5 = configuration.wantsMD5(mode)
         let digests = try await runBlocking { flag in
             try file.digests(offset: 0, length: size, md5: md5, cancellation: flag)
         }
-        let headers = digests.headers(configuration.checksum) + configuration.objectHeaders
+        let headers = digests.headers(mode) + configuration.objectHeaders
             + [("content-type", "application/octet-stream")]
         _ = try await client.send(S3Client.Unsigned(
             method: "PUT", key: key, headers: headers, body: { file.body(offset: 0, length: size) },
@@ -269,5 +293,18 @@ struct S3DateParser {
 
     func parse(_ text: String) -> Date? {
         withFraction.date(from: text) ?? plain.date(from: text)
+    }
+}
+
+/// The checksum mode an `S3Backend` uses now; it changes at most once, from `sha256` to `md5`, when a server
+/// refuses the `x-amz-checksum-sha256` header and `S3_CHECKSUM` was not set.
+final class S3ChecksumChoice: Sendable {
+    private let mode: Mutex<S3ChecksumMode>
+
+    init(_ mode: S3ChecksumMode) { self.mode = Mutex(mode) }
+
+    var current: S3ChecksumMode {
+        get { mode.withLock { $0 } }
+        set { mode.withLock { $0 = newValue } }
     }
 }

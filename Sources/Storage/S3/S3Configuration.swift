@@ -35,6 +35,9 @@ public struct S3Configuration: Sendable, CustomStringConvertible {
     public var concurrency: Int
     /// The checksum header sent with every upload (`S3_CHECKSUM`, default `sha256`: `x-amz-checksum-sha256`).
     public var checksum: S3ChecksumMode
+    /// True when `S3_CHECKSUM` was set: then a server that rejects `x-amz-checksum-sha256` is not answered by
+    /// falling back to `Content-MD5`.
+    public var checksumIsExplicit: Bool = false
     /// Also send `Content-MD5` with every upload (`S3_CONTENT_MD5`, default false). The signed SHA-256 payload hash
     /// is always sent and AWS, MinIO, Ceph and Garage check it; servers that ignore it (rclone serve s3) still check
     /// `Content-MD5`. Costs one MD5 pass (about 1 s of CPU per GiB).
@@ -109,7 +112,10 @@ public struct S3Configuration: Sendable, CustomStringConvertible {
     }
 
     /// Whether uploads compute an MD5 (`S3_CHECKSUM=md5` or `S3_CONTENT_MD5=true`).
-    var wantsMD5: Bool { sendsContentMD5 || checksum == .md5 }
+    var wantsMD5: Bool { wantsMD5(checksum) }
+
+    /// Whether uploads with checksum `mode` compute an MD5.
+    func wantsMD5(_ mode: S3ChecksumMode) -> Bool { sendsContentMD5 || mode == .md5 }
 
     /// Headers every new object gets: storage class and server-side encryption, when set.
     var objectHeaders: [(name: String, value: String)] {
@@ -322,6 +328,7 @@ extension S3Configuration {
             }
             checksum = mode
         }
+        let checksumIsExplicit = value("S3_CHECKSUM") != nil
         var retry = RetryPolicy()
         if let attempts = value("S3_MAX_ATTEMPTS") {
             retry.maxAttempts = try integer(attempts, in: 1...20, variable: "S3_MAX_ATTEMPTS")
@@ -358,12 +365,14 @@ extension S3Configuration {
                 "S3_SSE='\(other)' is not AES256 or aws:kms (with S3_SSE_KMS_KEY_ID for a customer key)")
         }
 
-        return S3Configuration(
+        var configuration = S3Configuration(
             bucket: bucket, prefix: prefix, region: region, endpoint: endpoint, usesPathStyle: pathStyle,
             credentials: credentials, credentialChain: credentialChain,
             caBundlePath: caBundlePath, multipartThreshold: threshold, partSize: partSize, maxParts: maxParts,
             concurrency: concurrency, checksum: checksum, sendsContentMD5: contentMD5, storageClass: storageClass,
             encryption: encryption, retry: retry)
+        configuration.checksumIsExplicit = checksumIsExplicit
+        return configuration
     }
 
     /// The variable the target URL most likely came from, for messages.

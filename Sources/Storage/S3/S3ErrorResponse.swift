@@ -88,6 +88,18 @@ public struct S3ErrorResponse: Error, Sendable, Equatable, CustomStringConvertib
         return text.contains("content-md5") || text.contains("checksum")
     }
 
+    /// A checksum answer that asks for a header (Object Lock buckets), rather than refusing the one sent.
+    var requiresChecksum: Bool {
+        guard concernsChecksum else { return false }
+        let text = (message ?? "").lowercased()
+        return code == "MissingContentMD5" || code == "MissingUploadObjectWithObjectLockHeaders"
+            || text.contains("required") || text.contains("missing")
+    }
+
+    /// A checksum answer that refuses the `x-amz-checksum-*` header sent (Backblaze B2: 400 InvalidArgument
+    /// "Unsupported header 'x-amz-checksum-sha256' received for this API call").
+    var rejectsChecksumHeader: Bool { concernsChecksum && !requiresChecksum }
+
     /// A `StackVaultError` that says what went wrong while doing `operation` and what to fix. `credentials` are
     /// the ones the request was signed with (for the access key named in advice; never the secret).
     public func error(operation: String, configuration: S3Configuration,
@@ -96,9 +108,7 @@ public struct S3ErrorResponse: Error, Sendable, Equatable, CustomStringConvertib
         let accessKey = (credentials ?? configuration.credentials)?.accessKeyID ?? "(none)"
         let advice: String
         if concernsChecksum {
-            let text = (message ?? "").lowercased()
-            if code == "MissingContentMD5" || code == "MissingUploadObjectWithObjectLockHeaders"
-                || text.contains("required") || text.contains("missing") {
+            if requiresChecksum {
                 advice = "the bucket requires a checksum header on uploads (Object Lock buckets do): leave "
                     + "S3_CHECKSUM at sha256 (the default; now '\(configuration.checksum.rawValue)') or set "
                     + "S3_CHECKSUM=md5 / S3_CONTENT_MD5=true for servers that check only MD5"

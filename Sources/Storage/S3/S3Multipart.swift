@@ -92,7 +92,7 @@ extension S3Backend {
     func createMultipartUpload(key: String, name: String) async throws -> String {
         let operation = "starting the multipart upload of \(name) to \(description)"
         var headers = configuration.objectHeaders + [("content-type", "application/octet-stream")]
-        if configuration.checksum == .sha256 { headers.append(("x-amz-checksum-algorithm", "SHA256")) }
+        if checksum.current == .sha256 { headers.append(("x-amz-checksum-algorithm", "SHA256")) }
         let response = try await client.send(
             S3Client.Unsigned(method: "POST", key: key, query: [("uploads", "")], headers: headers),
             operation: operation)
@@ -151,7 +151,8 @@ extension S3Backend {
         uploadID: String
     ) async throws -> S3CompletedPart {
         let (offset, length) = plan.range(ofPart: number)
-        let md5 = configuration.wantsMD5
+        let mode = checksum.current
+        let md5 = configuration.wantsMD5(mode)
         let digests = try await runBlocking { flag in
             try file.digests(offset: offset, length: length, md5: md5, cancellation: flag)
         }
@@ -161,14 +162,14 @@ extension S3Backend {
         let response = try await configuration.retry.run(operation, logger: logger) { _ in
             try await client.send(S3Client.Unsigned(
                 method: "PUT", key: key, query: [("partNumber", "\(number)"), ("uploadId", uploadID)],
-                headers: digests.headers(configuration.checksum), body: { file.body(offset: offset, length: length) },
+                headers: digests.headers(mode), body: { file.body(offset: offset, length: length) },
                 payloadHash: digests.sha256Hex, timeoutSeconds: nil), operation: operation)
         }
         guard let etag = response.head.headers["etag"], !etag.isEmpty else {
             throw StackVaultError(.storage, "\(operation) failed: the server's answer has no ETag")
         }
         return S3CompletedPart(number: number, etag: etag,
-                               checksumSHA256: configuration.checksum == .sha256 ? digests.sha256Base64 : nil)
+                               checksumSHA256: mode == .sha256 ? digests.sha256Base64 : nil)
     }
 
     func completeMultipartUpload(
