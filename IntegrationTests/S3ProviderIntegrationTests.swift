@@ -214,7 +214,7 @@ extension Integration {
             defer { rclone.kill() }
             let token = "container-token-\(UUID().uuidString)"
             let endpoint = try Self.credentialEndpoint(token: token)
-            defer { endpoint.process.terminate() }
+            defer { kill(endpoint.process.processIdentifier, SIGKILL) }
             try Self.writeCredentials(endpoint.file, key: "role-key-1", secret: "role-secret-1-0123456789",
                                       expiresIn: 3600)
             let tokenFile = try TestBed.temporaryDirectory("container-token").appendingPathComponent("token")
