@@ -259,3 +259,56 @@ extension Integration {
         }
     }
 }
+
+extension Integration.S3CredentialTests {
+    /// A server that refuses `x-amz-checksum-sha256` as Backblaze B2 does (a loopback front to rclone): with
+    /// S3_CHECKSUM unset the first upload falls back to Content-MD5 and every later one uses it at once; with
+    /// S3_CHECKSUM=sha256 set, the refusal fails the upload with an error naming the setting.
+    @Test func aServerRefusingChecksumHeadersGetsContentMD5() async throws {
+        try TestBed.requireS3()
+        let directory = try TestBed.temporaryDirectory("checksum-proxy")
+        let portFile = directory.appendingPathComponent("port")
+        let upstream = URLComponents(string: server.endpoint)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", TestBed.fixtures.appendingPathComponent("checksum-rejecting-proxy.py").path,
+                             portFile.path, upstream?.host ?? "127.0.0.1", "\(upstream?.port ?? 9000)"]
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        defer { kill(process.processIdentifier, SIGKILL) }
+        let deadline = Date().addingTimeInterval(15)
+        while !FileManager.default.fileExists(atPath: portFile.path) {
+            guard Date() < deadline, process.isRunning else { throw TestFailure("the checksum proxy did not start") }
+            usleep(50_000)
+        }
+        let proxy = "http://127.0.0.1:\(try String(contentsOf: portFile, encoding: .utf8))"
+        let prefix = Integration.S3Tests.uniquePrefix("b2-like")
+        let log = CapturedLog()
+        let backend = RetryingBackend(try S3Backend(
+            url: "s3://\(server.bucket)/\(prefix)",
+            environment: server.environment(["S3_ENDPOINT_URL": proxy, "S3_MULTIPART_THRESHOLD": "5MiB"]),
+            logger: log.logger), logger: log.logger)
+        try await Integration.S3Tests.cleaning(backend) {
+            let small = try Integration.S3Tests.file("small.tar.zst", size: 1500, seed: 151)
+            let large = try Integration.S3Tests.file("large.tar.zst", size: (6 << 20) + 9, seed: 152)
+            _ = try await backend.store(localPath: small.path, as: "small.tar.zst")
+            _ = try await backend.store(localPath: large.path, as: "large.tar.zst")
+            #expect(log.messages.contains { $0.contains("does not accept x-amz-checksum-sha256") }, "\(log.messages)")
+            let refusals = (try? String(contentsOf: portFile.appendingPathExtension("log"), encoding: .utf8)) ?? ""
+            #expect(refusals.split(separator: "\n").count == 1, "one refusal, then Content-MD5: \(refusals)")
+            let back = try TestBed.temporaryDirectory("b2-like").appendingPathComponent("large").path
+            try server.aws(["s3", "cp", "--only-show-errors", "s3://\(server.bucket)/\(prefix)/large.tar.zst", back])
+            #expect(try Integration.S3Tests.digest(ofFile: back) == large.digest)
+
+            let strict = try server.backend(prefix: prefix, ["S3_ENDPOINT_URL": proxy, "S3_CHECKSUM": "sha256"])
+            do {
+                _ = try await strict.store(localPath: small.path, as: "strict.tar.zst")
+                Issue.record("a refused checksum header was not reported")
+            } catch {
+                print("S3 error as the user sees it: \(error)")
+                #expect("\(error)".contains("S3_CHECKSUM=md5"), "\(error)")
+            }
+        }
+    }
+}
