@@ -171,28 +171,35 @@ extension Integration {
             #expect(Set(try await backend.list(prefix: "").map(\.name)) == ["before.tar.zst", "after.tar.zst"])
         }
 
-        /// Starts the loopback credential endpoint serving `credentials`; returns its base URL and the file that
-        /// rotates them.
-        static func credentialEndpoint(token: String? = nil) throws -> (url: String, file: URL, process: Process) {
-            let directory = try TestBed.temporaryDirectory("credential-endpoint")
+        /// Starts the fixture script `name` (a loopback server that writes its port to the file given as its first
+        /// argument); returns its base URL, its port file, and the process (kill it with SIGKILL: children of the
+        /// test process inherit a blocked SIGTERM).
+        static func loopbackServer(_ name: String, _ arguments: [String]) throws
+            -> (url: String, portFile: URL, process: Process)
+        {
+            let directory = try TestBed.temporaryDirectory(name)
             let portFile = directory.appendingPathComponent("port")
-            let credentials = directory.appendingPathComponent("credentials.json")
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-            process.arguments = ["python3", TestBed.fixtures.appendingPathComponent("credential-endpoint.py").path,
-                                 portFile.path, credentials.path] + (token.map { [$0] } ?? [])
+            process.arguments = ["python3", TestBed.fixtures.appendingPathComponent(name).path, portFile.path]
+                + arguments
             process.standardOutput = FileHandle.nullDevice
             process.standardError = FileHandle.nullDevice
             try process.run()
             let deadline = Date().addingTimeInterval(15)
             while !FileManager.default.fileExists(atPath: portFile.path) {
-                guard Date() < deadline, process.isRunning else {
-                    throw TestFailure("the loopback credential endpoint did not start")
-                }
+                guard Date() < deadline, process.isRunning else { throw TestFailure("\(name) did not start") }
                 usleep(50_000)
             }
-            let port = try String(contentsOf: portFile, encoding: .utf8)
-            return ("http://127.0.0.1:\(port)", credentials, process)
+            return ("http://127.0.0.1:\(try String(contentsOf: portFile, encoding: .utf8))", portFile, process)
+        }
+
+        /// The loopback credential endpoint (container and IMDSv2 paths); returns its URL, the file that holds (and
+        /// rotates) the credentials it serves, and its process.
+        static func credentialEndpoint(token: String? = nil) throws -> (url: String, file: URL, process: Process) {
+            let credentials = try TestBed.temporaryDirectory("credentials").appendingPathComponent("credentials.json")
+            let server = try loopbackServer("credential-endpoint.py", [credentials.path] + (token.map { [$0] } ?? []))
+            return (server.url, credentials, server.process)
         }
 
         static func writeCredentials(_ file: URL, key: String, secret: String, expiresIn: TimeInterval) throws {
@@ -266,23 +273,12 @@ extension Integration.S3CredentialTests {
     /// S3_CHECKSUM=sha256 set, the refusal fails the upload with an error naming the setting.
     @Test func aServerRefusingChecksumHeadersGetsContentMD5() async throws {
         try TestBed.requireS3()
-        let directory = try TestBed.temporaryDirectory("checksum-proxy")
-        let portFile = directory.appendingPathComponent("port")
         let upstream = URLComponents(string: server.endpoint)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", TestBed.fixtures.appendingPathComponent("checksum-rejecting-proxy.py").path,
-                             portFile.path, upstream?.host ?? "127.0.0.1", "\(upstream?.port ?? 9000)"]
-        process.standardOutput = FileHandle.nullDevice
-        process.standardError = FileHandle.nullDevice
-        try process.run()
-        defer { kill(process.processIdentifier, SIGKILL) }
-        let deadline = Date().addingTimeInterval(15)
-        while !FileManager.default.fileExists(atPath: portFile.path) {
-            guard Date() < deadline, process.isRunning else { throw TestFailure("the checksum proxy did not start") }
-            usleep(50_000)
-        }
-        let proxy = "http://127.0.0.1:\(try String(contentsOf: portFile, encoding: .utf8))"
+        let front = try Self.loopbackServer("checksum-rejecting-proxy.py",
+                                            [upstream?.host ?? "127.0.0.1", "\(upstream?.port ?? 9000)"])
+        defer { kill(front.process.processIdentifier, SIGKILL) }
+        let proxy = front.url
+        let portFile = front.portFile
         let prefix = Integration.S3Tests.uniquePrefix("b2-like")
         let log = CapturedLog()
         let backend = RetryingBackend(try S3Backend(

@@ -9,14 +9,13 @@ received for this API call."); every other request goes to the upstream S3 serve
 so SigV4 signatures still verify) and its answer comes back. Each refusal is appended to PORTFILE + ".log".
 """
 import http.client
-import http.server
-import os
+import loopback_server
 import sys
 
 port_file, upstream_host, upstream_port = sys.argv[1], sys.argv[2], int(sys.argv[3])
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(loopback_server.QuietHandler):
     protocol_version = "HTTP/1.1"
 
     def handle_any(self):
@@ -59,12 +58,5 @@ class Handler(http.server.BaseHTTPRequestHandler):
 
     do_GET = do_PUT = do_POST = do_DELETE = do_HEAD = handle_any
 
-    def log_message(self, *args):
-        pass
 
-
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-with open(port_file + ".tmp", "w") as f:
-    f.write(str(server.server_address[1]))
-os.rename(port_file + ".tmp", port_file)
-server.serve_forever()
+loopback_server.serve(Handler, port_file)

@@ -12,7 +12,7 @@ Serves, on 127.0.0.1 and a free port (written to PORTFILE):
 The credentials are read from CREDENTIALS_JSON at every request ({"AccessKeyId", "SecretAccessKey", "Token",
 "Expiration"}), so a test rotates them by rewriting the file. Every request is appended to PORTFILE + ".log".
 """
-import http.server
+import loopback_server
 import secrets
 import sys
 
@@ -22,7 +22,7 @@ imds_tokens = set()
 ROLE = "stackvault-test-role"
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
+class Handler(loopback_server.QuietHandler):
     def reply(self, status, body=b"", content_type="application/json"):
         self.send_response(status)
         self.send_header("Content-Type", content_type)
@@ -62,13 +62,5 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 return self.reply(200, self.credentials())
         self.reply(404)
 
-    def log_message(self, *args):
-        pass
 
-
-server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-with open(port_file + ".tmp", "w") as f:
-    f.write(str(server.server_address[1]))
-import os
-os.rename(port_file + ".tmp", port_file)
-server.serve_forever()
+loopback_server.serve(Handler, port_file)
