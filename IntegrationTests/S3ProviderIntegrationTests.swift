@@ -308,3 +308,52 @@ extension Integration.S3CredentialTests {
         }
     }
 }
+
+extension Integration.DaemonTests {
+    /// `stackvault daemon` with `_FILE` keys and an S3 target on a private rclone: after the first scheduled run the
+    /// keys are rotated on the server and in the files; the next scheduled run succeeds without a restart.
+    @Test func aDaemonWithFileCredentialsSurvivesAKeyRotation() throws {
+        try TestBed.requireDocker()
+        try TestBed.requireS3()
+        let server = S3TestServer.current
+        let rclone = try PrivateS3Server(bucket: server.bucket)
+        rclone.authKeys = [("daemon-old-key", "daemon-old-secret-0123456789")]
+        try rclone.start()
+        defer { rclone.kill() }
+        let secrets = try TestBed.temporaryDirectory("daemon-rotation-keys")
+        let idFile = secrets.appendingPathComponent("id").path
+        let secretFile = secrets.appendingPathComponent("secret").path
+        try "daemon-old-key\n".write(toFile: idFile, atomically: true, encoding: .utf8)
+        try "daemon-old-secret-0123456789\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+
+        let name = "svtest-dmn-rotation"
+        try Self.volumeContainer(name)
+        defer { Self.removeContainers(name) }
+        let daemon = try Daemon("rotation", stacks: [name], environment: [
+            "CRON_SCHEDULE": "* * * * *", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
+            "AWS_ACCESS_KEY_ID_FILE": idFile, "AWS_SECRET_ACCESS_KEY_FILE": secretFile,
+            "AWS_DEFAULT_REGION": server.region, "S3_ENDPOINT_URL": rclone.endpoint, "S3_MAX_ATTEMPTS": "2",
+        ], targetURL: "s3://\(server.bucket)/daemon-rotation")
+        defer { daemon.cleanUp() }
+        let first = try daemon.waitForState(seconds: 80, "a first scheduled run") { $0.lastRun != nil }
+        let firstRun = try #require(first.lastRun)
+        #expect(firstRun.outcome == .succeeded, "\(daemon.log.suffix(3000))")
+
+        rclone.kill()
+        rclone.authKeys = [("daemon-new-key", "daemon-new-secret-0123456789")]
+        try rclone.start()
+        try "daemon-new-key\n".write(toFile: idFile, atomically: true, encoding: .utf8)
+        try "daemon-new-secret-0123456789\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+
+        let second = try daemon.waitForState(seconds: 80, "a second scheduled run") {
+            ($0.lastRun?.startedAt ?? .distantPast) > firstRun.startedAt
+        }
+        #expect(second.lastRun?.outcome == .succeeded, "\(daemon.log.suffix(3000))")
+        #expect(!daemon.log.contains("daemon-new-secret") && !daemon.log.contains("daemon-old-secret"))
+        let stored = try FileManager.default.subpathsOfDirectory(
+            atPath: rclone.directory.appendingPathComponent("\(server.bucket)/daemon-rotation").path)
+            .filter { $0.hasSuffix(".tar.zst") }
+        #expect(stored.count == 2, "two archives, one per run: \(stored)")
+        #expect(daemon.stop() == 0)
+    }
+}
