@@ -27,6 +27,37 @@ extension S3TestServer {
     }
 }
 
+/// A private rclone that accepts one key pair, and `_FILE` files holding that pair; `rotate()` switches the server
+/// and the files to a new pair (the server restarts on the same port, as a key rotation looks to a client).
+struct RotatingKeys {
+    let rclone: PrivateS3Server
+    let idFile: String
+    let secretFile: String
+    let label: String
+
+    init(_ label: String) throws {
+        self.label = label
+        rclone = try PrivateS3Server(bucket: S3TestServer.current.bucket)
+        let directory = try TestBed.temporaryDirectory("\(label)-keys")
+        idFile = directory.appendingPathComponent("id").path
+        secretFile = directory.appendingPathComponent("secret").path
+        try use("old")
+        try rclone.start()
+    }
+
+    private func use(_ generation: String) throws {
+        rclone.authKeys = [("\(label)-\(generation)-key", "\(label)-\(generation)-secret-0123456789")]
+        try "\(label)-\(generation)-key\n".write(toFile: idFile, atomically: true, encoding: .utf8)
+        try "\(label)-\(generation)-secret-0123456789\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+    }
+
+    func rotate() throws {
+        rclone.kill()
+        try use("new")
+        try rclone.start()
+    }
+}
+
 extension Integration {
     /// The second S3 implementation: the conformance suite, Object Lock with default retention (which requires a
     /// checksum header on every upload), and part limits counted on the server.
@@ -143,29 +174,18 @@ extension Integration {
         /// and the files rewritten; the next run succeeds without a restart.
         @Test func fileCredentialsSurviveARotation() async throws {
             try TestBed.requireS3()
-            let rclone = try PrivateS3Server(bucket: server.bucket)
-            rclone.authKeys = [("rotation-old-key", "rotation-old-secret-0123456789")]
-            try rclone.start()
-            defer { rclone.kill() }
-            let secrets = try TestBed.temporaryDirectory("s3-rotation")
-            let idFile = secrets.appendingPathComponent("id").path
-            let secretFile = secrets.appendingPathComponent("secret").path
-            try "rotation-old-key\n".write(toFile: idFile, atomically: true, encoding: .utf8)
-            try "rotation-old-secret-0123456789\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+            let keys = try RotatingKeys("rotation")
+            defer { keys.rclone.kill() }
             let environment = [
-                "AWS_ACCESS_KEY_ID_FILE": idFile, "AWS_SECRET_ACCESS_KEY_FILE": secretFile,
-                "AWS_DEFAULT_REGION": server.region, "S3_ENDPOINT_URL": rclone.endpoint, "S3_MAX_ATTEMPTS": "2",
+                "AWS_ACCESS_KEY_ID_FILE": keys.idFile, "AWS_SECRET_ACCESS_KEY_FILE": keys.secretFile,
+                "AWS_DEFAULT_REGION": server.region, "S3_ENDPOINT_URL": keys.rclone.endpoint, "S3_MAX_ATTEMPTS": "2",
             ]
             let backend = try BuiltinStorageBackends.registry().backend(for: "s3://\(server.bucket)/rotation",
                                                                         environment: environment)
             let archive = try S3Tests.file("a.tar.zst", size: 5000, seed: 121)
             _ = try await backend.store(localPath: archive.path, as: "before.tar.zst")
 
-            rclone.kill()
-            rclone.authKeys = [("rotation-new-key", "rotation-new-secret-0123456789")]
-            try rclone.start()
-            try "rotation-new-key\n".write(toFile: idFile, atomically: true, encoding: .utf8)
-            try "rotation-new-secret-0123456789\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+            try keys.rotate()
 
             _ = try await backend.store(localPath: archive.path, as: "after.tar.zst")
             #expect(Set(try await backend.list(prefix: "").map(\.name)) == ["before.tar.zst", "after.tar.zst"])
@@ -316,34 +336,23 @@ extension Integration.DaemonTests {
         try TestBed.requireDocker()
         try TestBed.requireS3()
         let server = S3TestServer.current
-        let rclone = try PrivateS3Server(bucket: server.bucket)
-        rclone.authKeys = [("daemon-old-key", "daemon-old-secret-0123456789")]
-        try rclone.start()
-        defer { rclone.kill() }
-        let secrets = try TestBed.temporaryDirectory("daemon-rotation-keys")
-        let idFile = secrets.appendingPathComponent("id").path
-        let secretFile = secrets.appendingPathComponent("secret").path
-        try "daemon-old-key\n".write(toFile: idFile, atomically: true, encoding: .utf8)
-        try "daemon-old-secret-0123456789\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+        let keys = try RotatingKeys("daemon")
+        defer { keys.rclone.kill() }
 
         let name = "svtest-dmn-rotation"
         try Self.volumeContainer(name)
         defer { Self.removeContainers(name) }
         let daemon = try Daemon("rotation", stacks: [name], environment: [
             "CRON_SCHEDULE": "* * * * *", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-            "AWS_ACCESS_KEY_ID_FILE": idFile, "AWS_SECRET_ACCESS_KEY_FILE": secretFile,
-            "AWS_DEFAULT_REGION": server.region, "S3_ENDPOINT_URL": rclone.endpoint, "S3_MAX_ATTEMPTS": "2",
+            "AWS_ACCESS_KEY_ID_FILE": keys.idFile, "AWS_SECRET_ACCESS_KEY_FILE": keys.secretFile,
+            "AWS_DEFAULT_REGION": server.region, "S3_ENDPOINT_URL": keys.rclone.endpoint, "S3_MAX_ATTEMPTS": "2",
         ], targetURL: "s3://\(server.bucket)/daemon-rotation")
         defer { daemon.cleanUp() }
         let first = try daemon.waitForState(seconds: 80, "a first scheduled run") { $0.lastRun != nil }
         let firstRun = try #require(first.lastRun)
         #expect(firstRun.outcome == .succeeded, "\(daemon.log.suffix(3000))")
 
-        rclone.kill()
-        rclone.authKeys = [("daemon-new-key", "daemon-new-secret-0123456789")]
-        try rclone.start()
-        try "daemon-new-key\n".write(toFile: idFile, atomically: true, encoding: .utf8)
-        try "daemon-new-secret-0123456789\n".write(toFile: secretFile, atomically: true, encoding: .utf8)
+        try keys.rotate()
 
         let second = try daemon.waitForState(seconds: 80, "a second scheduled run") {
             ($0.lastRun?.startedAt ?? .distantPast) > firstRun.startedAt
@@ -351,7 +360,7 @@ extension Integration.DaemonTests {
         #expect(second.lastRun?.outcome == .succeeded, "\(daemon.log.suffix(3000))")
         #expect(!daemon.log.contains("daemon-new-secret") && !daemon.log.contains("daemon-old-secret"))
         let stored = try FileManager.default.subpathsOfDirectory(
-            atPath: rclone.directory.appendingPathComponent("\(server.bucket)/daemon-rotation").path)
+            atPath: keys.rclone.directory.appendingPathComponent("\(server.bucket)/daemon-rotation").path)
             .filter { $0.hasSuffix(".tar.zst") }
         #expect(stored.count == 2, "two archives, one per run: \(stored)")
         #expect(daemon.stop() == 0)
