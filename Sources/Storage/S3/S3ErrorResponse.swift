@@ -189,8 +189,3 @@ public struct S3ErrorResponse: Error, Sendable, Equatable, CustomStringConvertib
         return details.joined(separator: ", ")
     }
 }
-
-extension StackVaultError {
-    /// The S3 error code behind this error, if it came from an S3 error answer.
-    var s3ErrorCode: String? { (cause as? S3ErrorResponse)?.code }
-}
