@@ -57,6 +57,13 @@ let package = Package(
             pkgConfig: "libarchive",
             providers: [.apt(["libarchive-dev"])]
         ),
+        // zlib: only the unit tests use it, to inflate the compressed age test vectors (C2SP CCTV).
+        .systemLibrary(
+            name: "CZlib",
+            path: "Sources/CSystem/CZlib",
+            pkgConfig: "zlib",
+            providers: [.apt(["zlib1g-dev"])]
+        ),
         // Compiled shims: typed, non-variadic wrappers that Swift can call.
         .target(
             name: "CStackVaultShims",
@@ -128,8 +135,10 @@ let package = Package(
             name: "StackVaultUnitTests",
             dependencies: [
                 "StackVaultCore", "StackVaultStrategies", "StackVaultStorage", "StackVaultMetrics", "StackVaultTestKit",
+                "CZlib",
             ],
             path: "Tests/StackVaultUnitTests",
+            exclude: ["Fixtures"],
             swiftSettings: strictSwift
         ),
         .testTarget(

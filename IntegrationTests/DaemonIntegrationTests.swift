@@ -17,15 +17,17 @@ extension Integration {
             var logPath: String { directory.appendingPathComponent("daemon.log").path }
             var pid: Int32 { process.processIdentifier }
 
-            init(_ name: String, stacks: [String], environment: [String: String] = [:], directory: URL? = nil)
-                throws
+            /// `targetURL` replaces the default target (a fresh `target` directory).
+            init(_ name: String, stacks: [String], environment: [String: String] = [:], directory: URL? = nil,
+                 targetURL: String? = nil) throws
             {
                 self.name = name
                 self.directory = try directory ?? TestBed.temporaryDirectory("daemon-\(name)")
                 try FileManager.default.createDirectory(at: self.directory.appendingPathComponent("target"),
                                                         withIntermediateDirectories: true)
                 process.executableURL = URL(fileURLWithPath: TestBed.binary)
-                process.arguments = ["daemon", "--target", "file://\(target.path)"] + stacks.flatMap { ["--stack", $0] }
+                process.arguments = ["daemon", "--target", targetURL ?? "file://\(target.path)"]
+                    + stacks.flatMap { ["--stack", $0] }
                 var variables = ProcessInfo.processInfo.environment
                 for key in ["CRON_SCHEDULE", "BACKUP_ON_START", "TZ", "LOG_FORMAT", "LOCK_TTL", "BACKUP_TARGET",
                             "S3_BUCKET_URL", "ZSTD_LEVEL"] {

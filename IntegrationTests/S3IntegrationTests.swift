@@ -76,9 +76,11 @@ struct S3TestServer: Sendable {
         ].merging(extra) { $1 }
     }
 
+    /// The S3 backend as the registry builds it (wrapped in `RetryingBackend`), logging to `logger`.
     func backend(prefix: String, bucket: String? = nil, _ extra: [String: String] = [:],
-                 logger: Logger = Logger(label: "s3-it")) throws -> S3Backend {
-        try S3Backend(url: "s3://\(bucket ?? self.bucket)/\(prefix)", environment: environment(extra), logger: logger)
+                 logger: Logger = Logger(label: "s3-it")) throws -> RetryingBackend {
+        RetryingBackend(try S3Backend(url: "s3://\(bucket ?? self.bucket)/\(prefix)", environment: environment(extra),
+                                      logger: logger), logger: logger)
     }
 
     /// The AWS CLI with the test credentials only (no profile, no instance metadata).
@@ -90,6 +92,11 @@ struct S3TestServer: Sendable {
             "AWS_EC2_METADATA_DISABLED": "true", "AWS_PAGER": "",
         ], check: check)
     }
+}
+
+extension RetryingBackend {
+    /// The wrapped S3 backend, for checks of its internals.
+    var s3: S3Backend { inner as! S3Backend }
 }
 
 extension TestBed {
@@ -157,6 +164,13 @@ final class PrivateS3Server: @unchecked Sendable {
     private let arguments: [String]
     private let lock = NSLock()
     private var process: Process?
+    private var keys: [(access: String, secret: String)]
+
+    /// The access keys the server accepts from the next `start()` on (a rotation is `kill()`, this, `start()`).
+    var authKeys: [(access: String, secret: String)] {
+        get { lock.withLock { keys } }
+        set { lock.withLock { keys = newValue } }
+    }
 
     var endpoint: String { "\(certificate == nil ? "http" : "https")://\(host):\(port)" }
 
@@ -182,6 +196,7 @@ final class PrivateS3Server: @unchecked Sendable {
             certificate = nil
         }
         self.arguments = arguments
+        keys = [(S3TestServer.current.accessKey, S3TestServer.current.secretKey)]
     }
 
     static func rcloneBinary() throws -> String {
@@ -197,8 +212,8 @@ final class PrivateS3Server: @unchecked Sendable {
     func start() throws {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: try Self.rcloneBinary())
-        process.arguments = ["serve", "s3", "--auth-key", "\(server.accessKey),\(server.secretKey)",
-                             "--addr", "127.0.0.1:\(port)"] + arguments + [directory.path]
+        process.arguments = ["serve", "s3"] + authKeys.flatMap { ["--auth-key", "\($0.access),\($0.secret)"] }
+            + ["--addr", "127.0.0.1:\(port)"] + arguments + [directory.path]
         process.environment = ProcessInfo.processInfo.environment.merging(["RCLONE_CONFIG": "/dev/null"]) { $1 }
         let log = FileHandle(forWritingAtPath: "/dev/null")
         process.standardOutput = log
@@ -243,7 +258,7 @@ extension Integration {
         static func uniquePrefix(_ name: String) -> String { "stackvault-it-\(UUID().uuidString.prefix(8))/\(name)" }
 
         /// Runs `body`, then deletes everything under the backend's prefix, also when `body` throws.
-        static func cleaning<T>(_ backend: S3Backend, _ body: () async throws -> T) async throws -> T {
+        static func cleaning<T>(_ backend: any StorageBackend, _ body: () async throws -> T) async throws -> T {
             func clean() async {
                 for object in (try? await backend.list(prefix: "")) ?? [] { try? await backend.delete(object.name) }
             }
@@ -543,7 +558,7 @@ extension Integration {
                 "S3_ENDPOINT_URL": hostServer.endpoint, "S3_FORCE_PATH_STYLE": "false",
                 "S3_MULTIPART_THRESHOLD": "5MiB",
             ])
-            #expect(!backend.configuration.usesPathStyle)
+            #expect(!backend.s3.configuration.usesPathStyle)
             try await StorageConformance.run(backend)
             let file = try Self.file("v", size: 1234, seed: 91)
             _ = try await backend.store(localPath: file.path, as: "v.bin")
@@ -573,10 +588,10 @@ extension Integration {
                 #expect(sink.count == (3 << 20) + 5)
                 #expect(sink.hasher.finalize() == file.digest)
                 #expect(sink.largest <= 1 << 20, "the body streams in small pieces (largest \(sink.largest) bytes)")
-                #expect(try await backend.head("r.bin")?.sizeBytes == Int64((3 << 20) + 5))
+                #expect(try await backend.s3.head("r.bin")?.sizeBytes == Int64((3 << 20) + 5))
                 try await backend.delete("r.bin")
                 try await backend.delete("r.bin")
-                #expect(try await backend.head("r.bin") == nil)
+                #expect(try await backend.s3.head("r.bin") == nil)
             }
         }
     }

@@ -4,6 +4,7 @@
 #
 #   bash bench/backup.sh                 # 1.5 GiB volume, pgbench scale 20, 3 rounds
 #   BENCH_GIB=0.5 BENCH_ROUNDS=5 bash bench/backup.sh
+#   BENCH_AGE=1 bash bench/backup.sh     # also StackVault with age encryption (AGE_RECIPIENTS, a fresh key)
 #
 # Contenders (volume): stackvault backup to a local dir; the seed's way (stop, docker cp to a temp dir, start,
 # tar | zstd -T0, zstd -t); the best shell pipeline (stop, docker cp C:/path - | zstd -T0 > out, start).
@@ -150,9 +151,17 @@ pipe_volume() {
   t1=$(now); awk "BEGIN{print $t1 - $t0}" >"$WORK/downtime"
 }
 sv_db() { "$SV" backup --stack "$PG_C" --target "file://$out" >/dev/null 2>&1; }
+sv_age_volume() { AGE_RECIPIENTS="$BENCH_AGE_RECIPIENT" sv_volume; }
+sv_age_db() { AGE_RECIPIENTS="$BENCH_AGE_RECIPIENT" sv_db; }
 pipe_db() { docker exec -e PGPASSWORD=bench "$PG_C" pg_dumpall -U postgres | zstd -q -T0 -o "$out/db.sql.zst"; }
-export -f sv_volume seed_volume pipe_volume sv_db pipe_db now
+export -f sv_volume seed_volume pipe_volume sv_db pipe_db sv_age_volume sv_age_db now
 export SV VOL_C PG_C WORK out
+if [ "${BENCH_AGE:-0}" = 1 ]; then
+  rm -f "$WORK/age-key.txt"
+  age-keygen -o "$WORK/age-key.txt" 2>/dev/null
+  BENCH_AGE_RECIPIENT=$(age-keygen -y "$WORK/age-key.txt")
+  export BENCH_AGE_RECIPIENT
+fi
 
 make_data
 make_db
@@ -164,6 +173,10 @@ for round in $(seq 1 "$ROUNDS"); do
   measure pipeline volume bash -c pipe_volume
   measure stackvault database bash -c sv_db
   measure pipeline database bash -c pipe_db
+  if [ "${BENCH_AGE:-0}" = 1 ]; then
+    measure sv+age volume bash -c sv_age_volume
+    measure sv+age database bash -c sv_age_db
+  fi
 done
 
 python3 - "$results" "$DATA_BYTES" "$DB_BYTES" "$GIB" <<'PY'
@@ -177,7 +190,8 @@ for name, kind, wall, cpu, rss, disk, down, archive in rows:
     d["disk"].append(int(disk) / (1 << 20))
     if down != "-": d["down"].append(float(down))
 med = lambda xs: statistics.median(xs) if xs else float("nan")
-print(f"\nvolume {int(sys.argv[2]) / (1 << 30):.2f} GiB (BENCH_GIB={sys.argv[4]}), database {int(sys.argv[3]) / (1 << 20):.0f} MiB; medians of {len(rows) // 5} rounds\n")
+rounds = len({(r[0], r[1]) for r in rows}) and len(rows) // len({(r[0], r[1]) for r in rows})
+print(f"\nvolume {int(sys.argv[2]) / (1 << 30):.2f} GiB (BENCH_GIB={sys.argv[4]}), database {int(sys.argv[3]) / (1 << 20):.0f} MiB; medians of {rounds} rounds\n")
 print(f"{'kind':9} {'contender':11} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9} {'disk MiB':>9} {'output MiB':>11} {'downtime s':>11}")
 for (kind, name), d in data.items():
     print(f"{kind:9} {name:11} {med(d['wall']):8.2f} {med(d['cpu']):8.2f} {max(d['rss']):9.1f} {max(d['disk']):9.1f} {med(d['out']):11.1f} {med(d['down']):11.2f}")
@@ -185,10 +199,12 @@ print("\nratios StackVault / contender (wall, downtime):")
 for kind in ("volume", "database"):
     sv = data.get((kind, "stackvault"))
     for (k, name), d in data.items():
-        if k != kind or name == "stackvault": continue
+        if k != kind or name in ("stackvault", "sv+age"): continue
         wall = med(sv["wall"]) / med(d["wall"])
         down = med(sv["down"]) / med(d["down"]) if d["down"] and sv["down"] else float("nan")
         print(f"  {kind:9} vs {name:9}: wall {wall:.2f}x" + ("" if down != down else f", downtime {down:.2f}x"))
+    if (kind, "sv+age") in data:
+        print(f"  {kind:9} age encryption: wall {med(data[(kind, 'sv+age')]['wall']) / med(sv['wall']):.2f}x of plain StackVault")
 PY
 docker rm -f "$VOL_C" "$PG_C" >/dev/null 2>&1 || true
 docker volume rm -f svbench-data >/dev/null 2>&1 || true

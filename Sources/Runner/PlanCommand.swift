@@ -24,11 +24,20 @@ struct PlanCommand: AsyncParsableCommand {
         do {
             environment = try Environment(options: options)
             do {
-                targetDescription = try environment.storage(options.target).description
+                targetDescription = try environment.storage(options.target).planDescription
             } catch {
                 // Still show the plan, but say what is wrong with the target and fail like a bad configuration.
                 targetDescription = "\(Redaction.redactURL(environment.targetURL(options.target))) (ERROR: \(error))"
                 targetError = error
+            }
+            do {
+                let age = try AgeConfiguration.fromEnvironment(environment.variables)
+                if age.encrypts {
+                    targetDescription += ", encrypted with age to \(age.recipients.count) recipient(s)"
+                }
+            } catch {
+                targetDescription += " (AGE ERROR: \(error))"
+                targetError = targetError ?? error
             }
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
         } catch {

@@ -51,6 +51,11 @@ struct RestoreCommand: AsyncParsableCommand {
             let map = try RestoreOptions.parseMap(mappings)
             archive = try await selection.open(environment: environment, target: options.target)
             let check = try await archive.verify(strategies: environment.strategies)
+            if check.envelope != nil {
+                printError("refusing to restore \(archive.name): it is encrypted (age) and no identity is set; set "
+                    + "AGE_IDENTITY_FILE (or AGE_PASSPHRASE) to the key it was encrypted to. Nothing was changed.")
+                throw ExitStatus.failure
+            }
             guard check.ok, let manifest = check.report.manifest else {
                 printError("refusing to restore \(archive.name): it failed verification, nothing was changed:\n"
                     + check.problems.map { "  - \($0)" }.joined(separator: "\n"))

@@ -68,7 +68,8 @@ struct ArchiveSelection: ParsableArguments {
             guard FileManager.default.fileExists(atPath: archive) else {
                 throw StackVaultError(.invalidConfiguration, "no archive file at \(archive)")
             }
-            return try LocalArchive.open(localPath: archive, compressor: compressor)
+            return try LocalArchive.open(localPath: archive, compressor: compressor,
+                                         identities: try environment.ageIdentities())
         }
         let host = try await environment.host(host)
         let location = try await environment.catalog(target).select(name: archive, latest: latest, stack: stack,
@@ -89,7 +90,7 @@ struct ArchiveSelection: ParsableArguments {
         let work = workDir ?? environment.variables["STACKVAULT_WORK_DIR"]
             ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("stackvault")
         return try await LocalArchive.open(name: name, storage: storage, workDirectory: work, compressor: compressor,
-                                           logger: environment.logger)
+                                           identities: try environment.ageIdentities(), logger: environment.logger)
     }
 }
 
@@ -143,6 +144,11 @@ enum VerifyRendering {
     static func text(_ check: ArchiveCheck, archive: LocalArchive) -> String {
         let document = document(check, archive: archive)
         var out = "Archive \(archive.name) (\(ByteCount(archive.sizeBytes)))\n  from \(archive.origin)\n"
+        if check.envelope != nil {
+            for note in document.notes { out += "note: \(note)\n" }
+            if check.ok { return out + "PASSED (encryption envelope only): the age header parses and the file is complete.\n" }
+            return out + "FAILED: the archive cannot be trusted:\n" + check.problems.map { "  - \($0)\n" }.joined()
+        }
         if let manifest = check.report.manifest {
             out += "  stack \(manifest.stack), taken \(RestorePlan.format(manifest.startedAt)) on \(manifest.host)\n"
         } else {

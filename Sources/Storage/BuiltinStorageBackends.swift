@@ -7,7 +7,9 @@ public enum BuiltinStorageBackends {
         S3Backend.factory,
     ]
 
+    /// The registry the commands use: every backend wrapped in a `RetryingBackend` (as restic's `wrapBackend`
+    /// wraps every backend it opens), so retries live in one place.
     public static func registry() throws -> StorageRegistry {
-        try StorageRegistry(all)
+        try StorageRegistry(all.map { $0.retrying() })
     }
 }

@@ -72,6 +72,11 @@ import Testing
         #expect(parsed.date == date)
         #expect(ArchiveName.parse("backup-x-20260203-040506-nope.tar.zst") == nil)
         #expect(ArchiveName.parse("notes.txt") == nil)
+        let encrypted = ArchiveName.make(stack: "my-app_1", date: date, encrypted: true)
+        #expect(encrypted.hasSuffix(".tar.zst.age") && ArchiveName.isEncrypted(encrypted) && !ArchiveName.isEncrypted(name))
+        #expect(ArchiveName.parse(encrypted)?.stack == "my-app_1")
+        #expect(ArchiveName.parse(encrypted)?.date == date)
+        #expect(ArchiveName.parse("backup-x-20260203-040506-\(UUID().uuidString).tar.age") == nil)
     }
 
     @Test func redaction() {

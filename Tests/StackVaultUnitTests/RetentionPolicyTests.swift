@@ -95,7 +95,8 @@ import Testing
         try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: directory) }
         let names = (1...5).map { day in
-            ArchiveName.make(stack: "app", date: Self.date("2026-08-0\(day)T03:00"))
+            // A stack's archives may mix plaintext and encrypted ones (a key introduced later).
+            ArchiveName.make(stack: "app", date: Self.date("2026-08-0\(day)T03:00"), encrypted: day % 2 == 0)
         } + [ArchiveName.make(stack: "other", date: Self.date("2026-08-01T03:00")), "notes.txt",
              "backup-app-garbage.tar.zst"]
         for name in names { try Data("x".utf8).write(to: directory.appendingPathComponent(name)) }

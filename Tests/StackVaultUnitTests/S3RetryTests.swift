@@ -27,7 +27,7 @@ struct S3RetryTests {
         (503, nil), (500, nil), (400, "BadDigest"), (400, "XAmzContentSHA256Mismatch"), (409, "OperationAborted"),
     ] as [(Int, String?)])
     func transientAnswers(status: Int, code: String?) {
-        #expect(S3RetryClassifier.isTransient(status: status, code: code))
+        #expect(S3ErrorResponse.isTransient(status: status, code: code))
     }
 
     @Test(arguments: [
@@ -36,24 +36,24 @@ struct S3RetryTests {
         (400, nil), (403, "RequestTimeTooSkewed"), (400, "ExpiredToken"), (500, "AccessDenied"),
     ] as [(Int, String?)])
     func permanentAnswers(status: Int, code: String?) {
-        #expect(!S3RetryClassifier.isTransient(status: status, code: code))
+        #expect(!S3ErrorResponse.isTransient(status: status, code: code))
     }
 
     @Test func transportErrors() {
-        #expect(S3RetryClassifier.isTransient(
+        #expect(RetryPolicy.isTransient(
             HTTPTransportError(kind: .couldNotConnect, message: "refused", curlCode: 7)))
-        #expect(S3RetryClassifier.isTransient(HTTPTransportError(kind: .timedOut, message: "timeout", curlCode: 28)))
-        #expect(S3RetryClassifier.isTransient(HTTPTransportError(kind: .other, message: "reset", curlCode: 56)))
-        #expect(S3RetryClassifier.isTransient(HTTPTransportError(kind: .other, message: "empty reply", curlCode: 52)))
-        #expect(!S3RetryClassifier.isTransient(HTTPTransportError(kind: .other, message: "bad url", curlCode: 3)))
-        #expect(!S3RetryClassifier.isTransient(HTTPTransportError(kind: .cancelled, message: "", curlCode: 42)))
-        #expect(!S3RetryClassifier.isTransient(StackVaultError(.cancelled, "cancelled", isTransient: true)))
-        #expect(S3RetryClassifier.isTransient(StackVaultError(.storage, "503", isTransient: true)))
-        #expect(!S3RetryClassifier.isTransient(CancellationError()))
+        #expect(RetryPolicy.isTransient(HTTPTransportError(kind: .timedOut, message: "timeout", curlCode: 28)))
+        #expect(RetryPolicy.isTransient(HTTPTransportError(kind: .other, message: "reset", curlCode: 56)))
+        #expect(RetryPolicy.isTransient(HTTPTransportError(kind: .other, message: "empty reply", curlCode: 52)))
+        #expect(!RetryPolicy.isTransient(HTTPTransportError(kind: .other, message: "bad url", curlCode: 3)))
+        #expect(!RetryPolicy.isTransient(HTTPTransportError(kind: .cancelled, message: "", curlCode: 42)))
+        #expect(!RetryPolicy.isTransient(StackVaultError(.cancelled, "cancelled", isTransient: true)))
+        #expect(RetryPolicy.isTransient(StackVaultError(.storage, "503", isTransient: true)))
+        #expect(!RetryPolicy.isTransient(CancellationError()))
     }
 
     @Test func backoffGrowsIsCappedAndJittered() {
-        let policy = S3RetryPolicy(maxAttempts: 10, baseDelay: .milliseconds(500), maxDelay: .seconds(8))
+        let policy = RetryPolicy(maxAttempts: 10, baseDelay: .milliseconds(500), maxDelay: .seconds(8))
         #expect(policy.delay(afterAttempt: 1, random: 1) == .milliseconds(500))
         #expect(policy.delay(afterAttempt: 1, random: 0) == .milliseconds(250))
         #expect(policy.delay(afterAttempt: 2, random: 1) == .seconds(1))
@@ -67,8 +67,8 @@ struct S3RetryTests {
 
     @Test func retriesTransientFailuresThenSucceeds() async throws {
         let calls = Mutex(0)
-        let policy = S3RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2))
-        let result = try await withS3Retries("test", policy: policy, logger: Logger(label: "test")) { attempt in
+        let policy = RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2))
+        let result = try await policy.run("test", logger: Logger(label: "test")) { attempt in
             calls.withLock { $0 += 1 }
             if attempt < 3 { throw StackVaultError(.storage, "503 SlowDown", isTransient: true) }
             return attempt
@@ -79,9 +79,9 @@ struct S3RetryTests {
 
     @Test func permanentFailuresAreNotRetriedAndExhaustionIsReported() async throws {
         let calls = Mutex(0)
-        let policy = S3RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2))
+        let policy = RetryPolicy(maxAttempts: 4, baseDelay: .milliseconds(1), maxDelay: .milliseconds(2))
         await #expect(throws: StackVaultError.self) {
-            try await withS3Retries("test", policy: policy, logger: Logger(label: "test")) { _ -> Int in
+            try await policy.run("test", logger: Logger(label: "test")) { _ -> Int in
                 calls.withLock { $0 += 1 }
                 throw StackVaultError(.storage, "403 AccessDenied")
             }
@@ -90,7 +90,7 @@ struct S3RetryTests {
 
         calls.withLock { $0 = 0 }
         do {
-            _ = try await withS3Retries("test", policy: policy, logger: Logger(label: "test")) { _ -> Int in
+            _ = try await policy.run("test", logger: Logger(label: "test")) { _ -> Int in
                 calls.withLock { $0 += 1 }
                 throw StackVaultError(.storage, "connection refused", isTransient: true)
             }

@@ -8,6 +8,8 @@
 #   - a request signed with a WRONG secret is refused with SignatureDoesNotMatch (SigV4 is checked);
 #   - a small object and a ~20 MiB object (multipart via `aws s3 cp`) round-trip byte-identically.
 # S3_SELFTEST=0 skips the round trip. Log: $TESTBED_DIR/rclone-s3.log.
+# It also starts moto (moto_server, PyPI moto[server]) on $STACKVAULT_TEST_MOTO_ENDPOINT (127.0.0.1:9100), the
+# second S3 implementation, with the bucket $STACKVAULT_TEST_S3_BUCKET. Log: $TESTBED_DIR/moto-s3.log.
 set -euo pipefail
 . "$(dirname "$0")/lib.sh"
 
@@ -85,3 +87,33 @@ if [ "${S3_SELFTEST:-1}" = 1 ]; then
   s3aws s3 rm --only-show-errors --recursive "$prefix/"
   tb_log "S3 round trip OK (small + 20 MiB multipart in $parts parts) in $((SECONDS - t0))s"
 fi
+
+# --- moto: the second S3 implementation ---
+motolog="$TESTBED_DIR/moto-s3.log"
+motopid="$TESTBED_DIR/moto-s3.pid"
+motohostport="${STACKVAULT_TEST_MOTO_ENDPOINT#*://}"; motohostport="${motohostport%%/*}"
+motohost="${motohostport%:*}"; motoport="${motohostport##*:}"
+motoaws() { STACKVAULT_TEST_S3_ENDPOINT="$STACKVAULT_TEST_MOTO_ENDPOINT" s3aws "$@"; }
+moto_open() { (exec 3<>"/dev/tcp/$motohost/$motoport") 2>/dev/null; }
+if moto_open && motoaws s3api list-buckets --output text >/dev/null 2>&1; then
+  tb_log "moto already answering at $STACKVAULT_TEST_MOTO_ENDPOINT"
+else
+  moto_bin="$(command -v moto_server || true)"
+  [ -n "$moto_bin" ] || moto_bin="$(python3 -c 'import sysconfig;print(sysconfig.get_path("scripts"))')/moto_server"
+  [ -x "$moto_bin" ] || tb_die "moto_server not found (run scripts/install-deps.sh)"
+  moto_open && tb_die "something else listens on $motohostport"
+  tb_log "starting moto_server on $motohostport (log: $motolog)"
+  setsid "$moto_bin" -H "$motohost" -p "$motoport" </dev/null >>"$motolog" 2>&1 &
+  echo $! >"$motopid"
+  start=$SECONDS
+  until moto_open && motoaws s3api list-buckets --output text >/dev/null 2>&1; do
+    kill -0 "$(cat "$motopid")" 2>/dev/null || { tb_log "moto exited; log tail:"; tail -n 30 "$motolog" >&2; exit 1; }
+    [ $((SECONDS - start)) -lt 60 ] || { tb_log "moto not answering after 60s"; tail -n 30 "$motolog" >&2; exit 1; }
+    sleep 0.3
+  done
+  tb_log "moto ready after $((SECONDS - start))s"
+fi
+motoaws s3api head-bucket --bucket "$STACKVAULT_TEST_S3_BUCKET" >/dev/null 2>&1 \
+  || motoaws s3api create-bucket --bucket "$STACKVAULT_TEST_S3_BUCKET" >/dev/null \
+  || tb_die "cannot create bucket $STACKVAULT_TEST_S3_BUCKET on moto"
+tb_log "moto bucket $STACKVAULT_TEST_S3_BUCKET ready at $STACKVAULT_TEST_MOTO_ENDPOINT"

@@ -3,3 +3,8 @@
 #include <openssl/hmac.h>
 #include <openssl/err.h>
 #include <openssl/md5.h>
+#include <openssl/kdf.h>
+#include <openssl/core_names.h>
+#include <openssl/params.h>
+#include <openssl/rand.h>
+#include <openssl/bn.h>

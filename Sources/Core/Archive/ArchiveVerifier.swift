@@ -11,28 +11,33 @@ import Foundation
 /// Synchronous and blocking for as long as reading the whole file takes: call it from a thread of your own
 /// (or a detached task you accept to block), not from a latency-sensitive task.
 public enum ArchiveVerifier {
-    /// Verifies the archive at `path`.
-    public static func verify(path: String, compressor: any Compressor) throws -> VerificationReport {
+    /// Verifies the archive at `path` (age-encrypted: with `decryption`).
+    public static func verify(path: String, compressor: any Compressor, decryption: ArchiveDecryption? = nil) throws
+        -> VerificationReport
+    {
         let fd = try syscall("open", path: path, failing: "cannot open the archive '\(path)' to verify it") {
             open(path, O_RDONLY | O_CLOEXEC)
         }
         defer { close(fd) }
-        return try verify(fileDescriptor: fd, compressor: compressor)
+        return try verify(fileDescriptor: fd, compressor: compressor, decryption: decryption)
     }
 
     /// Verifies the archive read from `fileDescriptor` (from its current offset to its end; not closed).
-    public static func verify(fileDescriptor: Int32, compressor: any Compressor) throws -> VerificationReport {
-        try verify(fileDescriptor: fileDescriptor, compressor: compressor, keepingFileTails: 0)
+    public static func verify(fileDescriptor: Int32, compressor: any Compressor, decryption: ArchiveDecryption? = nil)
+        throws -> VerificationReport
+    {
+        try verify(fileDescriptor: fileDescriptor, compressor: compressor, keepingFileTails: 0, decryption: decryption)
     }
 
     /// Verifies, and keeps the last `tailBytes` bytes of each `.file` component in ``VerificationReport/fileTails``
     /// (for the strategies' completeness checks, in the same pass).
-    static func verify(fileDescriptor: Int32, compressor: any Compressor, keepingFileTails tailBytes: Int) throws
-        -> VerificationReport
-    {
+    static func verify(
+        fileDescriptor: Int32, compressor: any Compressor, keepingFileTails tailBytes: Int,
+        decryption: ArchiveDecryption? = nil
+    ) throws -> VerificationReport {
         let reader = try DecompressedTarReader(
             fileDescriptor: fileDescriptor, from: nil, compressor: compressor, what: "archive",
-            threadName: "stackvault-verify-decompress")
+            threadName: "stackvault-verify-decompress", decryption: decryption)
         var verification = Verification(tailBytes: tailBytes)
         verification.read(reader)
         // Drain whatever libarchive left, so the decompressor reaches the end and checks the whole file.

@@ -8,6 +8,11 @@ extension ArchiveWriter {
     /// behind it compressed as a segment of its own (XXH3 on the way), and once its size is known the header fills
     /// the room (``ZstdPadding``). The read-back waits before the room until then. If
     /// `produce` throws, the file is cut back to before the room: nothing was added.
+    ///
+    /// Encrypted, the room is one whole age chunk after a chunk boundary, sealed once the header is known
+    /// (``AgeArchiveOutput/reserveChunk()``). Cutting back would seal chunk counters a second time with other data,
+    /// so if `produce` throws, the reserved chunk gets a zstd skippable frame that covers what the content wrote
+    /// (up to 4 GiB; beyond, the archive is given up).
     public func addFile(
         at path: String,
         mode: UInt32,
@@ -28,13 +33,18 @@ extension ArchiveWriter {
             throw StackVaultError(.archive, "the name '\(path)' is too long for a tar header (\(largest.count) bytes)")
         }
         let roomStart: Int64
+        var reserved: AgeEncryptor.ReservedChunk?
         do {
             try output.stream.finishSegment()
-            try fileSink.flush()
+            try alignForReadBack()
             roomStart = fileSink.totalBytes
             growth.setBarrier(roomStart)
-            try fileSink.write(UnsafeRawBufferPointer(rebasing: zeros[0..<room]))
-            try fileSink.flush()
+            if let encryption {
+                reserved = try encryption.reserveChunk()
+            } else {
+                try fileSink.write(UnsafeRawBufferPointer(rebasing: zeros[0..<room]))
+                try fileSink.flush()
+            }
         } catch {
             if case .open = state { state = .failed("reserving room for '\(path)': \(error)") }
             throw error
@@ -42,12 +52,30 @@ extension ArchiveWriter {
 
         let content: ChecksummingSink
         do {
-            let stream = try compressor.makeCompressor(writingTo: fileSink)
+            let stream = try compressor.makeCompressor(writingTo: payload)
             content = ChecksummingSink(downstream: stream)
             try await produce(content)
             try stream.finish()
             try fileSink.flush()
         } catch {
+            if let encryption, let reserved {
+                // Nothing was added: the content cannot be cut back out of an age file, so a skippable frame in
+                // the reserved chunk hides it (the rest of the chunk and every byte the content wrote).
+                let start = Int64(reserved.index + 1) * Int64(AgePayload.chunkSize)
+                let hidden = AgePayload.chunkSize - ZstdPadding.skippableHeaderSize
+                    + Int(encryption.encryptor.plaintextOffset - start)
+                do {
+                    guard let skip = ZstdPadding.skippableFrameHeader(skipping: hidden) else {
+                        throw StackVaultError(.archive, "more than 4 GiB of it were written, too many to skip")
+                    }
+                    try encryption.fill(reserved, plaintext: skip + [UInt8](repeating: 0, count: AgePayload.chunkSize - skip.count))
+                    growth.removeBarrier()
+                } catch let hiding {
+                    if case .open = state { state = .failed("hiding the partial '\(path)': \(hiding)") }
+                    growth.fail("'\(path)' failed")
+                }
+                throw error
+            }
             // Nothing was added: cut the file back to before the room (the read-back never went past it).
             do {
                 try fileSink.truncate(to: roomStart)
@@ -60,7 +88,12 @@ extension ArchiveWriter {
 
         do {
             let header = try Self.tarHeader(path: name, size: content.count, mode: mode)
-            try fileSink.write(try ZstdPadding.segment(of: header, length: room, compressor: compressor), at: roomStart)
+            if let encryption, let reserved {
+                let segment = try ZstdPadding.segment(of: header, length: AgePayload.chunkSize, compressor: compressor)
+                try encryption.fill(reserved, plaintext: segment)
+            } else {
+                try fileSink.write(try ZstdPadding.segment(of: header, length: room, compressor: compressor), at: roomStart)
+            }
             growth.removeBarrier()
             // The tar padding after the content starts the next segment of the main stream.
             let padding = Int((512 - content.count % 512) % 512)

@@ -22,8 +22,9 @@ extension ArchiveWriter {
         do {
             // 1. The components: end their segment, let the read-back reach its end.
             try output.stream.finishSegment()
-            try fileSink.flush()
+            try alignForReadBack()
             let componentsEnd = fileSink.totalBytes
+            let tailDecryption = encryption?.decryption(resumingAt: componentsEnd)
             growth.setEnd(componentsEnd)
             let (verification, componentsBytes) = try Self.checkReadBack(await readBack.value(), of: outputPath)
 
@@ -49,6 +50,8 @@ extension ArchiveWriter {
             try writeSmallFile(name: Manifest.entryName, data: try sealed.jsonData())
             try writing { try tar.finish() }
             try output.stream.finish()
+            try encryption?.finish()
+            encryption = nil  // the file key is not needed any more
             try fileSink.flush()
             try syscall("fsync", path: outputPath, failing: "cannot sync '\(outputPath)' to disk") { fsync(fd) }
             fdClosed = true
@@ -62,8 +65,8 @@ extension ArchiveWriter {
             // 3. Read the manifest back and judge the whole archive.
             let (path, compressor) = (outputPath, self.compressor)
             let report = try await runBlocking { _ in
-                try Self.readTail(of: path, from: componentsEnd, compressor: compressor, continuing: verification,
-                                  componentsBytes: componentsBytes)
+                try Self.readTail(of: path, from: componentsEnd, compressor: compressor, decryption: tailDecryption,
+                                  continuing: verification, componentsBytes: componentsBytes)
             }
             guard report.ok else {
                 throw StackVaultError(
@@ -87,6 +90,7 @@ extension ArchiveWriter {
         of path: String,
         from offset: Int64,
         compressor: any Compressor,
+        decryption: ArchiveDecryption?,
         continuing verification: Verification,
         componentsBytes: Int64
     ) throws -> VerificationReport {
@@ -96,7 +100,7 @@ extension ArchiveWriter {
         defer { close(fd) }
         let reader = try DecompressedTarReader(
             fileDescriptor: fd, from: off_t(offset), compressor: compressor, what: "archive '\(path)' as read back",
-            threadName: "stackvault-readback-decompress")
+            threadName: "stackvault-readback-decompress", decryption: decryption)
         var verification = verification
         verification.read(reader)
         let tail = reader.close(drain: true)

@@ -9,6 +9,7 @@ extension ArchiveWriter {
         fileDescriptor: Int32,
         growth: ArchiveGrowth,
         compressor: any Compressor,
+        decryption: ArchiveDecryption?,
         into completion: ArchiveThreadCompletion<ReadBackPart>
     ) {
         let thread = Thread {
@@ -18,7 +19,7 @@ extension ArchiveWriter {
                 let reader = try DecompressedTarReader(
                     fileDescriptor: fileDescriptor, from: 0, growth: growth, compressor: compressor,
                     what: "archive '\(path)' as read back", threadName: "stackvault-readback-decompress",
-                    lowPriority: true)
+                    lowPriority: true, decryption: decryption)
                 var verification = Verification(checksums: true)
                 verification.read(reader)  // ends at the end of the components
                 return ReadBackPart(verification: verification, decompressed: reader.close(drain: true))
@@ -26,6 +27,17 @@ extension ArchiveWriter {
         }
         thread.name = "stackvault-readback"
         thread.start()
+    }
+
+    /// Makes everything written so far readable in the file: flushes it and, encrypted, pads the compressed stream
+    /// to an age chunk boundary with a skippable frame (``ZstdPadding``) and seals that chunk
+    /// (``AgeArchiveOutput/alignToChunk(minimumPadding:padding:)``).
+    func alignForReadBack() throws {
+        guard let encryption else { return try fileSink.flush() }
+        let compressor = self.compressor
+        try encryption.alignToChunk(minimumPadding: ZstdPadding.bound(0)) {
+            try ZstdPadding.segment(of: [], length: $0, compressor: compressor)
+        }
     }
 
     /// The read-back's verification so far, or a `.verification` error when it could not read the components.

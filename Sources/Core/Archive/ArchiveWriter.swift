@@ -67,6 +67,11 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     /// read-back's.
     var checksums: [String: UInt64] = [:]
     let compressor: any Compressor
+    /// The age stage between the compressor and the file, when the archive is encrypted. Holds the file key for
+    /// the read-back; dropped once the archive is finished.
+    var encryption: AgeArchiveOutput?
+    /// Where compressed bytes go: the age stage or the file.
+    let payload: any ByteSink
     /// What the read-back may read of the file so far.
     let growth = ArchiveGrowth()
     /// The read-back of everything before the manifest, running on its own threads.
@@ -81,8 +86,10 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     static let zerosSize = 64 << 10
 
     /// Creates `outputPath` (it must not exist; mode 0600) and prepares to write into it; `compressor` compresses
-    /// the whole archive.
-    public init(outputPath: String, compressor: any Compressor) throws {
+    /// the whole archive. With `recipients`, the compressed stream is encrypted to them as one age file
+    /// (``AgeArchiveOutput``), and the read-back decrypts it with the file key, which the writer holds until it
+    /// is finished.
+    public init(outputPath: String, compressor: any Compressor, recipients: [any AgeRecipient] = []) throws {
         let fd = try syscall(
             "open", path: outputPath, failing: "cannot create the archive file '\(outputPath)'",
             hint: { $0 == EEXIST ? " (a file of that name exists already; it is never overwritten)" : "" }
@@ -101,8 +108,10 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         let fileSink = ArchiveFileSink(fd: fd, what: "the archive file '\(outputPath)'", growth: growth)
         let output: ArchiveOutput
         let tar: TarWriter
+        let encryption: AgeArchiveOutput?
         do {
-            output = ArchiveOutput(stream: try compressor.makeCompressor(writingTo: fileSink))
+            encryption = recipients.isEmpty ? nil : try AgeArchiveOutput(recipients: recipients, file: fileSink)
+            output = ArchiveOutput(stream: try compressor.makeCompressor(writingTo: encryption ?? fileSink))
             tar = try TarWriter(client: output, what: "the archive for writing")
         } catch {
             close(fd)
@@ -112,8 +121,10 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
         }
 
         self.compressor = compressor
+        self.encryption = encryption
+        self.payload = encryption ?? fileSink
         Self.startReadBack(of: outputPath, fileDescriptor: readFD, growth: growth, compressor: compressor,
-                           into: readBack)
+                           decryption: encryption.map { .fileKey($0.fileKey) }, into: readBack)
         self.outputPath = outputPath
         self.fd = fd
         self.fileSink = fileSink

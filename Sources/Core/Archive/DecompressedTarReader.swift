@@ -26,7 +26,8 @@ final class DecompressedTarReader {
         compressor: any Compressor,
         what: String,
         threadName: String,
-        lowPriority: Bool = false
+        lowPriority: Bool = false,
+        decryption: ArchiveDecryption? = nil
     ) throws {
         let queue = ByteChunkQueue(what: "the decompressed \(what)")
         self.queue = queue
@@ -35,7 +36,8 @@ final class DecompressedTarReader {
         let thread = Thread {
             if lowPriority { lowerThreadPriority() }
             completion.complete(Result {
-                try decompressArchive(fileDescriptor, from: offset, growth: growth, compressor, into: queue, what: what)
+                try decompressArchive(fileDescriptor, from: offset, growth: growth, compressor, into: queue, what: what,
+                                      decryption: decryption)
             })
         }
         thread.name = threadName
@@ -80,10 +82,14 @@ func decompressArchive(
     growth: ArchiveGrowth? = nil,
     _ compressor: any Compressor,
     into queue: ByteChunkQueue,
-    what: String
+    what: String,
+    decryption: ArchiveDecryption? = nil
 ) throws -> Int64 {
     defer { queue.closeWriting() }
     let decompressor = try compressor.makeDecompressor(writingTo: queue)
+    // An age-encrypted archive: file -> decryptor -> decompressor.
+    let decryptor = try decryption?.makeDecryptor(writingTo: decompressor)
+    let input: any ByteSink = decryptor ?? decompressor
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
     defer { buffer.deallocate() }
     var total: Int64 = 0
@@ -101,8 +107,11 @@ func decompressArchive(
             at: offset.map { Int64($0) + total }, what: what)
         if count == 0 { break }
         total += Int64(count)
-        try decompressor.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        try input.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
     }
+    // Reading a file still being written stops at a chunk boundary the writer set; only the whole file ends with
+    // the final chunk.
+    if growth == nil { try decryptor?.finish() }
     try decompressor.finish()
     return total
 }

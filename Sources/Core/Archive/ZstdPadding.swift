@@ -40,10 +40,20 @@ enum ZstdPadding {
         }
         var out = collector.bytes
         out.reserveCapacity(length)
-        for value in [UInt32(0x184D_2A50), UInt32(padding - skippableHeaderSize)] {
+        out += skippableFrameHeader(skipping: padding - skippableHeaderSize)!
+        out.append(contentsOf: repeatElement(0, count: padding - skippableHeaderSize))
+        return out
+    }
+
+    /// The header of a skippable frame whose payload is the next `count` bytes, whatever they are; nil when
+    /// `count` does not fit the frame's 32-bit length field. The encrypted archive writer hides a file component
+    /// that failed half-way behind one (its bytes cannot be cut back out of an age file).
+    static func skippableFrameHeader(skipping count: Int) -> [UInt8]? {
+        guard count >= 0, count <= Int(UInt32.max) else { return nil }
+        var out: [UInt8] = []
+        for value in [UInt32(0x184D_2A50), UInt32(count)] {
             withUnsafeBytes(of: value.littleEndian) { out.append(contentsOf: $0) }
         }
-        out.append(contentsOf: repeatElement(0, count: padding - skippableHeaderSize))
         return out
     }
 }

@@ -40,6 +40,9 @@ public struct StorageCapabilities: Sendable, Equatable {
 public protocol StorageBackend: Sendable {
     /// The target, with any secret redacted, for logs and `plan`.
     var description: String { get }
+    /// What `plan` shows for the target: `description`, plus what the backend adds (S3: where its credentials come
+    /// from). Never a secret. Default: `description`.
+    var planDescription: String { get }
     var capabilities: StorageCapabilities { get }
     /// For local-directory backends: the directory archives live in (the engine stages archives there).
     var localDirectory: String? { get }
@@ -50,7 +53,40 @@ public protocol StorageBackend: Sendable {
     func list(prefix: String) async throws -> [StoredObject]
     /// Streams the object `name` into `sink`.
     func read(_ name: String, into sink: any ByteSink) async throws
+    /// Streams the object `name` from byte `offset` on into `sink`: how a retried read resumes where a broken
+    /// transfer stopped. The default reads from the start and drops the first `offset` bytes; backends that can seek
+    /// (S3 ranged GETs) override it.
+    func read(_ name: String, from offset: Int64, into sink: any ByteSink) async throws
     func delete(_ name: String) async throws
+}
+
+extension StorageBackend {
+    public var planDescription: String { description }
+
+    public func read(_ name: String, from offset: Int64, into sink: any ByteSink) async throws {
+        guard offset > 0 else { return try await read(name, into: sink) }
+        try await read(name, into: SkippingSink(skipping: offset, into: sink))
+    }
+}
+
+/// Drops the first `skipping` bytes and forwards the rest (the default `read(_:from:into:)`).
+///
+/// `@unchecked Sendable`: written by one read at a time.
+private final class SkippingSink: ByteSink, @unchecked Sendable {
+    private var remaining: Int64
+    private let downstream: any ByteSink
+
+    init(skipping: Int64, into downstream: any ByteSink) {
+        remaining = skipping
+        self.downstream = downstream
+    }
+
+    func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard remaining > 0 else { return try downstream.write(bytes) }
+        let skipped = Int(min(Int64(bytes.count), remaining))
+        remaining -= Int64(skipped)
+        if skipped < bytes.count { try downstream.write(UnsafeRawBufferPointer(rebasing: bytes[skipped...])) }
+    }
 }
 
 /// Builds a backend from a target URL and the environment (for credentials).

@@ -17,11 +17,13 @@ final class ArchiveEntryReader {
     private let fileDescriptor: Int32
     private let compressor: any Compressor
     private let what: String
+    private let decryption: ArchiveDecryption?
 
-    init(fileDescriptor: Int32, compressor: any Compressor, what: String) {
+    init(fileDescriptor: Int32, compressor: any Compressor, what: String, decryption: ArchiveDecryption? = nil) {
         self.fileDescriptor = fileDescriptor
         self.compressor = compressor
         self.what = what
+        self.decryption = decryption
     }
 
     /// Calls `visit` with every entry (the reader, for its data; the entry; its path bytes) until it returns
@@ -31,7 +33,7 @@ final class ArchiveEntryReader {
     ) throws {
         let reader = try DecompressedTarReader(
             fileDescriptor: fileDescriptor, from: 0, compressor: compressor, what: what,
-            threadName: "stackvault-restore-decompress")
+            threadName: "stackvault-restore-decompress", decryption: decryption)
         var stoppedEarly = false
         let visited: Result<Void, any Error> = Result {
             try reader.open()

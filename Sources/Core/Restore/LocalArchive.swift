@@ -36,8 +36,14 @@ public struct ArchiveCheck: Sendable {
     public var completeness: [String: String] = [:]
     /// Components whose strategy this stackvault does not know, so their completeness was not checked.
     public var unknownStrategies: [String: String] = [:]
+    /// For an age-encrypted archive checked without its identity: what could be checked (its header and length);
+    /// the report then holds only problems and notes, no manifest.
+    public var envelope: AgeFileSummary?
 
-    public var ok: Bool { report.ok && completeness.isEmpty }
+    public var ok: Bool {
+        if envelope != nil { return report.problems.isEmpty }
+        return report.ok && completeness.isEmpty
+    }
 
     /// Everything that makes the archive untrustworthy, each naming its culprit.
     public var problems: [String] {
@@ -54,34 +60,50 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     /// Where it came from, for messages.
     public let origin: String
     public let sizeBytes: Int64
+    /// True when the file is an age file (an encrypted archive, `.tar.zst.age`).
+    public let isEncrypted: Bool
     private let fileDescriptor: Int32
     private let compressor: any Compressor
+    /// How to decrypt it: nil for a plaintext archive, or an encrypted one without identities.
+    private let decryption: ArchiveDecryption?
 
-    private init(name: String, origin: String, fileDescriptor: Int32, compressor: any Compressor) {
+    private init(
+        name: String, origin: String, fileDescriptor: Int32, compressor: any Compressor, identities: [any AgeIdentity]
+    ) {
         self.name = name
         self.origin = origin
         self.fileDescriptor = fileDescriptor
         self.compressor = compressor
         var info = stat()
         sizeBytes = fstat(fileDescriptor, &info) == 0 ? Int64(info.st_size) : 0
+        let magic = Array(AgeHeader.versionPrefix)
+        var start = [UInt8](repeating: 0, count: magic.count)
+        let count = start.withUnsafeMutableBytes { pread(fileDescriptor, $0.baseAddress, $0.count, 0) }
+        isEncrypted = count == magic.count && start == magic
+        decryption = isEncrypted && !identities.isEmpty ? .identities(identities) : nil
     }
 
     deinit {
         close(fileDescriptor)
     }
 
-    /// Opens the local file at `path`.
-    public static func open(localPath path: String, compressor: any Compressor) throws -> LocalArchive {
-        try open(path, name: (path as NSString).lastPathComponent, origin: path, compressor: compressor)
+    /// Opens the local file at `path`; an encrypted one is read with `identities` (none: only its envelope can
+    /// be checked).
+    public static func open(localPath path: String, compressor: any Compressor, identities: [any AgeIdentity] = [])
+        throws -> LocalArchive
+    {
+        try open(path, name: (path as NSString).lastPathComponent, origin: path, compressor: compressor,
+                 identities: identities)
     }
 
-    private static func open(_ path: String, name: String, origin: String, compressor: any Compressor) throws
-        -> LocalArchive
-    {
+    private static func open(
+        _ path: String, name: String, origin: String, compressor: any Compressor, identities: [any AgeIdentity]
+    ) throws -> LocalArchive {
         let fd = try syscall("open", path: path, failing: "cannot open the archive \(origin)") {
             Foundation.open(path, O_RDONLY | O_CLOEXEC)
         }
-        return LocalArchive(name: name, origin: origin, fileDescriptor: fd, compressor: compressor)
+        return LocalArchive(name: name, origin: origin, fileDescriptor: fd, compressor: compressor,
+                            identities: identities)
     }
 
     /// Opens the archive `name` of `storage`: in place for a local directory target, else downloaded (streamed)
@@ -91,6 +113,7 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
         storage: any StorageBackend,
         workDirectory: String,
         compressor: any Compressor,
+        identities: [any AgeIdentity] = [],
         logger: Logger
     ) async throws -> LocalArchive {
         guard !name.isEmpty, !name.contains("/"), !name.hasPrefix(".") else {
@@ -98,7 +121,8 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
         }
         let origin = "\(storage.description)/\(name)"
         if let directory = storage.localDirectory {
-            return try open(directory + "/" + name, name: name, origin: origin, compressor: compressor)
+            return try open(directory + "/" + name, name: name, origin: origin, compressor: compressor,
+                            identities: identities)
         }
         try FileManager.default.createDirectory(atPath: workDirectory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
@@ -121,7 +145,8 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
             close(fd)
             throw error
         }
-        return LocalArchive(name: name, origin: origin, fileDescriptor: fd, compressor: compressor)
+        return LocalArchive(name: name, origin: origin, fileDescriptor: fd, compressor: compressor,
+                            identities: identities)
     }
 
     // MARK: - Verification
@@ -130,10 +155,11 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     /// whether its dump ends the way a complete dump ends (from the dumps' last bytes, kept in the same pass).
     /// Blocking.
     public func check(strategies: StrategyRegistry) throws -> ArchiveCheck {
+        if isEncrypted && decryption == nil { return try checkEnvelope() }
         try syscall("lseek", path: origin, failing: "cannot rewind \(origin)") { lseek(fileDescriptor, 0, SEEK_SET) }
         var check = ArchiveCheck(archive: name, report: try ArchiveVerifier.verify(
             fileDescriptor: fileDescriptor, compressor: compressor,
-            keepingFileTails: RestoreLimits.completenessTailBytes))
+            keepingFileTails: RestoreLimits.completenessTailBytes, decryption: decryption))
         guard check.report.ok, let manifest = check.report.manifest else { return check }
         var files: [String: Manifest.ManifestComponent] = [:]
         for component in manifest.components {
@@ -149,6 +175,35 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
             {
                 check.completeness[path] = problem
             }
+        }
+        return check
+    }
+
+    /// What can be checked of an encrypted archive without its identity: the age header parses, and the length
+    /// fits a complete payload. The content needs the identity.
+    private func checkEnvelope() throws -> ArchiveCheck {
+        var prefix = [UInt8](repeating: 0, count: Int(min(sizeBytes, Int64(AgeHeader.maximumByteCount))))
+        let count = prefix.withUnsafeMutableBytes { pread(fileDescriptor, $0.baseAddress, $0.count, 0) }
+        guard count == prefix.count else {
+            throw StackVaultError(.io, "cannot read \(origin): \(String(cString: strerror(errno)))")
+        }
+        var report = VerificationReport()
+        report.compressedBytes = sizeBytes
+        var check = ArchiveCheck(archive: name, report: report)
+        do {
+            let summary = try AgeFileSummary(prefix: prefix, fileSize: sizeBytes)
+            check.envelope = summary
+            if !summary.lengthIsPlausible {
+                check.report.problems.append(
+                    "the encrypted archive's length does not fit a complete age file: it is truncated")
+            }
+            check.report.notes.append(
+                "the archive is encrypted (age, to \(summary.recipientTypes.joined(separator: ", "))); without "
+                    + "AGE_IDENTITY_FILE or AGE_PASSPHRASE only its header and length were checked: its content "
+                    + "needs the identity")
+        } catch let error as AgeError {
+            check.envelope = AgeFileSummary.unreadable
+            check.report.problems.append("the encrypted archive's \(error.message)")
         }
         return check
     }
@@ -228,8 +283,14 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
         try writer.finish()
     }
 
-    private func reader() -> ArchiveEntryReader {
-        ArchiveEntryReader(fileDescriptor: fileDescriptor, compressor: compressor, what: "the archive \(name)")
+    private func reader() throws -> ArchiveEntryReader {
+        if isEncrypted && decryption == nil {
+            throw StackVaultError(
+                .invalidConfiguration,
+                "the archive \(name) is encrypted (age): set AGE_IDENTITY_FILE (or AGE_PASSPHRASE) to read it")
+        }
+        return ArchiveEntryReader(fileDescriptor: fileDescriptor, compressor: compressor, what: "the archive \(name)",
+                                  decryption: decryption)
     }
 }
 

@@ -1,10 +1,20 @@
 public import Foundation
 
-/// Archive names: `backup-{stack}-{YYYYMMDD-HHMMSS}-{uuid}.tar.zst`, time in UTC.
+/// Archive names: `backup-{stack}-{YYYYMMDD-HHMMSS}-{uuid}.tar.zst`, time in UTC, and `.tar.zst.age` for archives
+/// encrypted with age (the whole `.tar.zst` stream as one age file).
 public enum ArchiveName {
-    public static func make(stack: String, date: Date, uuid: UUID = UUID()) -> String {
-        "backup-\(stack)-\(timestamp(date))-\(uuid.uuidString.lowercased()).tar.zst"
+    /// The suffix of plaintext archives.
+    public static let plainSuffix = ".tar.zst"
+    /// The suffix of age-encrypted archives.
+    public static let encryptedSuffix = ".tar.zst.age"
+
+    public static func make(stack: String, date: Date, uuid: UUID = UUID(), encrypted: Bool = false) -> String {
+        "backup-\(stack)-\(timestamp(date))-\(uuid.uuidString.lowercased())"
+            + (encrypted ? encryptedSuffix : plainSuffix)
     }
+
+    /// True for names ending in `.tar.zst.age`.
+    public static func isEncrypted(_ name: String) -> Bool { name.hasSuffix(encryptedSuffix) }
 
     static func timestamp(_ date: Date) -> String {
         var calendar = Calendar(identifier: .gregorian)
@@ -13,10 +23,12 @@ public enum ArchiveName {
         return String(format: "%04d%02d%02d-%02d%02d%02d", c.year!, c.month!, c.day!, c.hour!, c.minute!, c.second!)
     }
 
-    /// Splits a name into stack and UTC time; nil for names that are not StackVault archives.
+    /// Splits a name (plaintext or encrypted) into stack and UTC time; nil for names that are not StackVault
+    /// archives.
     public static func parse(_ name: String) -> (stack: String, date: Date)? {
-        guard name.hasPrefix("backup-"), name.hasSuffix(".tar.zst") else { return nil }
-        let core = name.dropFirst("backup-".count).dropLast(".tar.zst".count)
+        let suffix = isEncrypted(name) ? encryptedSuffix : plainSuffix
+        guard name.hasPrefix("backup-"), name.hasSuffix(suffix) else { return nil }
+        let core = name.dropFirst("backup-".count).dropLast(suffix.count)
         // The uuid is 36 characters, the time 15; both are preceded by '-'.
         guard core.count > 36 + 1 + 15 + 1 else { return nil }
         let uuidPart = core.suffix(36)

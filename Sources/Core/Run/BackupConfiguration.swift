@@ -12,6 +12,8 @@ public struct BackupConfiguration: Sendable {
     public var toolVersion: String
     /// Applied to a stack's archives after each successful backup of it; empty = keep everything.
     public var retention: RetentionPolicy
+    /// Whom archives are encrypted to (age, `AGE_RECIPIENTS*` / `AGE_PASSPHRASE*`); empty = not encrypted.
+    public var recipients: [any AgeRecipient] = []
 
     public init(
         workDirectory: String,

@@ -82,9 +82,10 @@ final class StackBackupSteps {
                                                 attributes: [.posixPermissions: 0o700])
         try checkFreeSpace(in: directory)
         let startedAt = Date()
-        let name = ArchiveName.make(stack: stack.name, date: startedAt)
+        let name = ArchiveName.make(stack: stack.name, date: startedAt, encrypted: !configuration.recipients.isEmpty)
         let temporaryPath = "\(directory)/.\(name).partial"
-        let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: settings.compressor)
+        let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: settings.compressor,
+                                       recipients: configuration.recipients)
         self.writer = writer
         cleanup.push("remove the partial archive") {
             writer.abort()

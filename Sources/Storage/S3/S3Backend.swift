@@ -1,6 +1,7 @@
 public import Logging
 public import StackVaultCore
 import Foundation
+import Synchronization
 
 /// `s3://bucket/optional/prefix`: archives in an S3 bucket, on AWS or any S3-compatible service (MinIO, Ceph,
 /// Garage, Backblaze B2, Wasabi, Cloudflare R2, rclone serve s3).
@@ -8,16 +9,23 @@ import Foundation
 /// - Uploads stream from the finished local archive: up to `multipartThreshold` as one PUT, larger ones as a
 ///   multipart upload with a bounded number of parts in flight, each read with `pread` at its offset. Memory stays
 ///   flat whatever the archive size.
-/// - Every request body carries its SHA-256 (`x-amz-content-sha256`, signed; AWS, MinIO, Ceph, Garage verify it),
-///   and with `S3_CONTENT_MD5=true` also `Content-MD5` (verified by every S3 server, rclone's included), so data
-///   corrupted in flight is refused by the server.
-/// - Transient failures are retried per request with exponential backoff and jitter; permanent ones fail at once
-///   with a message saying what to fix. A failed multipart upload is aborted; the local file is never touched.
+/// - Every request body carries its SHA-256 (`x-amz-content-sha256`, signed; AWS, MinIO, Ceph, Garage verify it)
+///   and, by default, `x-amz-checksum-sha256` (the flexible checksum that Object Lock buckets and AWS require of
+///   parts too); `S3_CHECKSUM=md5` or `S3_CONTENT_MD5=true` add `Content-MD5` (verified by every S3 server, rclone's
+///   included), so data corrupted in flight is refused by the server.
+/// - Errors say whether they are transient; retrying is `RetryingBackend`'s job (the registry wraps this backend),
+///   except for the parts of a multipart upload, each retried on its own so a passing fault does not re-send the
+///   whole archive. Permanent errors say what to fix. A failed multipart upload is aborted; the local file is never touched.
+/// - Credentials are resolved at the start of every operation (`S3CredentialChain`), so rotated files and renewed
+///   role credentials are used without a restart.
 /// - After an upload the object's size is confirmed with HEAD before `store` returns.
-public struct S3Backend: StorageBackend {
+public struct S3Backend: StorageBackend, RetryConfigurable {
     public let configuration: S3Configuration
     let client: S3Client
     let logger: Logger
+    /// The checksum mode in use: `configuration.checksum`, or `md5` once the server refused
+    /// `x-amz-checksum-sha256` while `S3_CHECKSUM` was left at its default.
+    let checksum: S3ChecksumChoice
 
     /// The `s3://` entry of the storage registry.
     public static let factory = StorageBackendFactory(scheme: "s3") { url, environment in
@@ -28,6 +36,7 @@ public struct S3Backend: StorageBackend {
         self.configuration = configuration
         self.logger = logger
         self.client = S3Client(configuration: configuration, logger: logger)
+        self.checksum = S3ChecksumChoice(configuration.checksum)
     }
 
     /// Reads the target URL and the environment (see `S3Configuration.parse(url:environment:)`).
@@ -38,9 +47,17 @@ public struct S3Backend: StorageBackend {
 
     public var description: String { configuration.description }
     public var capabilities: StorageCapabilities {
-        StorageCapabilities(isLocalDirectory: false, maximumObjectSize: S3PartPlan.maximumObjectSize)
+        StorageCapabilities(isLocalDirectory: false,
+                            maximumObjectSize: S3PartPlan.largestObject(maxParts: configuration.maxParts))
     }
     public var localDirectory: String? { nil }
+    public var retryPolicy: RetryPolicy { configuration.retry }
+
+    /// `s3://bucket/prefix (endpoint ...), credentials from the environment (...)`.
+    public var planDescription: String { "\(description), credentials from \(credentialSource)" }
+
+    /// Where credentials come from, as `plan` shows it (judged from the environment; never a secret).
+    public var credentialSource: S3CredentialSource { configuration.credentialChain.expectedSource }
 
     // MARK: - store
 
@@ -49,11 +66,19 @@ public struct S3Backend: StorageBackend {
         let file = try S3SourceFile(path: localPath)
         let key = configuration.key(for: name)
         let started = ContinuousClock.now
+        await client.credentials.beginOperation()
         do {
-            if file.size <= configuration.multipartThreshold {
-                try await uploadSingle(file, key: key, name: name)
-            } else {
-                try await uploadMultipart(file, key: key, name: name)
+            do {
+                try await upload(file, key: key, name: name)
+            } catch let error as StackVaultError
+                where !configuration.checksumIsExplicit && checksum.current == .sha256
+                && (error.cause as? S3ErrorResponse)?.rejectsChecksumHeader == true
+            {
+                let message = "S3: \(description) does not accept x-amz-checksum-sha256 (\(error.cause!)); using "
+                    + "Content-MD5 from now on (set S3_CHECKSUM=md5 to say so and skip this first try)"
+                logger.warning("\(message)")
+                checksum.current = .md5
+                try await upload(file, key: key, name: name)
             }
         } catch is CancellationError {
             throw StackVaultError(.cancelled, "the upload of \(name) to \(description) was cancelled")
@@ -70,33 +95,39 @@ public struct S3Backend: StorageBackend {
         return stored
     }
 
+    func upload(_ file: S3SourceFile, key: String, name: String) async throws {
+        if file.size <= configuration.multipartThreshold {
+            try await uploadSingle(file, key: key, name: name)
+        } else {
+            try await uploadMultipart(file, key: key, name: name)
+        }
+    }
+
     /// One PUT streamed from the file, after a first pass that hashes it.
     func uploadSingle(_ file: S3SourceFile, key: String, name: String) async throws {
         let size = file.size
         logger.info("S3: uploading \(name) (\(size) bytes) to \(description) in one request")
-        let md5 = configuration.sendsContentMD5
+        let mode = checksum.current
+        let md5 = configuration.wantsMD5(mode)
         let digests = try await runBlocking { flag in
             try file.digests(offset: 0, length: size, md5: md5, cancellation: flag)
         }
-        _ = try await client.sendWithRetries("uploading \(name) to \(description)") {
-            client.request("PUT", key: key,
-                           headers: digests.headers + [("content-type", "application/octet-stream")],
-                           body: file.body(offset: 0, length: size), payloadHash: digests.sha256Hex,
-                           timeoutSeconds: nil)
-        }
+        let headers = digests.headers(mode) + configuration.objectHeaders
+            + [("content-type", "application/octet-stream")]
+        _ = try await client.send(S3Client.Unsigned(
+            method: "PUT", key: key, headers: headers, body: { file.body(offset: 0, length: size) },
+            payloadHash: digests.sha256Hex, timeoutSeconds: nil), operation: "uploading \(name) to \(description)")
     }
 
-    /// HEADs the new object: it must exist with the local file's size (a server that is slow to show it gets the
-    /// retry policy's patience). A wrong size is deleted and reported.
+    /// HEADs the new object: it must exist with the local file's size. A missing object is a transient error (a
+    /// server slow to show it: `RetryingBackend` tries again); a wrong size is deleted and reported.
     func confirm(key: String, name: String, expectedSize: Int64) async throws -> StoredObject {
         let operation = "confirming the upload of \(name) to \(description)"
-        let object = try await withS3Retries(operation, policy: configuration.retry, logger: logger) { _ in
-            guard let head = try await headObject(name, retrying: false) else {
-                throw StackVaultError(.storage, "\(operation) failed: the server reported success, but the object is "
-                    + "not there", isTransient: true)
-            }
-            return try storedObject(name, head: head)
+        guard let head = try await headObject(name) else {
+            throw StackVaultError(.storage, "\(operation) failed: the server reported success, but the object is "
+                + "not there", isTransient: true)
         }
+        let object = try storedObject(name, head: head)
         guard object.sizeBytes == expectedSize else {
             logger.error(
                 "S3: \(name) has \(object.sizeBytes) bytes on the server instead of \(expectedSize); deleting it")
@@ -116,12 +147,9 @@ public struct S3Backend: StorageBackend {
     }
 
     /// The HEAD answer for `name`, or nil on 404.
-    func headObject(_ name: String, retrying: Bool = true) async throws -> HTTPResponseHead? {
-        let operation = "checking \(name) in \(description)"
-        let makeRequest = { client.request("HEAD", key: configuration.key(for: name)) }
-        let response = retrying
-            ? try await client.sendWithRetries(operation, accepting: [404], makeRequest: makeRequest)
-            : try await client.send(makeRequest(), operation: operation, accepting: [404])
+    func headObject(_ name: String) async throws -> HTTPResponseHead? {
+        let response = try await client.send(S3Client.Unsigned(method: "HEAD", key: configuration.key(for: name)),
+                                             operation: "checking \(name) in \(description)", accepting: [404])
         return response.status == 404 ? nil : response.head
     }
 
@@ -139,14 +167,13 @@ public struct S3Backend: StorageBackend {
         var continuation: String?
         var startAfter: String?
         let dates = S3DateParser()
+        await client.credentials.beginOperation()
         repeat {
             var query: [(name: String, value: String)] = [("list-type", "2"), ("prefix", fullPrefix)]
             if let continuation { query.append(("continuation-token", continuation)) }
             if let startAfter { query.append(("start-after", startAfter)) }
-            let page = query
-            let response = try await client.sendWithRetries("listing \(description)") {
-                client.request("GET", key: nil, query: page)
-            }
+            let response = try await client.send(S3Client.Unsigned(method: "GET", key: nil, query: query),
+                                                 operation: "listing \(description)")
             guard let root = S3XML.parse(response.body), root.name == "ListBucketResult" else {
                 throw StackVaultError(.storage, "listing \(description) failed: the server's answer is not a "
                     + "ListBucketResult: \(response.bodyText.prefix(300))")
@@ -178,55 +205,54 @@ public struct S3Backend: StorageBackend {
     }
 
     /// Streams the object into `sink`. The object is looked up first (a missing one throws before anything is
-    /// written); a transfer that breaks off resumes where it stopped with a ranged GET bound to the object's ETag,
-    /// so `sink` sees every byte exactly once.
+    /// written).
     public func read(_ name: String, into sink: any ByteSink) async throws {
+        try await read(name, from: 0, into: sink)
+    }
+
+    /// Streams the object from byte `offset` on (a ranged GET, how `RetryingBackend` resumes a broken transfer),
+    /// bound to the ETag the HEAD saw, so a changed object is refused rather than spliced.
+    public func read(_ name: String, from offset: Int64, into sink: any ByteSink) async throws {
         try Self.validate(name)
         let key = configuration.key(for: name)
         let operation = "reading \(name) from \(description)"
+        await client.credentials.beginOperation()
         guard let object = try await headObject(name) else {
             throw StackVaultError(.storage, "\(operation) failed: there is no object \(name) (key '\(key)')")
         }
-        let etag = object.headers["etag"]
-        let counter = S3CountingSink(sink)
-        try await withS3Retries(operation, policy: configuration.retry, logger: logger) { _ in
-            let resumeAt = counter.delivered
-            var headers: [(name: String, value: String)] = []
-            if let etag { headers.append(("if-match", etag)) }
-            if resumeAt > 0 { headers.append(("range", "bytes=\(resumeAt)-")) }
-            let request = client.request("GET", key: key, headers: headers, timeoutSeconds: nil)
-            let errorBody = CollectingSink(limit: 64 << 10)
-            let head: HTTPResponseHead
-            do {
-                head = try await client.http.stream(request, into: counter, errorBody: errorBody)
-            } catch {
-                throw client.transportError(error, operation: operation)
+        let size = object.headers["content-length"].flatMap { Int64($0) }
+        if let size, offset >= size { return }
+        var headers: [(name: String, value: String)] = []
+        if let etag = object.headers["etag"] { headers.append(("if-match", etag)) }
+        if offset > 0 { headers.append(("range", "bytes=\(offset)-")) }
+        let (head, _) = try await client.exchange(
+            S3Client.Unsigned(method: "GET", key: key, headers: headers, timeoutSeconds: nil), into: sink,
+            operation: operation
+        ) { response in
+            switch (response.status, response.code) {
+            case (_, "NoSuchKey"), (404, nil):
+                StackVaultError(.storage, "\(operation) failed: the object \(name) was deleted while it was read",
+                                cause: response)
+            case (412, _):
+                StackVaultError(.storage, "\(operation) failed: the object changed while it was read; read it again",
+                                cause: response)
+            default:
+                nil
             }
-            guard (200..<300).contains(head.status) else {
-                let response = S3ErrorResponse(status: head.status, headers: head.headers, body: errorBody.bytes)
-                switch (head.status, response.code) {
-                case (_, "NoSuchKey"), (404, nil):
-                    throw StackVaultError(.storage, "\(operation) failed: the object \(name) was deleted while it "
-                        + "was read", cause: response)
-                case (412, _):
-                    throw StackVaultError(.storage, "\(operation) failed: the object changed while it was read; "
-                        + "read it again", cause: response)
-                default:
-                    throw response.error(operation: operation, configuration: configuration)
-                }
-            }
-            if resumeAt > 0 && head.status != 206 {
-                throw StackVaultError(.storage, "\(operation) failed: the transfer broke off and the server cannot "
-                    + "resume it (it ignored the Range header)")
-            }
+        }
+        // rclone serve s3 answers a ranged GET with 200 and a Content-Range: accept either form.
+        let ranged = head.status == 206 || head.headers["content-range"]?.hasPrefix("bytes \(offset)-") == true
+        if offset > 0 && !ranged {
+            throw StackVaultError(.storage, "\(operation) failed: the transfer broke off and the server cannot "
+                + "resume it (it answered HTTP \(head.status) to a ranged GET, ignoring the Range header)")
         }
     }
 
     public func delete(_ name: String) async throws {
         try Self.validate(name)
-        _ = try await client.sendWithRetries("deleting \(name) from \(description)", accepting: [404]) {
-            client.request("DELETE", key: configuration.key(for: name))
-        }
+        await client.credentials.beginOperation()
+        _ = try await client.send(S3Client.Unsigned(method: "DELETE", key: configuration.key(for: name)),
+                                  operation: "deleting \(name) from \(description)", accepting: [404])
     }
 
     // MARK: - helpers
@@ -270,17 +296,15 @@ struct S3DateParser {
     }
 }
 
-/// Forwards a download to the caller's sink, counting bytes so a broken transfer can resume at the right offset.
-///
-/// `@unchecked Sendable`: used by one transfer at a time (attempts run one after another).
-final class S3CountingSink: ByteSink, @unchecked Sendable {
-    let downstream: any ByteSink
-    private(set) var delivered: Int64 = 0
+/// The checksum mode an `S3Backend` uses now; it changes at most once, from `sha256` to `md5`, when a server
+/// refuses the `x-amz-checksum-sha256` header and `S3_CHECKSUM` was not set.
+final class S3ChecksumChoice: Sendable {
+    private let mode: Mutex<S3ChecksumMode>
 
-    init(_ downstream: any ByteSink) { self.downstream = downstream }
+    init(_ mode: S3ChecksumMode) { self.mode = Mutex(mode) }
 
-    func write(_ bytes: UnsafeRawBufferPointer) throws {
-        try downstream.write(bytes)
-        delivered += Int64(bytes.count)
+    var current: S3ChecksumMode {
+        get { mode.withLock { $0 } }
+        set { mode.withLock { $0 = newValue } }
     }
 }

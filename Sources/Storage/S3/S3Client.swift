@@ -3,12 +3,14 @@ import Logging
 import StackVaultCore
 
 /// Builds, signs and sends single S3 requests over `HTTPClient` (libcurl); turns error answers and transport
-/// failures into `StackVaultError`s that say what to fix and whether a retry may help.
+/// failures into `StackVaultError`s that say what to fix and whether a retry may help. Retries are not made here
+/// (`RetryingBackend` wraps the whole backend); the one exception is a request refused for its credentials, which
+/// is signed again once with freshly resolved ones (a rotated key, renewed session credentials).
 struct S3Client: Sendable {
     let configuration: S3Configuration
-    let signer: SigV4Signer
     let http: HTTPClient
     let logger: Logger
+    let credentials: S3CredentialProvider
 
     /// Small answers (XML documents) are kept up to this size.
     static let maximumDocumentSize = 32 << 20
@@ -17,9 +19,21 @@ struct S3Client: Sendable {
 
     init(configuration: S3Configuration, logger: Logger) {
         self.configuration = configuration
-        self.signer = SigV4Signer(credentials: configuration.credentials, region: configuration.region)
         self.http = HTTPClient()
         self.logger = logger
+        self.credentials = S3CredentialProvider(chain: configuration.credentialChain, logger: logger)
+    }
+
+    /// One request before signing: signed anew (with current credentials and date) each time it is sent, with a
+    /// body made anew each time (a streamed body starts over).
+    struct Unsigned: Sendable {
+        var method: String
+        var key: String?
+        var query: [(name: String, value: String)] = []
+        var headers: [(name: String, value: String)] = []
+        var body: @Sendable () -> HTTPRequest.Body = { .none }
+        var payloadHash: String = SigV4Signer.emptyPayloadHash
+        var timeoutSeconds: Int? = S3Client.shortTimeoutSeconds
     }
 
     /// Where a request goes: the URL to send, the `Host` header and the encoded path (both signed).
@@ -56,9 +70,13 @@ struct S3Client: Sendable {
         body: HTTPRequest.Body = .none,
         payloadHash: String = SigV4Signer.emptyPayloadHash,
         timeoutSeconds: Int? = S3Client.shortTimeoutSeconds,
-        date: Date = Date()
+        date: Date = Date(),
+        credentials: S3Credentials? = nil
     ) -> HTTPRequest {
         let location = location(key: key, query: query)
+        let signer = SigV4Signer(
+            credentials: credentials ?? configuration.credentials ?? S3Credentials(accessKeyID: "", secretAccessKey: ""),
+            region: configuration.region)
         let signed = signer.sign(method: method, path: location.path, query: query,
                                  headers: [("host", location.host)] + headers, payloadHash: payloadHash, date: date)
         return HTTPRequest(method: method, url: location.url, headers: signed, body: body,
@@ -68,31 +86,47 @@ struct S3Client: Sendable {
 
     /// Sends one request and keeps the answer's body (an XML document, or nothing). Statuses outside 2xx and
     /// `accepting` become errors naming `operation`.
-    func send(_ request: HTTPRequest, operation: String, accepting: Set<Int> = []) async throws -> S3Response {
+    func send(_ request: Unsigned, operation: String, accepting: Set<Int> = []) async throws -> S3Response {
         let body = CollectingSink(limit: Self.maximumDocumentSize)
-        let errorBody = CollectingSink(limit: 64 << 10)
-        let head: HTTPResponseHead
-        do {
-            head = try await http.stream(request, into: body, errorBody: errorBody)
-        } catch {
-            throw transportError(error, operation: operation)
-        }
-        guard (200..<300).contains(head.status) || accepting.contains(head.status) else {
-            throw S3ErrorResponse(status: head.status, headers: head.headers, body: errorBody.bytes)
-                .error(operation: operation, configuration: configuration)
-        }
+        let (head, _) = try await exchange(request, into: body, operation: operation, accepting: accepting)
         return S3Response(head: head, body: body.bytes)
     }
 
-    /// `send` with retries; `makeRequest` is called for every attempt, so each is freshly dated and signed and
-    /// streams its body from the start.
-    func sendWithRetries(
-        _ operation: String,
+    /// Sends `request`, streaming a 2xx answer's body into `sink`; signs it with the current credentials, and once
+    /// more with re-resolved ones when the server refuses them. Returns the head and the error document of an
+    /// answer in `accepting`; other non-2xx answers throw, with advice.
+    @discardableResult
+    func exchange(
+        _ request: Unsigned,
+        into sink: any ByteSink,
+        operation: String,
         accepting: Set<Int> = [],
-        makeRequest: () -> HTTPRequest
-    ) async throws -> S3Response {
-        try await withS3Retries(operation, policy: configuration.retry, logger: logger) { _ in
-            try await send(makeRequest(), operation: operation, accepting: accepting)
+        failure: (S3ErrorResponse) -> (any Error)? = { _ in nil }
+    ) async throws -> (HTTPResponseHead, S3ErrorResponse?) {
+        var used = try await credentials.current()
+        var refreshed = false
+        while true {
+            let errorBody = CollectingSink(limit: 64 << 10)
+            let head: HTTPResponseHead
+            do {
+                head = try await http.stream(
+                    self.request(request.method, key: request.key, query: request.query, headers: request.headers,
+                                 body: request.body(), payloadHash: request.payloadHash,
+                                 timeoutSeconds: request.timeoutSeconds, credentials: used),
+                    into: sink, errorBody: errorBody)
+            } catch {
+                throw transportError(error, operation: operation)
+            }
+            if (200..<300).contains(head.status) { return (head, nil) }
+            let response = S3ErrorResponse(status: head.status, headers: head.headers, body: errorBody.bytes)
+            if accepting.contains(head.status) { return (head, response) }
+            if response.refusedCredentials, !refreshed, let fresh = try await credentials.refresh(after: used) {
+                used = fresh
+                refreshed = true
+                continue
+            }
+            if let custom = failure(response) { throw custom }
+            throw response.error(operation: operation, configuration: configuration, credentials: used)
         }
     }
 

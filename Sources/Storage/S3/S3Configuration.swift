@@ -1,5 +1,5 @@
 import StackVaultCore
-import Foundation
+public import Foundation
 
 /// Everything the S3 backend needs to reach one bucket: target, endpoint, credentials and upload tuning.
 ///
@@ -18,25 +18,42 @@ public struct S3Configuration: Sendable, CustomStringConvertible {
     public var isCustomEndpoint: Bool
     /// Path-style (`https://host/bucket/key`) rather than virtual-hosted (`https://bucket.host/key`) addressing.
     public var usesPathStyle: Bool
-    public var credentials: S3Credentials
+    /// The keys given in the environment when the configuration was read; nil when the chain finds them at run time.
+    /// Requests sign with what `credentialChain` resolves at each run (files are re-read).
+    public var credentials: S3Credentials?
+    /// Where credentials are looked up at every run (environment, shared file, container, instance role).
+    public var credentialChain: S3CredentialChain
     /// A CA bundle (PEM) for endpoints with a self-signed or private certificate (`S3_CA_BUNDLE`).
     public var caBundlePath: String?
     /// Files up to this size go up in one PUT; larger ones as a multipart upload (`S3_MULTIPART_THRESHOLD`).
     public var multipartThreshold: Int64
     /// The preferred part size (`S3_PART_SIZE`); `S3PartPlan` raises it for very large files.
     public var partSize: Int64
+    /// The most parts a multipart upload may have (`S3_MAX_PARTS`; 10,000, or 1,000 for Scaleway endpoints).
+    public var maxParts: Int
     /// Parts uploaded at the same time (`S3_UPLOAD_CONCURRENCY`).
     public var concurrency: Int
+    /// The checksum header sent with every upload (`S3_CHECKSUM`, default `sha256`: `x-amz-checksum-sha256`).
+    public var checksum: S3ChecksumMode
+    /// True when `S3_CHECKSUM` was set: then a server that rejects `x-amz-checksum-sha256` is not answered by
+    /// falling back to `Content-MD5`.
+    public var checksumIsExplicit: Bool = false
     /// Also send `Content-MD5` with every upload (`S3_CONTENT_MD5`, default false). The signed SHA-256 payload hash
     /// is always sent and AWS, MinIO, Ceph and Garage check it; servers that ignore it (rclone serve s3) still check
     /// `Content-MD5`. Costs one MD5 pass (about 1 s of CPU per GiB).
     public var sendsContentMD5: Bool
-    public var retry: S3RetryPolicy
+    /// `x-amz-storage-class` of new objects (`S3_STORAGE_CLASS`, e.g. `STANDARD_IA`); nil for the bucket's default.
+    public var storageClass: String?
+    /// Server-side encryption asked for on every upload (`S3_SSE`, `S3_SSE_KMS_KEY_ID`); nil for the bucket's default.
+    public var encryption: S3ServerSideEncryption?
+    public var retry: RetryPolicy
 
     public static let defaultRegion = "us-east-1"
     public static let defaultMultipartThreshold: Int64 = 64 << 20
     public static let defaultPartSize: Int64 = 8 << 20
     public static let defaultConcurrency = 4
+    /// Endpoints whose service allows only 1,000 parts per upload (Scaleway Object Storage's documented limit).
+    public static let thousandPartHostSuffixes = [".scw.cloud"]
     /// S3 refuses single PUTs above 5 GiB.
     public static let maximumSinglePutSize: Int64 = 5 << 30
 
@@ -46,13 +63,18 @@ public struct S3Configuration: Sendable, CustomStringConvertible {
         region: String = S3Configuration.defaultRegion,
         endpoint: S3Endpoint? = nil,
         usesPathStyle: Bool? = nil,
-        credentials: S3Credentials,
+        credentials: S3Credentials?,
+        credentialChain: S3CredentialChain? = nil,
         caBundlePath: String? = nil,
         multipartThreshold: Int64 = S3Configuration.defaultMultipartThreshold,
         partSize: Int64 = S3Configuration.defaultPartSize,
+        maxParts: Int? = nil,
         concurrency: Int = S3Configuration.defaultConcurrency,
+        checksum: S3ChecksumMode = .sha256,
         sendsContentMD5: Bool = false,
-        retry: S3RetryPolicy = S3RetryPolicy()
+        storageClass: String? = nil,
+        encryption: S3ServerSideEncryption? = nil,
+        retry: RetryPolicy = RetryPolicy()
     ) {
         self.bucket = bucket
         self.prefix = Self.normalizedPrefix(prefix)
@@ -63,11 +85,17 @@ public struct S3Configuration: Sendable, CustomStringConvertible {
         // On AWS a bucket with dots breaks the TLS wildcard certificate of virtual-hosted names.
         self.usesPathStyle = usesPathStyle ?? (endpoint != nil || bucket.contains("."))
         self.credentials = credentials
+        self.credentialChain = credentialChain ?? credentials.map { S3CredentialChain(fixed: $0) }
+            ?? S3CredentialChain(environment: [:])
         self.caBundlePath = caBundlePath
         self.multipartThreshold = multipartThreshold
         self.partSize = partSize
+        self.maxParts = maxParts ?? Self.defaultMaxParts(endpoint: endpoint)
         self.concurrency = concurrency
+        self.checksum = checksum
         self.sendsContentMD5 = sendsContentMD5
+        self.storageClass = storageClass
+        self.encryption = encryption
         self.retry = retry
     }
 
@@ -75,6 +103,34 @@ public struct S3Configuration: Sendable, CustomStringConvertible {
     public var description: String {
         let target = prefix.isEmpty ? "s3://\(bucket)" : "s3://\(bucket)/\(prefix.dropLast())"
         return isCustomEndpoint ? "\(target) (endpoint \(endpoint))" : "\(target) (AWS region \(region))"
+    }
+
+    /// 1,000 for endpoints known to allow no more (`*.scw.cloud`), else S3's 10,000.
+    public static func defaultMaxParts(endpoint: S3Endpoint?) -> Int {
+        guard let host = endpoint?.host.lowercased() else { return S3PartPlan.maximumPartCount }
+        return thousandPartHostSuffixes.contains { host.hasSuffix($0) } ? 1_000 : S3PartPlan.maximumPartCount
+    }
+
+    /// Whether uploads compute an MD5 (`S3_CHECKSUM=md5` or `S3_CONTENT_MD5=true`).
+    var wantsMD5: Bool { wantsMD5(checksum) }
+
+    /// Whether uploads with checksum `mode` compute an MD5.
+    func wantsMD5(_ mode: S3ChecksumMode) -> Bool { sendsContentMD5 || mode == .md5 }
+
+    /// Headers every new object gets: storage class and server-side encryption, when set.
+    var objectHeaders: [(name: String, value: String)] {
+        var headers: [(name: String, value: String)] = []
+        if let storageClass { headers.append(("x-amz-storage-class", storageClass)) }
+        switch encryption {
+        case .aes256?:
+            headers.append(("x-amz-server-side-encryption", "AES256"))
+        case .kms(let keyID)?:
+            headers.append(("x-amz-server-side-encryption", "aws:kms"))
+            if let keyID { headers.append(("x-amz-server-side-encryption-aws-kms-key-id", keyID)) }
+        case nil:
+            break
+        }
+        return headers
     }
 
     /// The full key of the object `name`.
@@ -144,11 +200,34 @@ public struct S3Endpoint: Sendable, Equatable, CustomStringConvertible {
     }
 }
 
+/// Which checksum header uploads carry (`S3_CHECKSUM`).
+public enum S3ChecksumMode: String, Sendable, Equatable {
+    /// `x-amz-checksum-sha256` on every PUT and part (declared at CreateMultipartUpload, listed at completion):
+    /// what Object Lock buckets and integrity-checking providers require.
+    case sha256
+    /// `Content-MD5` on every PUT and part, for servers that check only MD5.
+    case md5
+    /// No checksum header (the signed `x-amz-content-sha256` is still sent), for servers that reject them.
+    case none
+}
+
+/// Server-side encryption asked for at upload (`S3_SSE`).
+public enum S3ServerSideEncryption: Sendable, Equatable {
+    /// `AES256`: keys managed by the service (SSE-S3).
+    case aes256
+    /// `aws:kms`, with the KMS key ID or ARN (`S3_SSE_KMS_KEY_ID`), or the account's default key.
+    case kms(keyID: String?)
+}
+
 /// An access key pair, with an optional session token. Printing it never shows the secret or the token.
-public struct S3Credentials: Sendable, CustomStringConvertible, CustomDebugStringConvertible, CustomReflectable {
+public struct S3Credentials: Sendable, Equatable, CustomStringConvertible, CustomDebugStringConvertible,
+    CustomReflectable
+{
     public var accessKeyID: String
     public var secretAccessKey: String
     public var sessionToken: String?
+    /// When temporary credentials stop working (container and instance-role credentials); nil for long-lived keys.
+    public var expiration: Date?
 
     public init(accessKeyID: String, secretAccessKey: String, sessionToken: String? = nil) {
         self.accessKeyID = accessKeyID
@@ -175,8 +254,10 @@ extension S3Configuration {
     /// - `AWS_DEFAULT_REGION`, else `AWS_REGION`, else `us-east-1`;
     /// - `S3_ENDPOINT_URL`, else `AWS_ENDPOINT_URL_S3`, else `AWS_ENDPOINT_URL`: a custom (non-AWS) endpoint;
     /// - `S3_FORCE_PATH_STYLE` (default true for custom endpoints, false for AWS), `S3_CA_BUNDLE`;
-    /// - `S3_MULTIPART_THRESHOLD`, `S3_PART_SIZE` (sizes like `64MiB`), `S3_UPLOAD_CONCURRENCY`, `S3_MAX_ATTEMPTS`,
-    ///   `S3_CONTENT_MD5`.
+    /// - `S3_MULTIPART_THRESHOLD`, `S3_PART_SIZE` (sizes like `64MiB`), `S3_MAX_PARTS`, `S3_UPLOAD_CONCURRENCY`,
+    ///   `S3_MAX_ATTEMPTS`, `S3_CHECKSUM`, `S3_CONTENT_MD5`, `S3_STORAGE_CLASS`, `S3_SSE`, `S3_SSE_KMS_KEY_ID`.
+    ///
+    /// Without keys in the environment the configuration is still valid: `credentialChain` finds them at run time.
     public static func parse(url: String, environment: [String: String]) throws -> S3Configuration {
         let variable = urlVariable(url, environment: environment)
         let (bucket, prefix) = try parseBucketURL(url, variable: variable)
@@ -190,17 +271,10 @@ extension S3Configuration {
             return raw
         }
 
-        guard let accessKeyID = try secret("AWS_ACCESS_KEY_ID", environment: environment) else {
-            throw StackVaultError(.missingCredentials,
-                "the S3 target \(target) needs credentials: set AWS_ACCESS_KEY_ID (or AWS_ACCESS_KEY_ID_FILE) "
-                    + "and AWS_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY_FILE)")
-        }
-        guard let secretAccessKey = try secret("AWS_SECRET_ACCESS_KEY", environment: environment) else {
-            throw StackVaultError(.missingCredentials,
-                "the S3 target \(target) needs AWS_SECRET_ACCESS_KEY (or AWS_SECRET_ACCESS_KEY_FILE) "
-                    + "to go with AWS_ACCESS_KEY_ID \(accessKeyID)")
-        }
-        let sessionToken = try secret("AWS_SESSION_TOKEN", environment: environment)
+        // Keys in the environment are checked now (a half-set pair is a mistake to report before any run); with
+        // none, the credential chain looks further at every run (shared file, container, instance role).
+        let credentialChain = S3CredentialChain(environment: environment)
+        let credentials = try credentialChain.fromEnvironment(target: target)
 
         let region = value("AWS_DEFAULT_REGION") ?? value("AWS_REGION") ?? defaultRegion
         guard region.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
@@ -246,17 +320,59 @@ extension S3Configuration {
             try integer($0, in: 1...64, variable: "S3_UPLOAD_CONCURRENCY")
         } ?? defaultConcurrency
         let contentMD5 = try value("S3_CONTENT_MD5").map { try boolean($0, variable: "S3_CONTENT_MD5") } ?? false
-        var retry = S3RetryPolicy()
+        var checksum = S3ChecksumMode.sha256
+        if let text = value("S3_CHECKSUM") {
+            guard let mode = S3ChecksumMode(rawValue: text.lowercased()) else {
+                throw StackVaultError(.invalidConfiguration,
+                    "S3_CHECKSUM='\(text)' is not one of sha256 (the default), md5 or none")
+            }
+            checksum = mode
+        }
+        let checksumIsExplicit = value("S3_CHECKSUM") != nil
+        var retry = RetryPolicy()
         if let attempts = value("S3_MAX_ATTEMPTS") {
             retry.maxAttempts = try integer(attempts, in: 1...20, variable: "S3_MAX_ATTEMPTS")
         }
+        let maxParts = try value("S3_MAX_PARTS").map {
+            try integer($0, in: 1...S3PartPlan.maximumPartCount, variable: "S3_MAX_PARTS")
+        } ?? defaultMaxParts(endpoint: endpoint)
+        var storageClass: String?
+        if let text = value("S3_STORAGE_CLASS") {
+            guard text.allSatisfy({ $0.isASCII && ($0.isUppercase || $0.isNumber || $0 == "_") }) else {
+                throw StackVaultError(.invalidConfiguration,
+                    "S3_STORAGE_CLASS='\(text)' is not a storage class name (e.g. STANDARD_IA, GLACIER_IR, ONEZONE_IA)")
+            }
+            storageClass = text
+        }
+        var encryption: S3ServerSideEncryption?
+        let kmsKeyID = value("S3_SSE_KMS_KEY_ID")
+        switch value("S3_SSE") {
+        case nil:
+            if kmsKeyID != nil {
+                throw StackVaultError(.invalidConfiguration,
+                    "S3_SSE_KMS_KEY_ID is set but S3_SSE is not: set S3_SSE=aws:kms to use the key")
+            }
+        case "AES256"?, "aes256"?:
+            if kmsKeyID != nil {
+                throw StackVaultError(.invalidConfiguration,
+                    "S3_SSE_KMS_KEY_ID goes with S3_SSE=aws:kms, not AES256")
+            }
+            encryption = .aes256
+        case "aws:kms"?, "AWS:KMS"?:
+            encryption = .kms(keyID: kmsKeyID)
+        case let other?:
+            throw StackVaultError(.invalidConfiguration,
+                "S3_SSE='\(other)' is not AES256 or aws:kms (with S3_SSE_KMS_KEY_ID for a customer key)")
+        }
 
-        return S3Configuration(
+        var configuration = S3Configuration(
             bucket: bucket, prefix: prefix, region: region, endpoint: endpoint, usesPathStyle: pathStyle,
-            credentials: S3Credentials(accessKeyID: accessKeyID, secretAccessKey: secretAccessKey,
-                                       sessionToken: sessionToken),
-            caBundlePath: caBundlePath, multipartThreshold: threshold, partSize: partSize, concurrency: concurrency,
-            sendsContentMD5: contentMD5, retry: retry)
+            credentials: credentials, credentialChain: credentialChain,
+            caBundlePath: caBundlePath, multipartThreshold: threshold, partSize: partSize, maxParts: maxParts,
+            concurrency: concurrency, checksum: checksum, sendsContentMD5: contentMD5, storageClass: storageClass,
+            encryption: encryption, retry: retry)
+        configuration.checksumIsExplicit = checksumIsExplicit
+        return configuration
     }
 
     /// The variable the target URL most likely came from, for messages.
@@ -304,33 +420,7 @@ extension S3Configuration {
 
     /// `NAME`, or the content of the file named by `NAME_FILE` (Docker secrets), trimmed; nil when neither is set.
     static func secret(_ name: String, environment: [String: String]) throws -> String? {
-        let direct = environment[name].flatMap { $0.isEmpty ? nil : $0 }
-        let file = environment[name + "_FILE"].flatMap { $0.isEmpty ? nil : $0 }
-        switch (direct, file) {
-        case (.some, .some):
-            throw StackVaultError(.invalidConfiguration, "both \(name) and \(name)_FILE are set: set only one")
-        case (let value?, nil):
-            let trimmed = value.trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !trimmed.isEmpty else {
-                throw StackVaultError(.invalidConfiguration, "\(name) is set but blank")
-            }
-            return trimmed
-        case (nil, let path?):
-            let data: Data
-            do {
-                data = try Data(contentsOf: URL(fileURLWithPath: path))
-            } catch {
-                let reason = (error as NSError).localizedFailureReason ?? "cannot be read"
-                throw StackVaultError(.missingCredentials, "\(name)_FILE='\(path)' cannot be read: \(reason)")
-            }
-            let value = String(decoding: data, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
-            guard !value.isEmpty else {
-                throw StackVaultError(.missingCredentials, "\(name)_FILE='\(path)' is empty")
-            }
-            return value
-        case (nil, nil):
-            return nil
-        }
+        try EnvironmentSecret.value(name, environment: environment)
     }
 
     static func boolean(_ text: String, variable: String) throws -> Bool {

@@ -35,14 +35,91 @@ public struct S3ErrorResponse: Error, Sendable, Equatable, CustomStringConvertib
         if code == nil, status == 301 { code = "PermanentRedirect" }
     }
 
-    /// True when sending the same request again may succeed.
-    public var isTransient: Bool { S3RetryClassifier.isTransient(status: status, code: code) }
+    /// S3 error codes worth another try: throttling, server trouble, and corruption in flight (the body is re-read
+    /// from the file and sent again).
+    public static let transientCodes: Set<String> = [
+        "SlowDown", "RequestTimeout", "InternalError", "ServiceUnavailable", "Throttling", "ThrottlingException",
+        "RequestThrottled", "TooManyRequests", "OperationAborted", "BadDigest", "XAmzContentSHA256Mismatch",
+        "IncompleteBody",
+    ]
 
-    /// A `StackVaultError` that says what went wrong while doing `operation` and what to fix.
-    public func error(operation: String, configuration: S3Configuration) -> StackVaultError {
+    /// Codes that never get better by waiting: credentials, permissions, a missing bucket, a wrong region.
+    public static let permanentCodes: Set<String> = [
+        "AccessDenied", "SignatureDoesNotMatch", "InvalidAccessKeyId", "NoSuchBucket", "NoSuchKey", "NoSuchUpload",
+        "InvalidBucketName", "AuthorizationHeaderMalformed", "PermanentRedirect", "ExpiredToken", "InvalidToken",
+        "RequestTimeTooSkewed", "EntityTooLarge", "EntityTooSmall", "InvalidPart", "InvalidPartOrder",
+        "AccountProblem", "AllAccessDisabled", "InvalidArgument", "InvalidRequest", "MethodNotAllowed",
+        "NotImplemented", "MissingContentMD5", "InvalidDigest",
+    ]
+
+    /// Codes that mean the credentials were refused: after one of these, the credentials are resolved again once
+    /// (a rotated key file, expired session credentials).
+    public static let credentialCodes: Set<String> = [
+        "InvalidAccessKeyId", "SignatureDoesNotMatch", "ExpiredToken", "InvalidToken", "TokenRefreshRequired",
+        "InvalidClientTokenId",
+    ]
+
+    /// Whether an S3 error answer may succeed when sent again: by code first, else by status.
+    public static func isTransient(status: Int, code: String?) -> Bool {
+        if let code {
+            if transientCodes.contains(code) { return true }
+            if permanentCodes.contains(code) { return false }
+        }
+        return [408, 429, 500, 502, 503, 504].contains(status)
+    }
+
+    /// True when sending the same request again may succeed.
+    public var isTransient: Bool { Self.isTransient(status: status, code: code) }
+
+    /// True when the server refused the credentials (a HEAD's bare 403 counts: it has no body to tell).
+    var refusedCredentials: Bool {
+        if let code { return Self.credentialCodes.contains(code) }
+        return status == 403
+    }
+
+    /// True for a 400 that is about the checksum headers: a missing `Content-MD5`/`x-amz-checksum-*` (Object Lock
+    /// buckets require one) or a checksum header the server does not accept.
+    var concernsChecksum: Bool {
+        guard status == 400 || status == 501 || code == "MissingContentMD5" || code == "InvalidDigest" else {
+            return false
+        }
+        if code == "MissingContentMD5" || code == "MissingUploadObjectWithObjectLockHeaders" { return true }
+        let text = (message ?? "").lowercased()
+        return text.contains("content-md5") || text.contains("checksum")
+    }
+
+    /// A checksum answer that asks for a header (Object Lock buckets), rather than refusing the one sent.
+    var requiresChecksum: Bool {
+        guard concernsChecksum else { return false }
+        let text = (message ?? "").lowercased()
+        return code == "MissingContentMD5" || code == "MissingUploadObjectWithObjectLockHeaders"
+            || text.contains("required") || text.contains("missing")
+    }
+
+    /// A checksum answer that refuses the `x-amz-checksum-*` header sent (Backblaze B2: 400 InvalidArgument
+    /// "Unsupported header 'x-amz-checksum-sha256' received for this API call").
+    var rejectsChecksumHeader: Bool { concernsChecksum && !requiresChecksum }
+
+    /// A `StackVaultError` that says what went wrong while doing `operation` and what to fix. `credentials` are
+    /// the ones the request was signed with (for the access key named in advice; never the secret).
+    public func error(operation: String, configuration: S3Configuration,
+                      credentials: S3Credentials? = nil) -> StackVaultError {
         let bucket = configuration.bucket
-        let accessKey = configuration.credentials.accessKeyID
+        let accessKey = (credentials ?? configuration.credentials)?.accessKeyID ?? "(none)"
         let advice: String
+        if concernsChecksum {
+            if requiresChecksum {
+                advice = "the bucket requires a checksum header on uploads (Object Lock buckets do): leave "
+                    + "S3_CHECKSUM at sha256 (the default; now '\(configuration.checksum.rawValue)') or set "
+                    + "S3_CHECKSUM=md5 / S3_CONTENT_MD5=true for servers that check only MD5"
+            } else {
+                advice = "the server does not accept the checksum header sent (S3_CHECKSUM="
+                    + "\(configuration.checksum.rawValue)): set S3_CHECKSUM=md5, or S3_CHECKSUM=none for servers "
+                    + "that reject checksum headers"
+            }
+            return StackVaultError(.storage, "\(operation) failed: \(advice)", isTransient: false,
+                                   cause: self)
+        }
         switch code {
         case "SignatureDoesNotMatch":
             advice = "the server rejected the request signature: AWS_SECRET_ACCESS_KEY does not match the access key "
@@ -75,7 +152,8 @@ public struct S3ErrorResponse: Error, Sendable, Equatable, CustomStringConvertib
         case "RequestTimeTooSkewed":
             advice = "this host's clock is too far from the server's: synchronise it (NTP)"
         case "ExpiredToken", "InvalidToken", "TokenRefreshRequired":
-            advice = "the session token is expired or invalid: renew AWS_SESSION_TOKEN with the other credentials"
+            advice = "the session token is expired or invalid: renew AWS_SESSION_TOKEN with the other credentials "
+                + "(credentials from a container or instance role are refreshed by themselves)"
         case "InvalidBucketName":
             advice = "the server does not accept '\(bucket)' as a bucket name: fix S3_BUCKET_URL"
         case "EntityTooLarge":
@@ -110,9 +188,4 @@ public struct S3ErrorResponse: Error, Sendable, Equatable, CustomStringConvertib
         if let requestID, !requestID.isEmpty { details.append("request id \(requestID)") }
         return details.joined(separator: ", ")
     }
-}
-
-extension StackVaultError {
-    /// The S3 error code behind this error, if it came from an S3 error answer.
-    var s3ErrorCode: String? { (cause as? S3ErrorResponse)?.code }
 }

@@ -3,7 +3,8 @@ import Foundation
 import Logging
 
 /// How a file is cut into parts for a multipart upload, within S3's limits: parts of 5 MiB to 5 GiB (the last one
-/// may be smaller), at most 10,000 of them, objects up to 5 TiB.
+/// may be smaller), at most 10,000 of them (fewer where the provider says so: `S3_MAX_PARTS`), objects up to
+/// 5 TiB. Limits from the S3 user guide, "Amazon S3 multipart upload limits".
 public struct S3PartPlan: Sendable, Equatable {
     public static let minimumPartSize: Int64 = 5 << 20
     public static let maximumPartSize: Int64 = 5 << 30
@@ -14,14 +15,31 @@ public struct S3PartPlan: Sendable, Equatable {
     public let partSize: Int64
     public let partCount: Int
 
-    /// The part size is `max(preferred, ceil(size / 10,000))`, rounded up to a whole MiB and at least 5 MiB.
-    public init(fileSize: Int64, preferredPartSize: Int64 = S3Configuration.defaultPartSize) throws {
+    /// The largest object `maxParts` parts of at most 5 GiB can hold (and never above 5 TiB).
+    public static func largestObject(maxParts: Int) -> Int64 {
+        min(maximumObjectSize, Int64(max(1, maxParts)) * maximumPartSize)
+    }
+
+    /// The part size is `max(preferred, ceil(size / maxParts))`, rounded up to a whole MiB and at least 5 MiB.
+    ///
+    /// - Throws: `StackVaultError(.storage)` when the file is larger than `maxParts` parts of 5 GiB (or 5 TiB) can
+    ///   hold, naming `S3_MAX_PARTS`; nothing has been uploaded then.
+    public init(fileSize: Int64, preferredPartSize: Int64 = S3Configuration.defaultPartSize,
+                maxParts: Int = S3PartPlan.maximumPartCount) throws {
+        let maxParts = min(max(1, maxParts), Self.maximumPartCount)
         guard fileSize <= Self.maximumObjectSize else {
             throw StackVaultError(.storage,
                                   "the archive is \(fileSize) bytes, more than the 5 TiB an S3 object may hold")
         }
+        let largest = Self.largestObject(maxParts: maxParts)
+        guard fileSize <= largest else {
+            throw StackVaultError(.storage,
+                "the archive is \(fileSize) bytes, more than \(maxParts) parts (S3_MAX_PARTS) of at most 5 GiB can "
+                    + "hold (\(largest) bytes): raise S3_MAX_PARTS if the provider allows more parts, or make the "
+                    + "archive smaller; nothing was uploaded")
+        }
         let mebibyte: Int64 = 1 << 20
-        let needed = (fileSize + Int64(Self.maximumPartCount) - 1) / Int64(Self.maximumPartCount)
+        let needed = (fileSize + Int64(maxParts) - 1) / Int64(maxParts)
         var size = max(preferredPartSize, needed, Self.minimumPartSize)
         size = (size + mebibyte - 1) / mebibyte * mebibyte
         size = min(size, Self.maximumPartSize)
@@ -41,13 +59,16 @@ public struct S3PartPlan: Sendable, Equatable {
 struct S3CompletedPart: Sendable, Equatable {
     var number: Int
     var etag: String
+    /// The part's `x-amz-checksum-sha256` (base64), listed as `ChecksumSHA256` when checksums are on.
+    var checksumSHA256: String? = nil
 }
 
 extension S3Backend {
     /// Uploads `file` as `key` in parts, `configuration.concurrency` at a time, each streamed from the file at its
-    /// offset and signed with its SHA-256 (plus `Content-MD5` if configured); aborts the upload on any failure.
+    /// offset and signed with its SHA-256 (plus its checksum header); aborts the upload on any failure.
     func uploadMultipart(_ file: S3SourceFile, key: String, name: String) async throws {
-        let plan = try S3PartPlan(fileSize: file.size, preferredPartSize: configuration.partSize)
+        let plan = try S3PartPlan(fileSize: file.size, preferredPartSize: configuration.partSize,
+                                  maxParts: configuration.maxParts)
         let concurrency = max(1, min(configuration.concurrency, plan.partCount))
         let summary = "S3: uploading \(name) (\(file.size) bytes) to \(description) in \(plan.partCount) part(s) "
             + "of \(plan.partSize >> 20) MiB, \(concurrency) at a time"
@@ -70,10 +91,11 @@ extension S3Backend {
 
     func createMultipartUpload(key: String, name: String) async throws -> String {
         let operation = "starting the multipart upload of \(name) to \(description)"
-        let response = try await client.sendWithRetries(operation) {
-            client.request("POST", key: key, query: [("uploads", "")],
-                           headers: [("content-type", "application/octet-stream")])
-        }
+        var headers = configuration.objectHeaders + [("content-type", "application/octet-stream")]
+        if checksum.current == .sha256 { headers.append(("x-amz-checksum-algorithm", "SHA256")) }
+        let response = try await client.send(
+            S3Client.Unsigned(method: "POST", key: key, query: [("uploads", "")], headers: headers),
+            operation: operation)
         guard let root = S3XML.parse(response.body), let uploadID = root.value("UploadId"), !uploadID.isEmpty else {
             throw StackVaultError(.storage, "\(operation) failed: the server's answer names no UploadId: "
                 + String(response.bodyText.prefix(300)))
@@ -129,21 +151,25 @@ extension S3Backend {
         uploadID: String
     ) async throws -> S3CompletedPart {
         let (offset, length) = plan.range(ofPart: number)
-        let md5 = configuration.sendsContentMD5
+        let mode = checksum.current
+        let md5 = configuration.wantsMD5(mode)
         let digests = try await runBlocking { flag in
             try file.digests(offset: offset, length: length, md5: md5, cancellation: flag)
         }
         let operation = "uploading part \(number) of \(plan.partCount) of \(name) to \(description)"
-        let response = try await client.sendWithRetries(operation) {
-            client.request("PUT", key: key, query: [("partNumber", "\(number)"), ("uploadId", uploadID)],
-                           headers: digests.headers,
-                           body: file.body(offset: offset, length: length), payloadHash: digests.sha256Hex,
-                           timeoutSeconds: nil)
+        // The one retry inside the backend: a part that fails in passing is sent again on its own, since retrying
+        // the whole `store` (RetryingBackend) would send every other part of a possibly huge archive again.
+        let response = try await configuration.retry.run(operation, logger: logger) { _ in
+            try await client.send(S3Client.Unsigned(
+                method: "PUT", key: key, query: [("partNumber", "\(number)"), ("uploadId", uploadID)],
+                headers: digests.headers(mode), body: { file.body(offset: offset, length: length) },
+                payloadHash: digests.sha256Hex, timeoutSeconds: nil), operation: operation)
         }
         guard let etag = response.head.headers["etag"], !etag.isEmpty else {
             throw StackVaultError(.storage, "\(operation) failed: the server's answer has no ETag")
         }
-        return S3CompletedPart(number: number, etag: etag)
+        return S3CompletedPart(number: number, etag: etag,
+                               checksumSHA256: mode == .sha256 ? digests.sha256Base64 : nil)
     }
 
     func completeMultipartUpload(
@@ -156,25 +182,15 @@ extension S3Backend {
         let document = Self.completionDocument(parts)
         let payloadHash = SHA256.hash(document).hex
         let md5 = Data(MD5.hash(document)).base64EncodedString()
-        try await withS3Retries(operation, policy: configuration.retry, logger: logger) { attempt in
-            let request = client.request("POST", key: key, query: [("uploadId", uploadID)],
-                                         headers: [("content-type", "application/xml"), ("content-md5", md5)],
-                                         body: .bytes(document), payloadHash: payloadHash, timeoutSeconds: 900)
-            let response: S3Response
-            do {
-                response = try await client.send(request, operation: operation)
-            } catch let error as StackVaultError where attempt > 1 && error.s3ErrorCode == "NoSuchUpload" {
-                // An earlier attempt may have completed the upload and lost only its answer: the HEAD check
-                // that follows tells.
-                logger.warning("S3: \(name): the upload was already completed or aborted; checking the object")
-                return
-            }
-            // S3 may answer 200 and still report an error in the body (the connection stays open while it
-            // assembles the parts).
-            if let root = S3XML.parse(response.body), root.name == "Error" {
-                throw S3ErrorResponse(status: 500, headers: response.head.headers, body: response.body)
-                    .error(operation: operation, configuration: configuration)
-            }
+        let response = try await client.send(S3Client.Unsigned(
+            method: "POST", key: key, query: [("uploadId", uploadID)],
+            headers: [("content-type", "application/xml"), ("content-md5", md5)], body: { .bytes(document) },
+            payloadHash: payloadHash, timeoutSeconds: 900), operation: operation)
+        // S3 may answer 200 and still report an error in the body (the connection stays open while it assembles
+        // the parts).
+        if let root = S3XML.parse(response.body), root.name == "Error" {
+            throw S3ErrorResponse(status: 500, headers: response.head.headers, body: response.body)
+                .error(operation: operation, configuration: configuration)
         }
     }
 
@@ -183,10 +199,9 @@ extension S3Backend {
     func abortMultipartUpload(key: String, name: String, uploadID: String, reason: any Error) async {
         let backend = self
         let task = Task {
-            let request = backend.client.request("DELETE", key: key, query: [("uploadId", uploadID)],
-                                                 timeoutSeconds: 30)
-            _ = try await backend.client.send(request, operation: "aborting the multipart upload of \(name)",
-                                              accepting: [404])
+            _ = try await backend.client.send(
+                S3Client.Unsigned(method: "DELETE", key: key, query: [("uploadId", uploadID)], timeoutSeconds: 30),
+                operation: "aborting the multipart upload of \(name)", accepting: [404])
         }
         do {
             try await task.value
@@ -202,7 +217,9 @@ extension S3Backend {
     static func completionDocument(_ parts: [S3CompletedPart]) -> [UInt8] {
         var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
         for part in parts {
-            xml += "<Part><PartNumber>\(part.number)</PartNumber><ETag>\(S3XML.escape(part.etag))</ETag></Part>"
+            xml += "<Part><PartNumber>\(part.number)</PartNumber><ETag>\(S3XML.escape(part.etag))</ETag>"
+            if let checksum = part.checksumSHA256 { xml += "<ChecksumSHA256>\(S3XML.escape(checksum))</ChecksumSHA256>" }
+            xml += "</Part>"
         }
         xml += "</CompleteMultipartUpload>"
         return Array(xml.utf8)

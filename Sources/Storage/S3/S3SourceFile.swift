@@ -77,7 +77,8 @@ final class S3SourceFile: @unchecked Sendable {
             md5?.update(chunk)
             position += Int64(count)
         }
-        return S3PayloadDigests(sha256Hex: sha.finalize().hex,
+        let sha256 = sha.finalize()
+        return S3PayloadDigests(sha256Hex: sha256.hex, sha256Base64: Data(sha256.bytes).base64EncodedString(),
                                 md5Base64: md5.map { Data($0.finalize()).base64EncodedString() })
     }
 
@@ -109,9 +110,23 @@ private final class Cursor: Sendable {
 
 /// Integrity headers of one request body.
 struct S3PayloadDigests: Sendable, Equatable {
+    /// For `x-amz-content-sha256` (signed).
     var sha256Hex: String
+    /// For `x-amz-checksum-sha256` (and the part's `ChecksumSHA256` at completion).
+    var sha256Base64: String
     var md5Base64: String?
 
-    /// `Content-MD5`, when computed.
-    var headers: [(name: String, value: String)] { md5Base64.map { [("content-md5", $0)] } ?? [] }
+    /// The checksum headers for `mode`: for `.sha256` `x-amz-checksum-sha256` with `x-amz-sdk-checksum-algorithm`
+    /// (as the AWS SDKs send them; some servers, moto's Object Lock check among them, look for the latter), plus
+    /// `Content-MD5` whenever the MD5 was computed (`.md5`, or `S3_CONTENT_MD5=true`).
+    func headers(_ mode: S3ChecksumMode) -> [(name: String, value: String)] {
+        var headers: [(name: String, value: String)] = []
+        if mode == .sha256 {
+            headers.append(("x-amz-sdk-checksum-algorithm", "SHA256"))
+            headers.append(("x-amz-checksum-sha256", sha256Base64))
+        }
+        if let md5Base64 { headers.append(("content-md5", md5Base64)) }
+        return headers
+    }
+
 }
