@@ -34,9 +34,9 @@ extension Integration {
             let fileTarget = "file://\(archives.path)"
             let backup = try StackVaultCLI.run(["backup", "--stack", Self.project, "--target", fileTarget], environment: writing)
             #expect(backup.ok, "\(backup.stdout)\n\(backup.stderr)")
-            let names = try FileManager.default.contentsOfDirectory(atPath: archives.path).filter { $0.hasPrefix("backup-") }
+            let names = TestBed.hostFiles(archives).filter { $0.hasPrefix("backup-") }
             #expect(names.count == 1 && names[0].hasSuffix(".tar.zst.age"), "\(names)")
-            let produced = archives.appendingPathComponent(names[0]).path
+            let produced = TestBed.hostFolder(archives).appendingPathComponent(try #require(names.first)).path
             #expect(try Shell.run(["head", "-c", "21", produced]).stdout == "age-encryption.org/v1")
             let extracted = directory.appendingPathComponent("extracted")
             try FileManager.default.createDirectory(at: extracted, withIntermediateDirectories: true)
