@@ -54,9 +54,9 @@ public struct LocalDirectoryBackend: StorageBackend {
         try Self.validate(name)
         try prepare()
         let final = path(of: name)
-        if rename(localPath, final) != 0 {
-            guard errno == EXDEV else {
-                throw StackVaultError(.storage, "could not move the archive into \(final): \(String(cString: strerror(errno)))")
+        if case .failure(let failure) = retryingEINTR("rename", path: final, { rename(localPath, final) }) {
+            guard failure.errno == EXDEV else {
+                throw StackVaultError(failure, .storage, failing: "could not move the archive into \(final)")
             }
             // Another file system: copy under a temporary name, flush, then rename.
             let temporary = path(of: ".\(name).partial")
@@ -68,10 +68,13 @@ public struct LocalDirectoryBackend: StorageBackend {
                 _ = try? FileManager.default.removeItem(atPath: temporary)
                 throw StackVaultError(.storage, "could not copy the archive into \(directory): \(error)")
             }
-            guard rename(temporary, final) == 0 else {
-                let reason = String(cString: strerror(errno))
+            do {
+                try syscall("rename", path: final, .storage, failing: "could not move the archive into \(final)") {
+                    rename(temporary, final)
+                }
+            } catch {
                 _ = try? FileManager.default.removeItem(atPath: temporary)
-                throw StackVaultError(.storage, "could not move the archive into \(final): \(reason)")
+                throw error
             }
         }
         try? Self.fsync(path: directory)
@@ -92,28 +95,25 @@ public struct LocalDirectoryBackend: StorageBackend {
 
     public func read(_ name: String, into sink: any ByteSink) async throws {
         try Self.validate(name)
-        let fd = open(path(of: name), O_RDONLY)
-        guard fd >= 0 else {
-            throw StackVaultError(.storage, "cannot read \(path(of: name)): \(String(cString: strerror(errno)))")
+        let fd = try syscall("open", path: path(of: name), .storage, failing: "cannot read \(path(of: name))") {
+            open(path(of: name), O_RDONLY | O_CLOEXEC)
         }
         defer { close(fd) }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
         while true {
-            let count = Foundation.read(fd, buffer.baseAddress, buffer.count)
+            let count = try FileDescriptorIO.read(fd, into: buffer, what: path(of: name))
             if count == 0 { return }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw StackVaultError(.storage, "reading \(path(of: name)) failed: \(String(cString: strerror(errno)))")
-            }
             try sink.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         }
     }
 
     public func delete(_ name: String) async throws {
         try Self.validate(name)
-        guard unlink(path(of: name)) == 0 || errno == ENOENT else {
-            throw StackVaultError(.storage, "could not delete \(path(of: name)): \(String(cString: strerror(errno)))")
+        if case .failure(let failure) = retryingEINTR("unlink", path: path(of: name), { unlink(path(of: name)) }),
+            failure.errno != ENOENT
+        {
+            throw StackVaultError(failure, .storage, failing: "could not delete \(path(of: name))")
         }
     }
 
@@ -127,9 +127,7 @@ public struct LocalDirectoryBackend: StorageBackend {
 
     static func size(of path: String) throws -> Int64 {
         var info = stat()
-        guard stat(path, &info) == 0 else {
-            throw StackVaultError(.storage, "cannot stat \(path): \(String(cString: strerror(errno)))")
-        }
+        try syscall("stat", path: path, .storage, failing: "cannot stat \(path)") { stat(path, &info) }
         return Int64(info.st_size)
     }
 

@@ -183,9 +183,14 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     /// fits a complete payload. The content needs the identity.
     private func checkEnvelope() throws -> ArchiveCheck {
         var prefix = [UInt8](repeating: 0, count: Int(min(sizeBytes, Int64(AgeHeader.maximumByteCount))))
-        let count = prefix.withUnsafeMutableBytes { pread(fileDescriptor, $0.baseAddress, $0.count, 0) }
-        guard count == prefix.count else {
-            throw StackVaultError(.io, "cannot read \(origin): \(String(cString: strerror(errno)))")
+        var count = 0
+        while count < prefix.count {
+            let read = try prefix.withUnsafeMutableBytes {
+                try FileDescriptorIO.read(fileDescriptor, into: UnsafeMutableRawBufferPointer(rebasing: $0[count...]),
+                                          at: Int64(count), what: origin)
+            }
+            guard read > 0 else { throw StackVaultError(.io, "cannot read \(origin): it ended after \(count) bytes") }
+            count += read
         }
         var report = VerificationReport()
         report.compressedBytes = sizeBytes

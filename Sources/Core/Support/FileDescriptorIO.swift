@@ -3,9 +3,9 @@ import Foundation
 /// Whole reads and writes on a file descriptor: short transfers continued, `EINTR` retried, failures thrown as
 /// ``StackVaultError`` through ``syscall(_:path:_:failing:hint:_:)`` ("cannot write to <what>: <strerror> (write)").
 /// `what` names the file for messages ("the archive file '/backups/x.tar.zst'").
-enum FileDescriptorIO {
+package enum FileDescriptorIO {
     /// Writes all of `bytes` to `fd` at its current offset.
-    static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, what: @autoclosure () -> String) throws {
+    package static func writeAll(_ fd: Int32, _ bytes: UnsafeRawBufferPointer, what: @autoclosure () -> String) throws {
         var offset = 0
         while offset < bytes.count {
             offset += try syscall("write", path: what(), failing: "cannot write to \(what())") {
@@ -15,7 +15,7 @@ enum FileDescriptorIO {
     }
 
     /// Writes all of `bytes` to `fd` at `position`, leaving its offset alone.
-    static func writeAll(
+    package static func writeAll(
         _ fd: Int32,
         _ bytes: UnsafeRawBufferPointer,
         at position: Int64,
@@ -30,7 +30,7 @@ enum FileDescriptorIO {
     }
 
     /// Reads up to `buffer.count` bytes at the current offset, or at `position` when given; 0 means end of file.
-    static func read(
+    package static func read(
         _ fd: Int32,
         into buffer: UnsafeMutableRawBufferPointer,
         at position: Int64? = nil,

@@ -16,16 +16,15 @@ final class S3SourceFile: @unchecked Sendable {
     static let chunkSize = 1 << 20
 
     init(path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let reason = String(cString: strerror(errno))
-            throw StackVaultError(.storage, "cannot open the archive \(path) for upload: \(reason)")
+        let fd = try syscall("open", path: path, .storage, failing: "cannot open the archive \(path) for upload") {
+            open(path, O_RDONLY | O_CLOEXEC)
         }
         var info = stat()
-        guard fstat(fd, &info) == 0 else {
-            let reason = String(cString: strerror(errno))
+        do {
+            try syscall("fstat", path: path, .storage, failing: "cannot stat the archive \(path)") { fstat(fd, &info) }
+        } catch {
             close(fd)
-            throw StackVaultError(.storage, "cannot stat the archive \(path): \(reason)")
+            throw error
         }
         guard (info.st_mode & S_IFMT) == S_IFREG else {
             close(fd)
@@ -42,12 +41,10 @@ final class S3SourceFile: @unchecked Sendable {
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
         var done = 0
         while done < buffer.count {
-            let count = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let count = try FileDescriptorIO.read(
+                fd, into: UnsafeMutableRawBufferPointer(rebasing: buffer[done...]), at: offset + Int64(done),
+                what: "the archive \(path)")
             if count == 0 { break }
-            if count < 0 {
-                if errno == EINTR { continue }
-                throw StackVaultError(.io, "reading the archive \(path) failed: \(String(cString: strerror(errno)))")
-            }
             done += count
         }
         return done
