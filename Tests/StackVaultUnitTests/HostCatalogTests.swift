@@ -1,42 +1,42 @@
 import Foundation
 import StackVaultCore
 import StackVaultStorage
-import Synchronization
+import StackVaultTestKit
 import Testing
 
-/// An object store in memory: names may hold '/', `list` sees every key below the prefix (as S3 does).
-final class InMemoryObjectStore: StorageBackend {
-    final class Objects: Sendable { let byKey = Mutex<[String: Int64]>([:]) }
-    let objects: Objects
-    let prefix: String
+/// A folder of an object store, as `s3://bucket/prefix/<host>` is of `s3://bucket/prefix`: every name gets the
+/// prefix `<folder>/` in `base`.
+struct FolderView: StorageBackend {
+    let base: InMemoryStorageBackend
+    let folder: String
 
-    init(prefix: String = "", objects: Objects = Objects()) {
-        self.prefix = prefix
-        self.objects = objects
-    }
-
-    /// The store of the folder `folder` of this one (the same objects, a longer prefix).
-    func folder(_ folder: String) -> InMemoryObjectStore {
-        InMemoryObjectStore(prefix: prefix + folder + "/", objects: objects)
-    }
-
-    func put(_ name: String, size: Int64 = 1) { objects.byKey.withLock { $0[prefix + name] = size } }
-    var description: String { "mem://\(prefix)" }
-    var capabilities: StorageCapabilities { StorageCapabilities(isLocalDirectory: false) }
+    var description: String { "\(base.description)\(folder)" }
+    var capabilities: StorageCapabilities { base.capabilities }
     var localDirectory: String? { nil }
     func store(localPath: String, as name: String) async throws -> StoredObject {
-        put(name)
-        return StoredObject(name: name, sizeBytes: 1)
+        var stored = try await base.store(localPath: localPath, as: "\(folder)/\(name)")
+        stored.name = name
+        return stored
     }
     func list(prefix: String) async throws -> [StoredObject] {
-        objects.byKey.withLock { byKey in
-            byKey.filter { $0.key.hasPrefix(self.prefix + prefix) }.map {
-                StoredObject(name: String($0.key.dropFirst(self.prefix.count)), sizeBytes: $0.value)
-            }
+        try await base.list(prefix: "\(folder)/\(prefix)").map { object in
+            var object = object
+            object.name = String(object.name.dropFirst(folder.count + 1))
+            return object
         }
     }
-    func read(_ name: String, into sink: any ByteSink) async throws {}
-    func delete(_ name: String) async throws { _ = objects.byKey.withLock { $0.removeValue(forKey: prefix + name) } }
+    func read(_ name: String, into sink: any ByteSink) async throws { try await base.read("\(folder)/\(name)", into: sink) }
+    func delete(_ name: String) async throws { try await base.delete("\(folder)/\(name)") }
+}
+
+extension InMemoryStorageBackend {
+    /// Stores one byte as `name`.
+    func put(_ name: String) async throws {
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("sv-put-\(UUID().uuidString)")
+        try Data("x".utf8).write(to: file)
+        defer { try? FileManager.default.removeItem(at: file) }
+        _ = try await store(localPath: file.path, as: name)
+    }
 }
 
 @Suite struct HostCatalogTests {
@@ -98,13 +98,13 @@ final class InMemoryObjectStore: StorageBackend {
     /// A, B, A, B and A, B, B with keep-last 2 in one object store: each host keeps its own last two.
     @Test(arguments: [["alpha", "beta", "alpha", "beta"], ["alpha", "beta", "beta"]])
     func retentionIsPerHost(_ order: [String]) async throws {
-        let root = InMemoryObjectStore()
-        let catalog = HostCatalog(root: root) { root.folder($0) }
+        let root = InMemoryStorageBackend()
+        let catalog = HostCatalog(root: root) { FolderView(base: root, folder: $0) }
         var written: [String: [String]] = [:]
         for (index, host) in order.enumerated() {
             let name = Self.name("app", "2026110\(index + 1)-010000")
+            try await root.put("\(host)/\(name)")
             let storage = try catalog.storage(forHost: host)
-            _ = try await storage.store(localPath: "/nonexistent", as: name)
             written[host, default: []].append(name)
             _ = try await Pruner(storage: storage, policy: RetentionPolicy(keepLast: 2), logger: .init(label: "t"))
                 .prune(stacks: ["app"], dryRun: false, protecting: [name])
@@ -140,14 +140,14 @@ extension HostCatalogTests {
     /// In an object store, `allArchives` reads one listing: `<host>/backup-...` belong to the host, `backup-...` at
     /// the top to none; deeper keys, invalid host names and other objects are not archives of the target.
     @Test func objectStoreListingSplitsAtTheFirstSlash() async throws {
-        let root = InMemoryObjectStore()
-        let catalog = HostCatalog(root: root) { root.folder($0) }
+        let root = InMemoryStorageBackend()
+        let catalog = HostCatalog(root: root) { FolderView(base: root, folder: $0) }
         let hosted = Self.name("app", "20261101-010000"), unfiled = Self.name("app", "20261001-010000")
-        root.put("alpha/" + hosted)
-        root.put(unfiled)
-        root.put("alpha/deeper/" + Self.name("app", "20261102-010000"))
-        root.put(".hidden/" + Self.name("app", "20261103-010000"))
-        root.put("alpha/notes.txt")
+        try await root.put("alpha/" + hosted)
+        try await root.put(unfiled)
+        try await root.put("alpha/deeper/" + Self.name("app", "20261102-010000"))
+        try await root.put(".hidden/" + Self.name("app", "20261103-010000"))
+        try await root.put("alpha/notes.txt")
         let all = try await catalog.allArchives()
         #expect(all.map(\.listing.name) == [hosted, unfiled])
         #expect(all.map(\.host) == ["alpha", nil])
