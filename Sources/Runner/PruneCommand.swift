@@ -33,7 +33,7 @@ struct PruneCommand: AsyncParsableCommand {
 
     func run() async throws {
         let environment: Environment
-        let outcomes: [Pruner.StackOutcome]
+        let outcomes: [Pruner.StackDecisions]
         let timeZone: String
         do {
             environment = try Environment(options: options)

@@ -15,7 +15,7 @@ public struct Pruner: Sendable {
     }
 
     /// One stack's verdicts.
-    public struct StackOutcome: Sendable, Codable {
+    public struct StackDecisions: Sendable, Codable {
         public var stack: String
         public var decisions: [RetentionPolicy.Decision]
         /// Names whose deletion failed, with the reason.
@@ -25,7 +25,7 @@ public struct Pruner: Sendable {
     /// Decides, and unless `dryRun`, deletes what the policy removes. `stacks` limits it (nil = every stack).
     /// Names in `protecting` are always kept (the archive a run has just written).
     public func prune(stacks: Set<String>? = nil, dryRun: Bool, protecting: Set<String> = []) async throws
-        -> [StackOutcome]
+        -> [StackDecisions]
     {
         let objects = try await storage.list(prefix: "backup-")
         var byStack: [String: [(name: String, time: Date)]] = [:]
@@ -34,7 +34,7 @@ public struct Pruner: Sendable {
             if let stacks, !stacks.contains(parsed.stack) { continue }
             byStack[parsed.stack, default: []].append((object.name, parsed.date))
         }
-        var outcomes: [StackOutcome] = []
+        var outcomes: [StackDecisions] = []
         for stack in byStack.keys.sorted() {
             let decisions = policy.apply(to: byStack[stack]!).map { decision in
                 var decision = decision
@@ -55,7 +55,7 @@ public struct Pruner: Sendable {
                     logger.error("could not delete \(decision.name): \(error)")
                 }
             }
-            outcomes.append(StackOutcome(stack: stack, decisions: decisions, failures: failures))
+            outcomes.append(StackDecisions(stack: stack, decisions: decisions, failures: failures))
         }
         return outcomes
     }
