@@ -227,6 +227,39 @@ extension Integration {
             #expect(left.isEmpty, "an interrupted run left \(left)")
         }
 
+        /// `--tmpfs /scratch` (what Compose `tmpfs: [/scratch]` makes: `HostConfig.Tmpfs`, no `Mounts` entry) is
+        /// emptied by a stop: the plan shows the error and the backup fails naming the label without ever stopping
+        /// the container.
+        @Test func aDirectoryOnATmpfsIsRefusedWithoutStoppingTheContainer() throws {
+            try TestBed.requireDocker()
+            let name = "svtest-inputfix-tmpfs"
+            try Shell.run(["docker", "rm", "-f", name], check: false)
+            try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true",
+                           "--label", "backup.enable=true", "--tmpfs", "/scratch",
+                           "--label", "backup.volume-path.scratch=/scratch", TestBed.busyboxImage, "sleep", "1000000"])
+            defer { _ = try? Shell.run(["docker", "rm", "-f", name], check: false) }
+            try Docker.exec(name, "echo precious > /scratch/data.txt")
+            let startedAt = try Docker.startedAt(name)
+            let target = try TestBed.temporaryDirectory("tmpfs")
+            defer { try? FileManager.default.removeItem(at: target) }
+
+            let plan = try StackVaultCLI.run(["plan", "--target", "file://\(target.path)"])
+            #expect((plan.stdout + plan.stderr).contains("backup.volume-path.scratch=/scratch of service"),
+                    "\(plan.stdout)\n\(plan.stderr)")
+            let run = try StackVaultCLI.run(["backup", "--stack", name, "--target", "file://\(target.path)"])
+            #expect(run.status == 1, "\(run.stdout)\n\(run.stderr)")
+            let output = run.stdout + run.stderr
+            for part in ["backup.volume-path.scratch=/scratch", "container \(name)", "tmpfs mount /scratch",
+                         "emptied when the container stops"] {
+                #expect(output.contains(part), "\(part) missing in:\n\(output)")
+            }
+            #expect(try Docker.isRunning(name))
+            #expect(try Docker.startedAt(name) == startedAt, "the container was stopped and started again")
+            #expect(try Docker.exec(name, "cat /scratch/data.txt").contains("precious"))
+            let left = try FileManager.default.contentsOfDirectory(atPath: target.path)
+            #expect(left.isEmpty, "a refused run left \(left)")
+        }
+
         @Test func passwordFileCredentialsDumpAndRestore() throws {
             try TestBed.requireDocker()
             let stack = try ComposeProject.up("pg-file-secret.yml", project: "svtest_pgfile")

@@ -99,5 +99,33 @@ extension Integration {
             #expect(result.status == 2)
             #expect(result.stderr.contains("cannot connect to the Docker daemon at unix:///nonexistent/docker.sock"))
         }
+
+        /// A wrong value stops `backup` and `daemon` with exit code 2 and a message naming the variable and what is
+        /// accepted; it is never replaced by the default (`STOP_TIMEOUT=abc` once ran with 30 s).
+        @Test(arguments: [
+            ("STOP_TIMEOUT", "abc", "whole number of seconds, from 0 to 3600"),
+            ("LOG_LEVEL", "verbose", "one of trace, debug, info"),
+            ("ZSTD_LEVEL", "abc", "whole number, from -"),
+            ("ZSTD_LEVEL", "99", "whole number, from -"),
+            ("ZSTD_THREADS", "many", "whole number of threads"),
+            ("MIN_FREE_SPACE", "infg", "not a size"),
+            ("AGE_RECIPIENTS", "", "set but empty"),
+        ])
+        func aBadSettingExitsWith2NamingIt(variable: String, value: String, says: String) throws {
+            let target = try TestBed.temporaryDirectory("bad-setting")
+            defer { try? FileManager.default.removeItem(at: target) }
+            for command in ["backup", "daemon"] {
+                // `timeout`: a daemon that wrongly accepted the value would otherwise run on; `--stack` with no such
+                // stack: a backup that wrongly accepted it touches no container of the shared test bed.
+                let run = try Shell.run(["timeout", "60", TestBed.binary, command, "--stack", "svtest-no-such-stack",
+                                         "--target", "file://\(target.path)"],
+                                        environment: [variable: value, "CRON_SCHEDULE": "0 3 1 1 *",
+                                                      "STATE_FILE": target.appendingPathComponent("state.json").path],
+                                        check: false)
+                #expect(run.status == 2, "\(command) with \(variable)='\(value)': \(run.stdout)\n\(run.stderr)")
+                #expect(run.stderr.contains("\(variable)") && run.stderr.contains(says),
+                        "\(command) with \(variable)='\(value)': \(run.stderr)")
+            }
+        }
     }
 }

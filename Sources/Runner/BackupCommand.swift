@@ -101,10 +101,13 @@ enum ByteSize {
                                         ("k", 1 << 10), ("b", 1)]
         for (suffix, factor) in units where value.hasSuffix(suffix) {
             if let number = Double(value.dropLast(suffix.count).trimmingCharacters(in: .whitespaces)) {
-                return Int64(number * Double(factor))
+                // Int64(_:) traps on inf, nan and out-of-range values.
+                let bytes = number * Double(factor)
+                guard bytes.isFinite, bytes >= 0, bytes < 0x1p63 else { break }
+                return Int64(bytes)
             }
         }
-        if let number = Int64(value) { return number }
+        if let number = Int64(value), number >= 0 { return number }
         throw StackVaultError(.invalidConfiguration, "\(variable)='\(text)' is not a size (e.g. 1GiB, 500MB)")
     }
 }

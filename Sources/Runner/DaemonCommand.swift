@@ -51,7 +51,8 @@ struct DaemonCommand: AsyncParsableCommand {
                 throw StackVaultError(.invalidConfiguration, "the schedule \"\(cron.expression)\" never fires")
             }
             onStart = try backupOnStart || Self.flag("BACKUP_ON_START", in: variables)
-            ttl = try Self.seconds("LOCK_TTL", in: variables, default: 60, minimum: 2)
+            ttl = try EnvironmentValue.integer("LOCK_TTL", variables["LOCK_TTL"], range: 2...Int.max, unit: "seconds")
+                ?? 60
             let metricsAddress = try MetricsAddress(environment: variables)
             let stackBackup = try await environment.makeStackBackup(target: options.target)
             let locker = StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
@@ -157,17 +158,6 @@ struct DaemonCommand: AsyncParsableCommand {
         default:
             throw StackVaultError(.invalidConfiguration, "\(name)='\(variables[name] ?? "")' must be true or false")
         }
-    }
-
-    static func seconds(_ name: String, in variables: [String: String], default value: Int, minimum: Int) throws
-        -> Int
-    {
-        guard let raw = variables[name]?.trimmingCharacters(in: .whitespaces), !raw.isEmpty else { return value }
-        guard let number = Int(raw), number >= minimum else {
-            throw StackVaultError(.invalidConfiguration, "\(name)='\(raw)' must be a whole number of seconds, at "
-                + "least \(minimum)")
-        }
-        return number
     }
 }
 

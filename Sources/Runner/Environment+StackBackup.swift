@@ -11,15 +11,20 @@ extension Environment {
     {
         let host = try await host()
         let settings = CompressionSettings(
-            level: level ?? variables["ZSTD_LEVEL"].flatMap { Int($0) },
-            threads: threads ?? variables["ZSTD_THREADS"].flatMap { Int($0) } ?? 0)
+            level: try EnvironmentValue.integer(level.map { _ in "--level" } ?? "ZSTD_LEVEL",
+                                                level.map(String.init) ?? variables["ZSTD_LEVEL"],
+                                                range: ZstdCompressor.levels),
+            threads: try threads ?? EnvironmentValue.integer("ZSTD_THREADS", variables["ZSTD_THREADS"],
+                                                             range: 0...Int.max, unit: "threads (0: all cores)") ?? 0)
         let compressor = try CompressorRegistry().compressor(named: "zstd", settings: settings)
-        let minimumFree = try variables["MIN_FREE_SPACE"].map { try ByteSize.parse($0, variable: "MIN_FREE_SPACE") }
+        let minimumFree = try variables["MIN_FREE_SPACE"]
+            .flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
+            .map { try ByteSize.parse($0, variable: "MIN_FREE_SPACE") }
         let work = workDir ?? variables["STACKVAULT_WORK_DIR"]
             ?? (NSTemporaryDirectory() as NSString).appendingPathComponent("stackvault")
         var configuration = BackupConfiguration(
             workDirectory: work, minimumFreeBytes: minimumFree ?? 1 << 30,
-            stopTimeoutSeconds: variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30, hostName: host,
+            stopTimeoutSeconds: try stopTimeoutSeconds(), hostName: host,
             retention: try RetentionPolicy.fromEnvironment(variables))
         configuration.recipients = try AgeConfiguration.fromEnvironment(variables).recipients
         return StackBackup(
@@ -30,6 +35,11 @@ extension Environment {
 }
 
 extension Environment {
+    /// `STOP_TIMEOUT`: seconds Docker gives a container to stop before it kills it; 30 when unset.
+    func stopTimeoutSeconds() throws -> Int {
+        try EnvironmentValue.integer("STOP_TIMEOUT", variables["STOP_TIMEOUT"], range: 0...3600, unit: "seconds") ?? 30
+    }
+
     /// The keys that open encrypted archives (`AGE_IDENTITY_FILE`, `AGE_PASSPHRASE*`); empty when none is set.
     func ageIdentities() throws -> [any AgeIdentity] {
         try AgeConfiguration.fromEnvironment(variables).identities

@@ -64,7 +64,7 @@ struct RestoreCommand: AsyncParsableCommand {
             environment.logger.info("\(archive.name) verified: \(manifest.components.count) component(s)")
             engine = RestoreEngine(
                 docker: environment.docker, strategies: environment.strategies,
-                stopTimeoutSeconds: environment.variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30,
+                stopTimeoutSeconds: try environment.stopTimeoutSeconds(),
                 logger: environment.logger)
             plan = try await engine.plan(
                 manifest: manifest, origin: archive.origin,

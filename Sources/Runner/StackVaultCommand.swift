@@ -24,7 +24,7 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("Where archives go: file:///dir, s3://bucket/prefix (default: $BACKUP_TARGET, " + "$S3_BUCKET_URL, else ./backups)."))
     var target: String?
 
-    @Option(name: .long, help: "Log level: trace, debug, info, warning, error (default: $LOG_LEVEL or info).")
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error, critical (default: $LOG_LEVEL or info).")
     var logLevel: String?
 }
 
@@ -41,8 +41,10 @@ struct Environment {
     init(options: GlobalOptions, logs: LogDestination = .standardError) throws {
         let variables = ProcessInfo.processInfo.environment
         self.variables = variables
-        let level = Logger.Level(rawValue: (options.logLevel ?? variables["LOG_LEVEL"] ?? "info").lowercased())
-            ?? .info
+        let levels = Logger.Level.allCases.map(\.rawValue)
+        let levelName = try options.logLevel.map { try EnvironmentValue.choice("--log-level", $0, from: levels) }
+            ?? EnvironmentValue.choice("LOG_LEVEL", variables["LOG_LEVEL"], from: levels)
+        let level = levelName.flatMap { Logger.Level(rawValue: $0) } ?? .info
         Logging.bootstrapOnce(level: level, format: try LogFormat(environment: variables), destination: logs)
         var logger = Logger(label: "stackvault")
         logger.logLevel = level

@@ -195,12 +195,13 @@ extension ContainerDetails {
         service: String? = nil,
         running: Bool = true,
         labels: [String: String] = [:],
-        environment: [String: String] = [:]
+        environment: [String: String] = [:],
+        mounts: [ContainerMount] = []
     ) -> ContainerDetails {
         var all = labels
         if let project { all["com.docker.compose.project"] = project }
         if let service { all["com.docker.compose.service"] = service }
         return ContainerDetails(id: "id-\(name)", name: name, image: "fake/image", isRunning: running, labels: all,
-                                environment: environment)
+                                environment: environment, mounts: mounts)
     }
 }

@@ -247,6 +247,46 @@ struct AgeTests {
         }
     }
 
+    @Test("a set but empty AGE_* variable is an error naming it, never an unencrypted archive", arguments: [
+        "AGE_RECIPIENTS", "AGE_RECIPIENTS_FILE", "AGE_PASSPHRASE", "AGE_PASSPHRASE_FILE", "AGE_IDENTITY_FILE",
+    ])
+    func emptyVariables(name: String) throws {
+        for value in ["", "  ", "\n"] {
+            do {
+                let configuration = try AgeConfiguration.fromEnvironment([name: value])
+                Issue.record("\(name)='\(value)' was accepted (encrypts: \(configuration.encrypts))")
+            } catch let error as StackVaultError {
+                #expect(error.message.hasPrefix("\(name) is set but empty"), "\(error.message)")
+            }
+        }
+    }
+
+    @Test("AGE_RECIPIENTS: comments after ssh keys and after #, and no key is ever taken for a comment")
+    func recipientsWithComments() throws {
+        let a = try AgeX25519Identity.generate().recipient.description
+        let b = try AgeX25519Identity.generate().recipient.description
+        let ssh = try Self.text("ssh_ed25519.pub").split(separator: " ").prefix(2).joined(separator: " ")
+        func count(_ text: String) throws -> Int {
+            try AgeConfiguration.fromEnvironment(["AGE_RECIPIENTS": text]).recipients.count
+        }
+        #expect(try count("\(a) \(ssh) me@host") == 2)
+        #expect(try count("\(ssh) me@host \(a)") == 2)  // the age1 key after the comment was once dropped
+        #expect(try count("\(ssh) my laptop key \(a) \(ssh) \(b)") == 4)
+        #expect(try count("\(a) # backups\n\(ssh) me@host # laptop\n# old: \(b)") == 2)
+        for bad in ["\(ssh) agent-box", "\(ssh) me@host age1qqqqqqqq", "\(ssh) me@host ssh-rsa AAAA"] {
+            #expect(throws: StackVaultError.self, "\(bad)") { try count(bad) }
+        }
+        do {
+            _ = try count("# \(a)")
+            Issue.record("AGE_RECIPIENTS with only a comment was accepted")
+        } catch let error as StackVaultError {
+            #expect(error.message.contains("AGE_RECIPIENTS lists no recipient"))
+        }
+        let recipients = try AgeConfiguration.parseRecipients("\(a) # laptop\n\(ssh) me@host\n", source: "file",
+                                                             onePerLine: true)
+        #expect(recipients.count == 2)
+    }
+
     @Test("AGE_PASSPHRASE stands alone and also reads; AGE_IDENTITY_FILE errors hide the key")
     func passphraseAndIdentity() throws {
         let configuration = try AgeConfiguration.fromEnvironment(["AGE_PASSPHRASE": "hunter2 hunter2"])

@@ -1,4 +1,5 @@
-import StackVaultCore
+import Foundation
+@testable import StackVaultCore
 import StackVaultStrategies
 import StackVaultTestKit
 import Testing
@@ -120,5 +121,68 @@ import Testing
         ])
         let paths = plan.stacks[0].services.flatMap(\.strategies).map(\.archivePath)
         #expect(paths == ["app_w_1/volumes/d", "app_w_2/volumes/d"])
+    }
+
+    /// A stopped container's tmpfs is empty: a path on one, below one, or holding one is a plan error that names
+    /// the label, the service and the container, and nothing is stopped.
+    @Test(arguments: [
+        (path: "/scratch", tmpfs: "/scratch", says: "is on the tmpfs mount /scratch"),
+        (path: "/run/app", tmpfs: "/run", says: "is on the tmpfs mount /run"),
+        (path: "/data", tmpfs: "/data/cache", says: "contains the tmpfs mount /data/cache"),
+    ])
+    func aPathOnOrAroundATmpfsIsRefused(path: String, tmpfs: String, says: String) async throws {
+        let plan = try await plan([
+            .fake(name: "app_cache_1", project: "app", service: "cache",
+                  labels: ["backup.enable": "true", "backup.volume-path.scratch": path],
+                  mounts: [ContainerMount(type: "tmpfs", destination: tmpfs),
+                           ContainerMount(type: "volume", destination: "/other")]),
+        ])
+        let service = try #require(plan.stacks.first?.services.first)
+        #expect(service.errors.count == 1)
+        let error = try #require(service.errors.first)
+        for part in ["backup.volume-path.scratch=\(path)", "service cache", "container app_cache_1", says,
+                     "emptied when the container stops"] {
+            #expect(error.contains(part), "\(part) missing in: \(error)")
+        }
+        #expect(service.components.isEmpty)
+        #expect(service.stop == false)
+        #expect(plan.hasErrors)
+    }
+
+    @Test func tmpfsMountsElsewhereAndVolumesAreFine() async throws {
+        let plan = try await plan([
+            .fake(name: "files", labels: ["backup.enable": "true", "backup.volume-path.data": "/data",
+                                          "backup.volume-path.cachedir": "/cache"],
+                  mounts: [ContainerMount(type: "volume", destination: "/data"),
+                           ContainerMount(type: "tmpfs", destination: "/tmp"),
+                           ContainerMount(type: "tmpfs", destination: "/cache-old")]),
+        ])
+        let service = try #require(plan.stacks.first?.services.first)
+        #expect(service.errors.isEmpty)
+        #expect(service.strategies.map(\.path) == ["/cache", "/data"])
+        #expect(service.stop)
+    }
+
+    /// `--tmpfs /scratch` and Compose `tmpfs: [/scratch]` appear only in `HostConfig.Tmpfs`, not in `Mounts`.
+    @Test func theComposeTmpfsFormIsSeenFromTheInspectJSON() async throws {
+        let inspect = #"""
+            {"Id": "abc", "Name": "/app_cache_1", "State": {"Running": true},
+             "Config": {"Image": "busybox", "Env": ["A=1"], "Labels": {"backup.enable": "true",
+               "backup.volume-path.scratch": "/scratch", "com.docker.compose.project": "app",
+               "com.docker.compose.service": "cache"}},
+             "HostConfig": {"Tmpfs": {"/scratch": "", "/run:size=1m": ""}},
+             "Mounts": [{"Type": "volume", "Destination": "/data"}]}
+            """#
+        let container = try DockerClient.containerDetails(fromInspect: Data(inspect.utf8))
+        #expect(container.mounts == [ContainerMount(type: "volume", destination: "/data"),
+                                     ContainerMount(type: "tmpfs", destination: "/run"),
+                                     ContainerMount(type: "tmpfs", destination: "/scratch")])
+        let plan = try await plan([container])
+        let error = try #require(plan.stacks.first?.services.first?.errors.first)
+        #expect(error.contains("backup.volume-path.scratch") && error.contains("tmpfs mount /scratch"))
+        // Restore sees it too, instead of taking /scratch for a directory in the container's own layer.
+        #expect(throws: StackVaultError.self) {
+            try DirectoryReplacement.method(for: "/scratch", mounts: container.mounts)
+        }
     }
 }

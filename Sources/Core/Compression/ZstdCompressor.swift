@@ -49,8 +49,11 @@ public struct ZstdCompressor: Compressor {
         try ZstdDecompressionStream(downstream: downstream)
     }
 
+    /// The levels libzstd accepts (`ZSTD_minCLevel()...ZSTD_maxCLevel()`, e.g. -131072...22).
+    public static var levels: ClosedRange<Int> { Int(ZSTD_minCLevel())...Int(ZSTD_maxCLevel()) }
+
     private static func validate(level: Int) throws {
-        let range = Int(ZSTD_minCLevel())...Int(ZSTD_maxCLevel())
+        let range = levels
         guard range.contains(level) else {
             throw StackVaultError(
                 .invalidConfiguration,

@@ -91,13 +91,30 @@ public final class DockerClient: DockerEngine {
     public func inspectContainer(_ idOrName: String) async throws -> ContainerDetails {
         let response = try await request("GET", "/containers/\(percentEncode(idOrName))/json", timeout: 60,
                                          doing: "inspect container \(idOrName)")
-        let row = try JSONDecoder().decode(ContainerInspectRow.self, from: Data(response.body))
+        return try Self.containerDetails(fromInspect: Data(response.body))
+    }
+
+    /// The body of `GET /containers/{id}/json` reduced to `ContainerDetails`. The mounts are `Mounts` plus the
+    /// paths of `HostConfig.Tmpfs` (`--tmpfs`, Compose `tmpfs:`), which Docker lists only there, as `tmpfs` mounts.
+    static func containerDetails(fromInspect body: Data) throws -> ContainerDetails {
+        let row = try JSONDecoder().decode(ContainerInspectRow.self, from: body)
         var environment: [String: String] = [:]
         for entry in row.Config?.Env ?? [] {
             if let equals = entry.firstIndex(of: "=") {
                 environment[String(entry[..<equals])] = String(entry[entry.index(after: equals)...])
             } else {
                 environment[entry] = ""
+            }
+        }
+        var mounts = (row.Mounts ?? []).compactMap { mount in
+            mount.Destination.map { ContainerMount(type: mount.`Type` ?? "", destination: $0) }
+        }
+        // Keys are container paths; options are the values. Should a client have left `:options` on a key, the
+        // path still ends at the colon.
+        for key in (row.HostConfig?.Tmpfs ?? [:]).keys.sorted() {
+            let path = String(key.prefix { $0 != ":" })
+            if !mounts.contains(where: { $0.destination == path }) {
+                mounts.append(ContainerMount(type: "tmpfs", destination: path))
             }
         }
         return ContainerDetails(
@@ -107,9 +124,7 @@ public final class DockerClient: DockerEngine {
             isRunning: row.State?.Running ?? false,
             labels: row.Config?.Labels ?? [:],
             environment: environment,
-            mounts: (row.Mounts ?? []).compactMap { mount in
-                mount.Destination.map { ContainerMount(type: mount.`Type` ?? "", destination: $0) }
-            }
+            mounts: mounts
         )
     }
 
@@ -353,11 +368,17 @@ private struct ContainerInspectRow: Decodable {
         var Destination: String?
     }
 
+    struct HostConfig: Decodable {
+        /// `--tmpfs` mounts: container path -> mount options.
+        var Tmpfs: [String: String]?
+    }
+
     var Id: String
     var Name: String?
     var Config: Config?
     var State: State?
     var Mounts: [Mount]?
+    var HostConfig: HostConfig?
 }
 
 extension String {

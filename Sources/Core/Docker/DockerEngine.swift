@@ -84,6 +84,11 @@ public struct ContainerMount: Sendable, Equatable, Codable {
         self.type = type
         self.destination = destination
     }
+
+    /// True when the absolute, normalized path `inner` lies strictly below the directory `outer`.
+    public static func isPath(_ inner: String, below outer: String) -> Bool {
+        outer == "/" ? inner != "/" : inner.hasPrefix(outer + "/")
+    }
 }
 
 /// One row of `GET /containers/json`.
@@ -114,7 +119,8 @@ public struct ContainerDetails: Sendable, Equatable {
     public var labels: [String: String]
     /// `Config.Env` as a dictionary (a later entry wins).
     public var environment: [String: String]
-    /// Volumes, bind mounts and tmpfs mounts.
+    /// Volumes, bind mounts and tmpfs mounts: `Mounts`, plus each path of `HostConfig.Tmpfs` (`--tmpfs`, Compose
+    /// `tmpfs:`, which Docker does not list in `Mounts`) as a mount of type `tmpfs`.
     public var mounts: [ContainerMount]
 
     public init(

@@ -62,7 +62,14 @@ public struct Planner: Sendable {
                 continue
             }
             do {
-                results.append((strategy, try strategy.plan(label: label, service: folder, container: container), nil))
+                let components = try strategy.plan(label: label, service: folder, container: container)
+                if strategy.requirement == .stopped,
+                    let problem = Self.tmpfsProblem(components, label: label, service: folder, container: container)
+                {
+                    results.append((strategy, [], problem))
+                } else {
+                    results.append((strategy, components, nil))
+                }
             } catch {
                 results.append((strategy, [], "\(error)"))
             }
@@ -104,6 +111,34 @@ public struct Planner: Sendable {
             warnings: warnings,
             errors: errors
         )
+    }
+
+    /// Why the paths of `components`, copied while the container is stopped, cannot be backed up because of a
+    /// tmpfs mount; nil when no tmpfs is in the way.
+    ///
+    /// Stopping a container unmounts its tmpfs mounts and their content is gone (docs.docker.com, "tmpfs mounts").
+    /// A path on a tmpfs (or below one) would be archived empty; a tmpfs *below* the path would be left out of the
+    /// archive without a word (the copy would hold only the empty mount point). Both are refused, so the archive
+    /// always holds what was there; a restore refuses both layouts too (`DirectoryReplacement`).
+    static func tmpfsProblem(_ components: [ComponentSpec], label: BackupLabel, service: String,
+                             container: ContainerDetails) -> String?
+    {
+        let tmpfs = container.mounts.filter { $0.type == "tmpfs" }.map(\.destination)
+        let isBelow = ContainerMount.isPath(_:below:)
+        let culprit = "label \(label.key)=\(label.value) of service \(service) (container \(container.name))"
+        for path in components.compactMap(\.path) {
+            if let mount = tmpfs.filter({ path == $0 || isBelow(path, $0) }).max(by: { $0.count < $1.count }) {
+                return "\(culprit): \(path) is on the tmpfs mount \(mount), which is emptied when the container "
+                    + "stops, so it cannot be backed up this way (directories are copied while the container is "
+                    + "stopped); keep the data on a volume or bind mount instead, or remove the label"
+            }
+            if let mount = tmpfs.filter({ isBelow($0, path) }).min() {
+                return "\(culprit): \(path) contains the tmpfs mount \(mount), which is emptied when the container "
+                    + "stops, so its content would be missing from the archive; label directories that hold no "
+                    + "tmpfs, or move the tmpfs out of \(path)"
+            }
+        }
+        return nil
     }
 
     private var knownKeys: String {

@@ -65,9 +65,7 @@ public struct DirectoryReplacement: Sendable {
 
     /// The method for `path` given the container's mounts; throws for layouts that cannot be replaced safely.
     public static func method(for path: String, mounts: [ContainerMount]) throws -> Method {
-        func isBelow(_ inner: String, _ outer: String) -> Bool {
-            outer == "/" ? inner != "/" : inner.hasPrefix(outer + "/")
-        }
+        let isBelow = ContainerMount.isPath(_:below:)
         if let nested = mounts.first(where: { isBelow($0.destination, path) }) {
             throw StackVaultError(
                 .restoreFailed,
