@@ -44,10 +44,13 @@ public struct ContainerStopGuard: Sendable {
     public let logger: Logger
     /// Seconds beyond `stopTimeoutSeconds` to wait for a container Docker may still be stopping.
     public let stopMarginSeconds: Int
+    /// The default `stopMarginSeconds`.
+    public static let defaultStopMarginSeconds = 15
     /// How often inspect is polled while waiting for a container to leave the running state.
     public let pollInterval: Duration
 
-    public init(docker: any DockerEngine, stopTimeoutSeconds: Int, logger: Logger, stopMarginSeconds: Int = 15,
+    public init(docker: any DockerEngine, stopTimeoutSeconds: Int, logger: Logger,
+                stopMarginSeconds: Int = Self.defaultStopMarginSeconds,
                 pollInterval: Duration = .milliseconds(200)) {
         self.docker = docker
         self.stopTimeoutSeconds = stopTimeoutSeconds
