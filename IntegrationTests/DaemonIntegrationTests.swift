@@ -63,15 +63,7 @@ extension Integration {
 
             /// Sends `signal` and waits for the exit; returns the exit status, nil if it did not exit in time.
             func stop(_ signal: Int32 = SIGTERM, seconds: Double = 30) -> Int32? {
-                if process.isRunning { kill(process.processIdentifier, signal) }
-                let deadline = Date().addingTimeInterval(seconds)
-                while process.isRunning && Date() < deadline { usleep(50_000) }
-                if process.isRunning {
-                    kill(process.processIdentifier, SIGKILL)
-                    process.waitUntilExit()
-                    return nil
-                }
-                return process.terminationStatus
+                Shell.signal(process, signal, seconds: seconds)
             }
 
             func archives() -> [String] {

@@ -46,6 +46,20 @@ enum Shell {
         return result
     }
 
+    /// Sends `signal` to `process` and waits for its exit; returns the exit status, or nil if it did not exit
+    /// within `seconds` (it is then killed).
+    static func signal(_ process: Process, _ signal: Int32, seconds: Double) -> Int32? {
+        if process.isRunning { kill(process.processIdentifier, signal) }
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { usleep(50_000) }
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+            return nil
+        }
+        return process.terminationStatus
+    }
+
     /// `sh -c script` on the host.
     @discardableResult
     static func sh(_ script: String, check: Bool = true) throws -> CommandResult {

@@ -106,8 +106,11 @@ struct DaemonCommand: AsyncParsableCommand {
             services: services + [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
         // A run's cleanup (start containers, remove temporary files, abort uploads) normally takes seconds; these
-        // bound the exit even when Docker hangs.
-        configuration.maximumGracefulShutdownDuration = .seconds(90)
+        // bound the exit even when Docker hangs. A container Docker is still stopping is started again only once it
+        // has stopped, up to STOP_TIMEOUT plus a margin after its stop request: the bound leaves room for that.
+        let stopTimeout = environment.variables["STOP_TIMEOUT"].flatMap { Int($0) } ?? 30
+        configuration.maximumGracefulShutdownDuration =
+            .seconds(max(90, stopTimeout + ContainerStopGuard.defaultStopMarginSeconds + 30))
         configuration.maximumCancellationDuration = .seconds(20)
         try await ServiceGroup(configuration: configuration).run()
         logger.info("daemon stopped")

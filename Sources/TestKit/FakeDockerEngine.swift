@@ -35,6 +35,8 @@ public final class FakeDockerEngine: DockerEngine {
         var calls: [String] = []
         var puts: [(container: String, path: String, tar: [UInt8])] = []
         var created: [ContainerCreateSpec] = []
+        var slowStops: [String: Duration] = [:]
+        var exitsOnStart: Set<String> = []
     }
 
     private let state = Mutex(State())
@@ -62,6 +64,19 @@ public final class FakeDockerEngine: DockerEngine {
     /// Makes an operation (`stop`, `start`, `exec`, `archive`) on `container` fail with `message`.
     public func fail(_ operation: String, on container: String, message: String) {
         state.withLock { $0.failures["\(operation):\(container)"] = message }
+    }
+
+    /// Makes stops of `container` behave like Docker stopping a container whose PID 1 ignores SIGTERM: the call
+    /// returns only when cancelled (throwing `CancellationError`, as a transfer given up on our side), and the
+    /// container leaves the running state `after` the call began, cancelled or not. A start before then is a
+    /// no-op, as Docker's is on a running container.
+    public func stopSlowly(_ container: String, after: Duration) {
+        state.withLock { $0.slowStops[container] = after }
+    }
+
+    /// Starts of `container` succeed but it does not run (its process exits at once).
+    public func exitOnStart(_ container: String) {
+        state.withLock { _ = $0.exitsOnStart.insert(container) }
     }
 
     public func isRunning(_ name: String) -> Bool {
@@ -171,13 +186,22 @@ public final class FakeDockerEngine: DockerEngine {
     public func stopContainer(_ id: String, timeoutSeconds: Int) async throws {
         let details = try find(id)
         try record("stop", details)
+        if let after = state.withLock({ $0.slowStops[details.name] }) {
+            let id = details.id
+            Task.detached {
+                try? await Task.sleep(for: after)
+                self.setRunning(id, false)
+            }
+            try await Task.sleep(for: .seconds(3600))
+        }
         setRunning(details.id, false)
     }
 
     public func startContainer(_ id: String) async throws {
         let details = try find(id)
         try record("start", details)
-        setRunning(details.id, true)
+        let exits = state.withLock { $0.exitsOnStart.contains(details.name) }
+        setRunning(details.id, !exits)
     }
 
     private func setRunning(_ id: String, _ running: Bool) {

@@ -32,27 +32,45 @@ public struct ContainersLeftStopped: Error, CustomStringConvertible, Sendable {
 
 /// Stops containers together, runs work while they are stopped, and starts them again on every path: success,
 /// error, cancellation (SIGTERM). Shared by the backup and the restore engines.
+///
+/// Once a stop request has been sent, Docker goes on stopping the container (and kills it after the stop timeout)
+/// whether or not the request is answered, cancelled or failed on our side. So a container is started again only
+/// after inspect shows it has left the running state (polled every `pollInterval`, for at most the stop timeout
+/// plus `stopMarginSeconds` from the stop request), and the start counts only once inspect shows it running.
 public struct ContainerStopGuard: Sendable {
     public let docker: any DockerEngine
     /// Seconds Docker gives a container to stop before it kills it.
     public let stopTimeoutSeconds: Int
     public let logger: Logger
+    /// Seconds beyond `stopTimeoutSeconds` to wait for a container Docker may still be stopping.
+    public let stopMarginSeconds: Int
+    /// The default `stopMarginSeconds`.
+    public static let defaultStopMarginSeconds = 15
+    /// How often inspect is polled while waiting for a container to leave the running state.
+    public let pollInterval: Duration
 
-    public init(docker: any DockerEngine, stopTimeoutSeconds: Int, logger: Logger) {
+    public init(docker: any DockerEngine, stopTimeoutSeconds: Int, logger: Logger,
+                stopMarginSeconds: Int = Self.defaultStopMarginSeconds,
+                pollInterval: Duration = .milliseconds(200)) {
         self.docker = docker
         self.stopTimeoutSeconds = stopTimeoutSeconds
         self.logger = logger
+        self.stopMarginSeconds = stopMarginSeconds
+        self.pollInterval = pollInterval
     }
 
     /// Stops `containers` together, runs `body`, and starts them again whatever happens. Returns the body's
-    /// result and the downtime in seconds.
+    /// result and the downtime in seconds (from the stop request to the last start); `recordDowntime` gets the same
+    /// seconds on every path, also when this throws.
     ///
-    /// If a stop fails, `body` does not run and every container is started again. If a start fails after three
-    /// tries, `ContainersLeftStopped` is thrown and logged as critical with the `docker start` command to run.
+    /// If a stop fails (or is cancelled), `body` does not run and every container is started again once Docker
+    /// has stopped it. If a container is not running after three start tries, `ContainersLeftStopped` is thrown
+    /// and logged as critical with the `docker start` command to run.
     public func run<T: Sendable>(
         _ containers: [StoppedContainer],
         stack: String,
         purpose: String,
+        recordDowntime: (Double) -> Void = { _ in },
         body: () async throws -> T
     ) async throws -> (T, Double) {
         let log = logger
@@ -80,8 +98,12 @@ public struct ContainerStopGuard: Sendable {
 
         // The restart runs once, in an unstructured task (cancelling this run must not cancel it), as soon as
         // the body ends or, on cancellation (SIGTERM), at once: abandoned work need not finish unwinding first.
+        let stoppedBy = stopStarted + .seconds(timeout + stopMarginSeconds)
+        let interval = pollInterval
         let restart = RunOnce {
-            (failures: await Self.startAll(containers, docker: docker), at: ContinuousClock.now)
+            (failures: await Self.startAll(containers, docker: docker, stoppedBy: stoppedBy, pollInterval: interval,
+                                           logger: log),
+             at: ContinuousClock.now)
         }
         let outcome: Result<T, any Error>
         if stopErrors.isEmpty {
@@ -99,6 +121,7 @@ public struct ContainerStopGuard: Sendable {
         }
         let (restartFailures, restartedAt) = await restart.trigger().value
         let downtime = (restartedAt - stopStarted).seconds
+        recordDowntime(downtime)
         if restartFailures.isEmpty {
             let names = containers.map(\.name).joined(separator: ", ")
             log.info("started \(names) again \(String(format: "(downtime %.1f s)", downtime))")
@@ -111,14 +134,27 @@ public struct ContainerStopGuard: Sendable {
         return (try outcome.get(), downtime)
     }
 
-    /// Starts every container, three tries each; returns the failures.
-    static func startAll(_ containers: [StoppedContainer], docker: any DockerEngine) async -> [String] {
+    /// Starts every container again, once Docker has stopped it (see the type's documentation), three tries each;
+    /// a try counts when inspect shows the container running afterwards. Returns the failures.
+    static func startAll(
+        _ containers: [StoppedContainer],
+        docker: any DockerEngine,
+        stoppedBy deadline: ContinuousClock.Instant,
+        pollInterval: Duration,
+        logger: Logger
+    ) async -> [String] {
         await withTaskGroup(of: String?.self) { group in
             for container in containers {
                 group.addTask {
+                    await waitUntilNotRunning(container, docker: docker, deadline: deadline,
+                                              pollInterval: pollInterval, logger: logger)
                     for attempt in 1...3 {
                         do {
                             try await docker.startContainer(container.id)
+                            guard try await docker.inspectContainer(container.id).isRunning else {
+                                throw StackVaultError(.containerRestart,
+                                    "Docker started it, but it is not running (it exited at once; see docker logs \(container.name))")
+                            }
                             return nil
                         } catch where attempt < 3 {
                             try? await Task.sleep(for: .seconds(attempt))
@@ -133,6 +169,35 @@ public struct ContainerStopGuard: Sendable {
             for await failure in group { if let failure { failures.append(failure) } }
             return failures
         }
+    }
+
+    /// Polls inspect until `container` has left the running state, or `deadline` passes (then Docker never got, or
+    /// never acted on, the stop request, and the container is left as it is). Starting a container Docker is still
+    /// stopping would be a no-op, and the container would end up stopped for good.
+    static func waitUntilNotRunning(
+        _ container: StoppedContainer,
+        docker: any DockerEngine,
+        deadline: ContinuousClock.Instant,
+        pollInterval: Duration,
+        logger: Logger
+    ) async {
+        let started = ContinuousClock.now
+        var logged = false
+        while ContinuousClock.now < deadline {
+            // An inspect failure (daemon busy or unreachable) is polled again, like a running container.
+            if let details = try? await docker.inspectContainer(container.id), !details.isRunning {
+                if logged {
+                    logger.info("\(container.name) has stopped \(String(format: "(waited %.1f s)", (ContinuousClock.now - started).seconds))")
+                }
+                return
+            }
+            if !logged {
+                logger.info("waiting for Docker to finish stopping \(container.name) before starting it again")
+                logged = true
+            }
+            try? await Task.sleep(for: pollInterval)
+        }
+        logger.warning("\(container.name) still runs \(String(format: "%.1f s", (ContinuousClock.now - started).seconds)) after its stop request; Docker did not stop it")
     }
 }
 

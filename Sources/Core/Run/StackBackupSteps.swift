@@ -125,9 +125,9 @@ final class StackBackupSteps {
         let stopGuard = ContainerStopGuard(
             docker: docker, stopTimeoutSeconds: configuration.stopTimeoutSeconds, logger: log)
         do {
-            let ((), downtime) = try await stopGuard.run(
+            _ = try await stopGuard.run(
                 toStop.map { StoppedContainer(id: $0.containerID, name: $0.container) }, stack: stack.name,
-                purpose: "backup"
+                purpose: "backup", recordDowntime: { measures.downtime = $0 }
             ) {
                 for service in services {
                     for component in service.components(needing: .stopped) {
@@ -135,9 +135,7 @@ final class StackBackupSteps {
                     }
                 }
             }
-            measures.downtime = downtime
         } catch let failure as ContainersLeftStopped {
-            measures.downtime = failure.downtime
             throw StackFailure(message: failure.description)
         }
     }
