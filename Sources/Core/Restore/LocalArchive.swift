@@ -161,19 +161,15 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
             fileDescriptor: fileDescriptor, compressor: compressor,
             keepingFileTails: RestoreLimits.completenessTailBytes, decryption: decryption))
         guard check.report.ok, let manifest = check.report.manifest else { return check }
-        var files: [String: Manifest.ManifestComponent] = [:]
         for component in manifest.components {
-            if strategies.strategy(forType: component.type) == nil {
+            guard let strategy = strategies.strategy(forType: component.type) else {
                 check.unknownStrategies[component.archivePath] = component.type
-            } else if component.kind == .file {
-                files[component.archivePath] = component
+                continue
             }
-        }
-        for (path, component) in files {
-            if let tail = check.report.fileTails[path],
-                let problem = strategies.strategy(forType: component.type)?.checkCompleteness(of: component, tail: tail)
+            if component.kind == .file, let tail = check.report.fileTails[component.archivePath],
+                let problem = strategy.checkCompleteness(of: component, tail: tail)
             {
-                check.completeness[path] = problem
+                check.completeness[component.archivePath] = problem
             }
         }
         return check
