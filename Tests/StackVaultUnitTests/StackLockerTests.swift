@@ -196,16 +196,17 @@ final class RecordingLogHandler: LogHandler, @unchecked Sendable {
     }
 
     @Test func renewalKeepsALongRunAlive() async throws {
-        let holder = locker("long", ttl: .milliseconds(600))
-        let other = locker("other", ttl: .milliseconds(600))
+        // A 3 s lease renewed every second: room for a loaded 2-core machine (a 600 ms lease failed under load).
+        let holder = locker("long", ttl: .seconds(3))
+        let other = locker("other", ttl: .seconds(3))
         let inside = AsyncStream<Void>.makeStream()
         async let outcome = holder.withLock(on: "app") { () async -> Int in
             inside.continuation.yield()
-            try? await Task.sleep(for: .milliseconds(1500))
+            try? await Task.sleep(for: .milliseconds(7500))
             return 1
         }
         for await _ in inside.stream { break }
-        try await Task.sleep(for: .milliseconds(1000))  // past the first lease
+        try await Task.sleep(for: .milliseconds(5000))  // past the first lease
         guard case .busy(let lock) = try await other.withLock(on: "app", { 2 }) else {
             Issue.record("a renewed lock was broken")
             return
