@@ -250,6 +250,9 @@ public struct SwarmScaleGuard: Sendable {
             }
             let stack = service.labels[ContainerDetails.stackNamespaceLabel] ?? service.name
             let work: @Sendable () async -> Void = {
+                // The killed run's reader containers (created, never started) go too.
+                let readers = (try? await docker.listContainers(labelFilters: ["\(readerLabel)=\(service.name)"])) ?? []
+                for reader in readers { try? await docker.removeContainer(reader.id, force: true) }
                 let message = "Swarm service \(service.name) was left scaled to 0 by an interrupted run of this "
                     + "host; scaling it back to \(count)"
                 logger.warning("\(message)")
