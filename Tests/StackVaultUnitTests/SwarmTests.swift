@@ -190,6 +190,23 @@ import Testing
         #expect(docker.service("s-files")?.labels[SwarmService.scaledFromLabel] == nil)
     }
 
+    /// A service another run has at 0 (its tasks still stopping) goes back to the count that run recorded, not to 0.
+    @Test func theRecordedCountWinsOverAServiceAlreadyAtZero() async throws {
+        let docker = Self.engine()
+        let task = try #require(docker.containers.first { $0.swarmServiceID == "s-files" })
+        try await docker.scaleService("s-files", replicas: 0, labels: [SwarmService.scaledFromLabel: "2"])
+        docker.add(task)  // still stopping
+        let plan = try #require(try await plan(docker).stack(named: "app"))
+        let files = try #require(plan.services.first { $0.service == "files" })
+        #expect(files.swarmService?.replicas == 2)
+        #expect(files.warnings.contains { $0.contains("stackvault.scaled-from=2") })
+        let scaleGuard = SwarmScaleGuard(docker: docker, host: "testhost", logger: Logger(label: "test"),
+                                         pollInterval: .milliseconds(10))
+        try await scaleGuard.run([ScaledService(id: "s-files", name: "app_files", taskContainerID: task.id)],
+                                 stack: "app", purpose: "backup") { _ in }
+        #expect(docker.service("s-files")?.mode == .replicated(2))
+    }
+
     @Test func aServiceLeftAtZeroByThisHostIsScaledBackAndAnotherHostsIsOnlyReported() async throws {
         let docker = FakeDockerEngine()
         docker.joinSwarm()

@@ -49,6 +49,13 @@ public struct SwarmService: Sendable, Equatable {
     public static let scaledFromLabel = "stackvault.scaled-from"
     /// The host (`STACKVAULT_HOST` or the engine's name) of the StackVault that scaled it down.
     public static let scaledByLabel = "stackvault.scaled-by"
+
+    /// The replica count to scale back to: the one a scale-down recorded (`stackvault.scaled-from`, when a run was
+    /// killed or another host's run has it at 0 now), else the spec's; nil unless replicated.
+    public var replicasToRestore: Int? {
+        guard case .replicated(let count) = mode else { return nil }
+        return labels[Self.scaledFromLabel].flatMap { Int($0) } ?? count
+    }
 }
 
 /// One task of a Swarm service (`GET /tasks`).

@@ -161,15 +161,20 @@ public struct Planner: Sendable {
         let mode: String
         var replicas: Int?
         switch service?.mode {
-        case .replicated(let count):
+        case .replicated:
             mode = "replicated"
-            replicas = count
+            replicas = service?.replicasToRestore
         case .global: mode = "global"
         case .other(let key): mode = key
         case nil: mode = "unknown"
         }
         plan.swarmService = SwarmServicePlan(id: container.swarmServiceID ?? "", name: name, mode: mode,
                                              replicas: replicas, tasksOnNode: tasks.map(\.name))
+        if let service, let from = service.labels[SwarmService.scaledFromLabel] {
+            plan.warnings.append("\(name) is scaled to 0 by the StackVault of host "
+                + "\(service.labels[SwarmService.scaledByLabel] ?? "?") (stackvault.scaled-from=\(from)): it goes back "
+                + "to \(from) replicas after that run, or after a restart of that StackVault if it was killed")
+        }
         if service == nil && !node.isManager {
             plan.warnings.append("this node is a Swarm worker, whose Docker API cannot read service specs: labels "
                 + "under deploy.labels of \(name) are not seen here, only the task container's labels")

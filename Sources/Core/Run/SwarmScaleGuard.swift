@@ -73,7 +73,8 @@ public struct SwarmScaleGuard: Sendable {
         for service in services {
             tasks[service.id] = try await docker.inspectContainer(service.taskContainerID)
             let spec = try await docker.inspectService(service.id)
-            guard case .replicated(let count) = spec.mode else {
+            // A service another run has at 0 (its crash record) goes back to the count recorded there, not to 0.
+            guard let count = spec.replicasToRestore else {
                 throw StackVaultError(.dockerAPI, "service \(service.name) is not replicated, so it cannot be scaled "
                     + "to 0 and back")
             }
