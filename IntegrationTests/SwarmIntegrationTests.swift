@@ -114,20 +114,26 @@ extension Integration {
             }
         }
 
-        @Test func stackIsBackedUpAndRestoredWithServicesScaledDownAndBack() async throws {
-            try await Self.withSwarm {
+        /// Runs `body` with a freshly deployed stack and a temporary directory, in a swarm; both are removed on
+        /// every path.
+        static func withStack(_ body: (Stack, URL) async throws -> Void) async throws {
+            try await withSwarm {
                 let stack = try await Stack.deploy()
                 let directory = try TestBed.temporaryDirectory("swarm")
+                let outcome: Result<Void, any Error>
                 do {
-                    try await run(stack, directory: directory)
+                    outcome = .success(try await body(stack, directory))
                 } catch {
-                    await stack.remove()
-                    try? FileManager.default.removeItem(at: directory)
-                    throw error
+                    outcome = .failure(error)
                 }
                 await stack.remove()
                 try? FileManager.default.removeItem(at: directory)
+                try outcome.get()
             }
+        }
+
+        @Test func stackIsBackedUpAndRestoredWithServicesScaledDownAndBack() async throws {
+            try await Self.withStack { stack, directory in try await run(stack, directory: directory) }
         }
 
         func run(_ stack: Stack, directory: URL) async throws {
@@ -183,19 +189,7 @@ extension Integration {
         }
 
         @Test func serviceLeftAtZeroByAKilledRunIsScaledBack() async throws {
-            try await Self.withSwarm {
-                let stack = try await Stack.deploy()
-                let directory = try TestBed.temporaryDirectory("swarm-kill")
-                do {
-                    try await killAndRecover(stack, directory: directory)
-                } catch {
-                    await stack.remove()
-                    try? FileManager.default.removeItem(at: directory)
-                    throw error
-                }
-                await stack.remove()
-                try? FileManager.default.removeItem(at: directory)
-            }
+            try await Self.withStack { stack, directory in try await killAndRecover(stack, directory: directory) }
         }
 
         func killAndRecover(_ stack: Stack, directory: URL) async throws {

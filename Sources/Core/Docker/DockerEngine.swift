@@ -115,6 +115,18 @@ public struct ContainerMount: Sendable, Equatable, Codable {
         return source.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
+    /// True for a named volume or a bind mount: what outlives a Swarm task's container, which Swarm removes (with its
+    /// own layer and anonymous volumes) when the service is scaled down.
+    public var outlivesSwarmTask: Bool {
+        ["volume", "bind"].contains(type) && source != nil && !isAnonymousVolume
+    }
+
+    /// The mount `path` is on: the one with the longest destination equal to or above it; nil when none is.
+    public static func covering(_ path: String, in mounts: [ContainerMount]) -> ContainerMount? {
+        mounts.filter { $0.destination == path || isPath(path, below: $0.destination) }
+            .max { $0.destination.count < $1.destination.count }
+    }
+
     /// True when the absolute, normalized path `inner` lies strictly below the directory `outer`.
     public static func isPath(_ inner: String, below outer: String) -> Bool {
         outer == "/" ? inner != "/" : inner.hasPrefix(outer + "/")

@@ -198,18 +198,11 @@ public struct Planner: Sendable {
                 + "its backup.volume-path labels")
             return
         }
-        let isBelow = ContainerMount.isPath(_:below:)
-        for path in plan.components(needing: .stopped).compactMap(\.spec.path) {
-            let covering = container.mounts.filter { $0.destination == path || isBelow(path, $0.destination) }
-                .max { $0.destination.count < $1.destination.count }
-            guard let covering, ["volume", "bind"].contains(covering.type), covering.source != nil,
-                !covering.isAnonymousVolume
-            else {
-                plan.errors.append("\(culprit): \(path) is not on a named volume or bind mount; scaling the service "
-                    + "to 0 (for the copy) makes Swarm remove the task container with its own layer and anonymous "
-                    + "volumes, so there would be nothing to copy: keep the data on a named volume")
-                continue
-            }
+        for path in plan.components(needing: .stopped).compactMap(\.spec.path)
+        where ContainerMount.covering(path, in: container.mounts)?.outlivesSwarmTask != true {
+            plan.errors.append("\(culprit): \(path) is not on a named volume or bind mount; scaling the service "
+                + "to 0 (for the copy) makes Swarm remove the task container with its own layer and anonymous "
+                + "volumes, so there would be nothing to copy: keep the data on a named volume")
         }
         let sources = { (task: ContainerDetails) in task.mounts.compactMap(\.source).sorted() }
         for other in tasks.dropFirst() where sources(other) != sources(container) {

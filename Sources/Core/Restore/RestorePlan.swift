@@ -231,12 +231,7 @@ public enum RestorePlanner {
     /// Why a directory of a Swarm task cannot be replaced while its service is scaled to 0: Swarm removes the task
     /// container with its own layer and anonymous volumes, so only named volumes and bind mounts outlive it.
     static func swarmVolumeProblem(path: String, container: ContainerDetails) -> String? {
-        let covering = container.mounts
-            .filter { $0.destination == path || ContainerMount.isPath(path, below: $0.destination) }
-            .max { $0.destination.count < $1.destination.count }
-        guard let covering, ["volume", "bind"].contains(covering.type), covering.source != nil,
-            !covering.isAnonymousVolume
-        else {
+        guard ContainerMount.covering(path, in: container.mounts)?.outlivesSwarmTask == true else {
             return "\(path) is not on a named volume or bind mount of task \(container.name), and Swarm removes the "
                 + "task's container with its own layer and anonymous volumes when the service is scaled to 0"
         }

@@ -141,8 +141,7 @@ public struct SwarmScaleGuard: Sendable {
     /// A created (never started) container from the task's image with the task's named volumes and bind mounts at
     /// the same paths: Docker's archive API mounts them for a container that does not run.
     private func makeReader(for task: ContainerDetails, service: ScaledService) async throws -> ContainerDetails {
-        let mounts = task.mounts.filter { ["volume", "bind"].contains($0.type) && $0.source != nil
-            && !$0.isAnonymousVolume }
+        let mounts = task.mounts.filter(\.outlivesSwarmTask)
         let spec = ContainerCreateSpec(
             name: "stackvault-swarm-reader-\(UUID().uuidString.prefix(8).lowercased())", image: task.image,
             entrypoint: ["true"], labels: [Self.readerLabel: service.name], networkDisabled: true, mounts: mounts)
