@@ -16,7 +16,10 @@ public struct Planner: Sendable {
     /// Discovers every container labelled `backup.enable=true`, running or stopped, grouped into stacks; on a Swarm
     /// manager also the running tasks on this node of services labelled so in their spec (`deploy.labels`).
     public func makePlan() async throws -> BackupPlan {
-        let node = try await docker.swarmNode()
+        // Only a node with Swarm tasks asks for its swarm state: plain Compose hosts (also behind a socket proxy that
+        // refuses GET /info) plan as before.
+        let hasTasks = !(try await docker.listContainers(labelFilters: [ContainerDetails.swarmServiceIDLabel]).isEmpty)
+        let node = hasTasks ? try await docker.swarmNode() : .inactive
         var ids: [String] = []
         for summary in try await docker.listContainers(labelFilters: [Self.enableLabel])
         where Self.isEnabled(summary.labels[Self.enableLabel]) {
