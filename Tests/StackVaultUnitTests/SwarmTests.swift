@@ -207,6 +207,41 @@ import Testing
         #expect(docker.service("s-files")?.mode == .replicated(2))
     }
 
+    /// SIGTERM (cancellation) while the service is at 0: it is scaled back at once, and the run ends.
+    @Test func cancellationScalesTheServiceBack() async throws {
+        let docker = Self.engine()
+        let scaleGuard = SwarmScaleGuard(docker: docker, host: "testhost", logger: Logger(label: "test"),
+                                         pollInterval: .milliseconds(10))
+        let task = try #require(docker.containers.first { $0.swarmServiceID == "s-files" })
+        let run = Task {
+            try await scaleGuard.run([ScaledService(id: "s-files", name: "app_files", taskContainerID: task.id)],
+                                     stack: "app", purpose: "backup") { _ in try await Task.sleep(for: .seconds(3600)) }
+        }
+        while docker.service("s-files")?.mode != .replicated(0) { try await Task.sleep(for: .milliseconds(10)) }
+        run.cancel()
+        _ = await run.result
+        #expect(docker.service("s-files")?.mode == .replicated(2))
+        #expect(docker.service("s-files")?.labels[SwarmService.scaledFromLabel] == nil)
+        #expect(!docker.containers.contains { $0.labels[SwarmScaleGuard.readerLabel] != nil })
+    }
+
+    /// `GET /services/{id}` bodies as Docker 20.10 sends them (reduced).
+    @Test func servicesAreReadFromTheEngineAPI() throws {
+        let replicated: [String: Any] = [
+            "ID": "vl22", "Version": ["Index": 42],
+            "Spec": ["Name": "app_files", "Labels": ["com.docker.stack.namespace": "app", "backup.enable": "true"],
+                     "Mode": ["Replicated": ["Replicas": 2]]],
+        ]
+        let global: [String: Any] = ["ID": "g1", "Spec": ["Name": "agent", "Mode": ["Global": [String: Any]()]]]
+        let files = try DockerClient.service(from: replicated)
+        #expect(files == SwarmService(id: "vl22", name: "app_files",
+                                      labels: ["com.docker.stack.namespace": "app", "backup.enable": "true"],
+                                      mode: .replicated(2)))
+        #expect(try DockerClient.service(from: global).mode == .global)
+        #expect(try DockerClient.service(from: global).replicasToRestore == nil)
+        #expect(throws: StackVaultError.self) { try DockerClient.service(from: ["Spec": [:]]) }
+    }
+
     @Test func aServiceLeftAtZeroByThisHostIsScaledBackAndAnotherHostsIsOnlyReported() async throws {
         let docker = FakeDockerEngine()
         docker.joinSwarm()

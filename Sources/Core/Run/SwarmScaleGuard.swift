@@ -104,19 +104,22 @@ public struct SwarmScaleGuard: Sendable {
                     try await waitUntilGone(service)
                 }
                 var readers: [String: ContainerDetails] = [:]
-                defer {
+                // Removed on every path, in a detached task: a cancelled run must not cancel its own cleanup.
+                func removeReaders() async {
                     let ids = readers.values.map(\.id)
-                    if !ids.isEmpty {
-                        Task.detached { for id in ids { try? await docker.removeContainer(id, force: true) } }
+                    await Task.detached { for id in ids { try? await docker.removeContainer(id, force: true) } }.value
+                }
+                do {
+                    for service in services {
+                        readers[service.id] = try await makeReader(for: tasks[service.id]!, service: service)
                     }
+                    let result = try await body(readers)
+                    await removeReaders()
+                    return result
+                } catch {
+                    await removeReaders()
+                    throw error
                 }
-                for service in services {
-                    readers[service.id] = try await makeReader(for: tasks[service.id]!, service: service)
-                }
-                let result = try await body(readers)
-                for reader in readers.values { try? await docker.removeContainer(reader.id, force: true) }
-                readers = [:]
-                return result
             } onCancel: {
                 restore.trigger()
             })
