@@ -61,7 +61,8 @@ extension Integration {
 
             /// `DesiredState CurrentState` of every task of the service that Swarm lists (history included).
             func tasks(_ service: String) throws -> [String] {
-                try Shell.run(["docker", "service", "ps", "--no-trunc", "--format", "{{.DesiredState}} {{.CurrentState}}",
+                try Shell.run(["docker", "service", "ps", "--no-trunc", "--format",
+                               "{{.DesiredState}} {{.CurrentState}}",
                                "\(name)_\(service)"]).stdout.split(separator: "\n").map(String.init)
             }
 
@@ -140,7 +141,8 @@ extension Integration {
             let target = directory.appendingPathComponent("target")
             try Docker.exec(try stack.task("db"), "psql -U app -d appdb -c \"CREATE TABLE seed (id int PRIMARY KEY, "
                 + "name text); INSERT INTO seed VALUES (1, 'alpha'), (2, 'beta')\"", env: Self.postgres)
-            try Docker.exec(try stack.task("files"), "echo hello > /data/a.txt; mkdir -p /data/sub; echo deep > /data/sub/b")
+            try Docker.exec(try stack.task("files"),
+                            "echo hello > /data/a.txt; mkdir -p /data/sub; echo deep > /data/sub/b")
             try Docker.exec(try stack.task("tagged"), "echo tagged > /srv/t.txt")
             let original = (rows: try stack.rows(), files: try stack.files())
 
@@ -168,14 +170,16 @@ extension Integration {
                 try stack.expectOnlyRunningTasks(backup.stderr)
             }
             let archives = TestBed.hostFiles(target).filter { $0.hasSuffix(".tar.zst") }
-            #expect(archives.count == 2 && archives.allSatisfy { $0.hasPrefix("backup-\(stack.name)-2") }, "\(archives)")
+            #expect(archives.count == 2 && archives.allSatisfy { $0.hasPrefix("backup-\(stack.name)-2") },
+                    "\(archives)")
             let readers = try Shell.run(["docker", "ps", "-aq", "--filter", "label=\(SwarmScaleGuard.readerLabel)"])
             #expect(readers.stdout.isEmpty, "reader containers are left")
 
             // Change everything, then restore the latest archive.
             try Docker.exec(try stack.task("db"), "psql -U app -d appdb -c \"DELETE FROM seed WHERE id = 1; "
                 + "INSERT INTO seed VALUES (3, 'later')\"", env: Self.postgres)
-            try Docker.exec(try stack.task("files"), "echo changed > /data/a.txt; rm -r /data/sub; echo x > /data/extra")
+            try Docker.exec(try stack.task("files"),
+                            "echo changed > /data/a.txt; rm -r /data/sub; echo x > /data/extra")
             try Docker.exec(try stack.task("tagged"), "rm /srv/t.txt")
             #expect(try stack.rows() != original.rows && stack.files() != original.files)
             let restore = try StackVaultCLI.run(["restore", "--latest", "--stack", stack.name, "--target", target.path,

@@ -82,12 +82,13 @@ enum PlanRendering {
                     c.name.map { "\(c.type) \($0)=\(c.path ?? "")" } ?? c.type
                 }
                 if let swarm = service.swarmService {
-                    let action = service.stop
-                        ? "scaled to 0 while copied, then back to \(swarm.replicas.map(String.init) ?? "?")" : "keeps running"
+                    let back = swarm.replicas.map(String.init) ?? "?"
+                    let action = service.stop ? "scaled to 0 while copied, then back to \(back)" : "keeps running"
                     out += "  \(service.service)  [Swarm service \(swarm.name), \(swarm.mode); task "
                         + "\(service.container) of \(swarm.tasksOnNode.count) on this node; \(action)]\n"
                 } else {
-                    let action = service.stop ? "stopped while copied" : service.running ? "keeps running" : "not running"
+                    let action = service.stop ? "stopped while copied"
+                        : service.running ? "keeps running" : "not running"
                     out += "  \(service.service)  [container \(service.container), \(action)]\n"
                 }
                 for item in what { out += "      - \(item)\n" }

@@ -51,7 +51,8 @@ import Testing
         let files = app.services[1]
         #expect(files.container == "app_files.1.task2", "the task of the lowest slot is the one backed up")
         #expect(files.swarmService == SwarmServicePlan(id: "s-files", name: "app_files", mode: "replicated",
-                                                        replicas: 2, tasksOnNode: ["app_files.1.task2", "app_files.2.task3"]))
+                                                        replicas: 2,
+                                                        tasksOnNode: ["app_files.1.task2", "app_files.2.task3"]))
         #expect(files.stop && files.errors.isEmpty)
         #expect(app.services[0].stop == false)
         #expect(files.strategies.map(\.archivePath) == ["files/volumes/data"])
@@ -77,7 +78,8 @@ import Testing
         let merged = Planner.effectiveLabels(of: container, service: service)
         #expect(merged.labels["backup.volume-path.data"] == "/data")
         #expect(merged.labels["backup.enable"] == "true")
-        #expect(merged.sources == ["backup.volume-path.data": "container, overrides service", "backup.enable": "service"])
+        #expect(merged.sources == ["backup.volume-path.data": "container, overrides service",
+                                   "backup.enable": "service"])
         #expect(merged.warnings.count == 1 && merged.warnings[0].contains("/other"))
     }
 
@@ -86,7 +88,8 @@ import Testing
         docker.joinSwarm()
         docker.addService(SwarmService(id: "s-web", name: "web", labels: [:], mode: .replicated(1)),
                           template: Self.task(labels: ["backup.enable": "true", "backup.volume-path.data": "/data"],
-                                              mounts: [ContainerMount(type: "volume", destination: "/data", source: "web")]))
+                                              mounts: [ContainerMount(type: "volume", destination: "/data",
+                                                                      source: "web")]))
         let plan = try await plan(docker)
         #expect(plan.stacks.map(\.name) == ["web"])
         #expect(plan.stacks[0].services.map(\.service) == ["web"])
@@ -147,7 +150,8 @@ import Testing
         #expect(calls.first == "exec:app_db.1.task1")
         let readers = docker.created
         #expect(readers.map(\.mounts) == [[Self.dataVolume],
-                                          [ContainerMount(type: "volume", destination: "/srv", source: "app_tagged-data")]])
+                                          [ContainerMount(type: "volume", destination: "/srv",
+                                                          source: "app_tagged-data")]])
         #expect(readers.allSatisfy { $0.labels[SwarmScaleGuard.readerLabel] != nil })
         let firstCopy = try #require(calls.firstIndex { $0.hasPrefix("archive:") })
         #expect(calls.firstIndex(of: "scale:app_tagged=0")! < firstCopy)
@@ -169,7 +173,8 @@ import Testing
             let service = try #require(docker.service("s-files"))
             #expect(readers["s-files"]?.mounts == [Self.dataVolume])
             #expect(readers["s-files"]?.isRunning == false)
-            return (service.mode, service.labels[SwarmService.scaledFromLabel], service.labels[SwarmService.scaledByLabel])
+            return (service.mode, service.labels[SwarmService.scaledFromLabel],
+                    service.labels[SwarmService.scaledByLabel])
         }
         #expect(seen.0 == .replicated(0) && seen.1 == "2" && seen.2 == "testhost")
         #expect(docker.service("s-files")?.mode == .replicated(2))

@@ -91,7 +91,7 @@ extension DockerClient {
         } else {
             mode = .other(modeObject.keys.sorted().first ?? "unknown")
         }
-        return SwarmService(id: id, name: spec["Name"] as? String ?? id, labels: spec["Labels"] as? [String: String] ?? [:],
-                            mode: mode)
+        return SwarmService(id: id, name: spec["Name"] as? String ?? id,
+                            labels: spec["Labels"] as? [String: String] ?? [:], mode: mode)
     }
 }

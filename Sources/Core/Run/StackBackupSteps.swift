@@ -133,7 +133,8 @@ final class StackBackupSteps {
         let started = ContinuousClock.now
         do {
             _ = try await stopGuard.run(
-                toStop.filter { $0.swarmService == nil }.map { StoppedContainer(id: $0.containerID, name: $0.container) },
+                toStop.filter { $0.swarmService == nil }
+                    .map { StoppedContainer(id: $0.containerID, name: $0.container) },
                 stack: stack.name, purpose: "backup", recordDowntime: { measures.downtime = $0 }
             ) {
                 try await scaleGuard.run(toScale, stack: stack.name, purpose: "backup") { readers in

@@ -134,7 +134,8 @@ public struct SwarmScaleGuard: Sendable {
             }
             let problems = failures.values.sorted().joined(separator: "; ")
             let hint = commands.joined(separator: "; ")
-            log.critical("SWARM SERVICES LEFT SCALED DOWN in stack \(stack): \(problems). Scale them back by hand: \(hint)")
+            log.critical(
+                "SWARM SERVICES LEFT SCALED DOWN in stack \(stack): \(problems). Scale them back by hand: \(hint)")
             let bodyFailure = outcome.failureDescription.map { "; and the \(purpose) failed: \($0)" } ?? ""
             throw StackVaultError(.containerRestart, "could not scale back: \(problems)\(bodyFailure)")
         }
