@@ -128,7 +128,8 @@ public final class DockerClient: DockerEngine {
             isRunning: row.State?.Running ?? false,
             labels: row.Config?.Labels ?? [:],
             environment: environment,
-            mounts: mounts
+            mounts: mounts,
+            imageID: row.Image
         )
     }
 
@@ -386,6 +387,8 @@ private struct ContainerInspectRow: Decodable {
 
     var Id: String
     var Name: String?
+    /// The image id (`sha256:...`).
+    var Image: String?
     var Config: Config?
     var State: State?
     var Mounts: [Mount]?

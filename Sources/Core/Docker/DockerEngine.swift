@@ -164,6 +164,9 @@ public struct ContainerDetails: Sendable, Equatable {
     /// Volumes, bind mounts and tmpfs mounts: `Mounts`, plus each path of `HostConfig.Tmpfs` (`--tmpfs`, Compose
     /// `tmpfs:`, which Docker does not list in `Mounts`) as a mount of type `tmpfs`.
     public var mounts: [ContainerMount]
+    /// The id of the image the container runs (`Image`, `sha256:...`), which names it even when `image` (the
+    /// reference it was created from, e.g. `name:tag@sha256:digest` in a Swarm task) does not resolve locally.
+    public var imageID: String?
 
     public init(
         id: String,
@@ -172,7 +175,8 @@ public struct ContainerDetails: Sendable, Equatable {
         isRunning: Bool,
         labels: [String: String],
         environment: [String: String],
-        mounts: [ContainerMount] = []
+        mounts: [ContainerMount] = [],
+        imageID: String? = nil
     ) {
         self.id = id
         self.name = name
@@ -181,6 +185,7 @@ public struct ContainerDetails: Sendable, Equatable {
         self.labels = labels
         self.environment = environment
         self.mounts = mounts
+        self.imageID = imageID
     }
 
     public var composeProject: String? { labels["com.docker.compose.project"] }

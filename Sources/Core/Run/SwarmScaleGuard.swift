@@ -146,8 +146,10 @@ public struct SwarmScaleGuard: Sendable {
     /// the same paths: Docker's archive API mounts them for a container that does not run.
     private func makeReader(for task: ContainerDetails, service: ScaledService) async throws -> ContainerDetails {
         let mounts = task.mounts.filter(\.outlivesSwarmTask)
+        // By image id: a task's image reference may carry a digest that names no local image.
+        let image = task.imageID ?? task.image
         let spec = ContainerCreateSpec(
-            name: "stackvault-swarm-reader-\(UUID().uuidString.prefix(8).lowercased())", image: task.image,
+            name: "stackvault-swarm-reader-\(UUID().uuidString.prefix(8).lowercased())", image: image,
             entrypoint: ["true"], labels: [Self.readerLabel: service.name], networkDisabled: true, mounts: mounts)
         let id: String
         do {
@@ -156,8 +158,8 @@ public struct SwarmScaleGuard: Sendable {
             throw StackVaultError(.dockerAPI, "reading the volumes of Swarm service \(service.name) needs a container "
                 + "from its image \(task.image) that mounts them; Docker could not create it", cause: error)
         }
-        return ContainerDetails(id: id, name: spec.name ?? id, image: task.image, isRunning: false,
-                                labels: task.labels, environment: task.environment, mounts: mounts)
+        return ContainerDetails(id: id, name: spec.name ?? id, image: image, isRunning: false,
+                                labels: task.labels, environment: task.environment, mounts: mounts, imageID: image)
     }
 
     /// Polls until no task of `service` may run and none of its containers runs on this node.
