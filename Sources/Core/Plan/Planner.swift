@@ -155,8 +155,8 @@ public struct Planner: Sendable {
     /// Adds what a Swarm task needs: its service, and why its directories cannot be copied where they cannot.
     ///
     /// Scaling a service to 0 makes Swarm remove its task containers with their anonymous volumes (checked on
-    /// Docker 20.10: the containers are gone, not stopped), so directories are read from a short-lived container that
-    /// mounts the task's named volumes and bind mounts; a directory on neither would be gone.
+    /// Docker 20.10: the containers are gone, not stopped), so directories are read from a short-lived container
+    /// that mounts the task's named volumes and bind mounts; a directory on neither would be gone.
     private func planSwarm(_ plan: inout ServicePlan, container: ContainerDetails, tasks: [ContainerDetails],
                            service: SwarmService?, node: SwarmNode)
     {
