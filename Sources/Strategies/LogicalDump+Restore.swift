@@ -47,10 +47,8 @@ extension LogicalDump {
             try rewriting.finish()
         }, body: { file in
             context.logger.info("\(context.service): replaying \(path) with \(client) in container \(container.name)")
-            let outcome = try await shell.outcome(script, arguments: [file, id])
-            // The work directory of the script is removed by the script; this catches a script killed meanwhile.
-            _ = try? await shell.outcome(#"rm -rf -- "/tmp/stackvault-restore-$1.d""#, arguments: [id])
-            return outcome
+            // The script removes its work directory (/tmp/stackvault-restore-<id>.d) itself on every exit.
+            return try await shell.outcome(script, arguments: [file, id])
         })
         for line in outcome.stdout.split(whereSeparator: \.isNewline) where line.hasPrefix("note: ") {
             context.logger.notice("\(context.service): \(line.dropFirst("note: ".count))")

@@ -103,7 +103,7 @@ extension MariaDBDumpStrategy: RestoreStrategy {
           ok=0
           if [ "$phase" = finish ]; then
             echo "warning: restored, but the set-aside schemas svold_${id}_* could not all be dropped: drop them by hand" >&2
-            exit 0
+            rm -rf "$work"; exit 0
           fi
           if [ "$phase" = replay ]; then
             # Every schema now there that is neither a system schema nor set aside was created by the replay.
@@ -134,9 +134,9 @@ extension MariaDBDumpStrategy: RestoreStrategy {
             gen "SELECT CONCAT('DROP DATABASE \`', schema_name, '\`;') FROM information_schema.schemata
                  WHERE schema_name LIKE 'svold\\_${id}\\_%'" || ok=1
           fi
-          if [ "$ok" = 0 ]; then echo "rolled back: the server holds what it held before the restore" >&2; exit 11; fi
+          if [ "$ok" = 0 ]; then echo "rolled back: the server holds what it held before the restore" >&2; rm -rf "$work"; exit 11; fi
           echo "ROLLBACK INCOMPLETE: the server's own data is in the schemas svold_${id}_*; move it back by hand" >&2
-          exit 12
+          echo "what was recorded before the restore is kept in $work" >&2; exit 12
         }
         trap 'rc=$?; if [ "$rc" != 0 ] && [ "$rc" != 10 ] && [ "$rc" != 11 ] && [ "$rc" != 12 ]; then rollback; fi; rm -rf "$work"' EXIT
 

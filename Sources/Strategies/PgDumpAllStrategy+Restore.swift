@@ -140,7 +140,7 @@ extension PgDumpAllStrategy: RestoreStrategy {
           set +e
           if [ "$phase" = finish ]; then
             echo "warning: restored, but the set-aside databases $aside* could not all be dropped: drop them by hand" >&2
-            exit 0
+            rm -rf "$work"; exit 0
           fi
           echo "rolling back: putting the cluster's own databases and roles back" >&2
           ok=1
@@ -170,9 +170,9 @@ extension PgDumpAllStrategy: RestoreStrategy {
           if [ "$ok" = 0 ]; then
             sql --dbname=template1 -c "DROP DATABASE $hub" >/dev/null || sql --dbname=postgres -c "DROP DATABASE $hub" >/dev/null || ok=1
           fi
-          if [ "$ok" = 0 ]; then echo "rolled back: the cluster holds what it held before the restore" >&2; exit 11; fi
+          if [ "$ok" = 0 ]; then echo "rolled back: the cluster holds what it held before the restore" >&2; rm -rf "$work"; exit 11; fi
           echo "ROLLBACK INCOMPLETE: the cluster's own databases may be named $aside<oid>; rename them back by hand" >&2
-          exit 12
+          echo "what was recorded before the restore is kept in $work" >&2; exit 12
         }
         trap 'rc=$?; if [ "$rc" != 0 ] && [ "$rc" != 10 ] && [ "$rc" != 11 ] && [ "$rc" != 12 ]; then rollback; fi; rm -rf "$work"' EXIT
 

@@ -36,18 +36,19 @@ public struct ContainerShell: Sendable {
         return Outcome(exitCode: code, stdout: stdout.text, stderr: Self.readable(stderr.text, cut: stderr.dropped > 0))
     }
 
-    /// `text` trimmed, each line longer than 600 bytes shortened to its first 300 and last 200 bytes around
-    /// `[... N bytes ...]` (a client's echo of a multi-megabyte statement would bury its error otherwise), and
-    /// `[...]` first when `cut` says the start is missing.
+    /// The last 40 lines of `text`, trimmed, each line longer than 600 bytes shortened to its first 300 and last
+    /// 200 bytes around `[... N bytes ...]` (a client's echo of a multi-megabyte statement would bury its error
+    /// otherwise), and `[...]` first when lines were left out or `cut` says the start is missing.
     public static func readable(_ text: String, cut: Bool) -> String {
-        let lines = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n", omittingEmptySubsequences: false)
+        let all = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n", omittingEmptySubsequences: false)
             .map { line -> String in
                 let bytes = Array(line.utf8)
                 guard bytes.count > 600 else { return String(line) }
                 return String(decoding: bytes.prefix(300), as: UTF8.self) + "[... \(bytes.count - 500) bytes ...]"
                     + String(decoding: bytes.suffix(200), as: UTF8.self)
             }
-        return (cut ? "[...]\n" : "") + lines.joined(separator: "\n")
+        let lines = all.suffix(40)
+        return (cut || lines.count < all.count ? "[...]\n" : "") + lines.joined(separator: "\n")
     }
 
     /// Runs `script` and returns its standard output; a non-zero exit throws with `what`, the exit code and the
