@@ -10,8 +10,8 @@ public struct ContainerShell: Sendable {
         public var exitCode: Int
         /// The first 1 MiB of standard output.
         public var stdout: String
-        /// The last 64 KiB of standard error (where a client's error is, after any echo of the failing
-        /// statement), trimmed, with lines longer than 600 bytes shortened in the middle (`ContainerShell.readable`).
+        /// The end of standard error (where a client's error is, after any echo of the failing statement): of its
+        /// last 64 KiB, the last 40 lines, long lines shortened in the middle (`ContainerShell.readable`).
         public var stderr: String
     }
 
