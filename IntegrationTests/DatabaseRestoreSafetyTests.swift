@@ -140,6 +140,15 @@ extension Integration {
             try stack.psql("DELETE FROM events WHERE id <= 10;", database: "appdb")
             let changed = try stack.pg()
 
+            // A refusal changes nothing: databases left by an interrupted restore are not guessed about.
+            try stack.psql("CREATE DATABASE svold_leftover;")
+            let withLeftover = try stack.pg()
+            let refused = try Self.restore(stack.compose.name, target: target, service: "db")
+            #expect(refused.status == 1 && Self.output(refused).contains("refused before anything was changed")
+                && Self.output(refused).contains("an earlier restore was interrupted"), "\(Self.output(refused))")
+            #expect(try stack.pg() == withLeftover)
+            try stack.psql("DROP DATABASE svold_leftover;")
+
             // Row 1 of the issue and a real failure half-way: the target's own temp_file_limit makes the dump's
             // CREATE INDEX fail after databases and roles were already replayed.
             try stack.psql("ALTER SYSTEM SET temp_file_limit = '1MB'; ALTER SYSTEM SET maintenance_work_mem = '1MB'; "
@@ -167,6 +176,14 @@ extension Integration {
             // Into a fresh cluster whose container lacks the tablespace's directory: it is created.
             let fresh = try Stack.up("restore-safety-b.yml", appPassword: "other-app-pw", rootPassword: "other-root-pw'q")
             defer { fresh.compose.down() }
+            // A tablespace directory that holds files is refused, naming it; once it is gone it is created.
+            try Docker.exec(fresh.db, "mkdir -p /var/lib/postgresql/ts_app && touch /var/lib/postgresql/ts_app/junk")
+            let freshBefore = try fresh.pg()
+            let occupied = try Self.restore(stack.compose.name, into: fresh.compose.name, target: target, service: "db")
+            #expect(occupied.status == 1 && Self.output(occupied).contains("/var/lib/postgresql/ts_app, which is not empty"),
+                    "\(Self.output(occupied))")
+            #expect(try fresh.pg() == freshBefore)
+            try Docker.exec(fresh.db, "rm -rf /var/lib/postgresql/ts_app")
             let copy = try Self.restore(stack.compose.name, into: fresh.compose.name, target: target, service: "db")
             #expect(copy.ok, "\(Self.output(copy))")
             #expect(Self.output(copy).contains("created the directory /var/lib/postgresql/ts_app"), "\(Self.output(copy))")
