@@ -233,6 +233,8 @@ extension Integration {
                 CREATE DATABASE own;
                 CREATE TABLE own.things (id INT PRIMARY KEY);
                 INSERT INTO own.things VALUES (1), (2), (3);
+                SET GLOBAL event_scheduler = ON;
+                CREATE EVENT own.pulse ON SCHEDULE EVERY 1 SECOND DO DO 1;
                 """)
             let otherBefore = try other.maria(accounts: true)
 
@@ -248,6 +250,11 @@ extension Integration {
             #expect(failure.contains("raised the server's max_allowed_packet"), "\(failure)")
             #expect(failure.count < 40_000, "long echoed statements are shortened: \(failure.count) characters")
             #expect(try other.maria(accounts: true) == otherBefore, "a failed replay leaves the server exactly as it was")
+            // The target's own event runs again after the undo (the scheduler was told, not only its table).
+            let pulse = "SELECT LAST_EXECUTED FROM information_schema.events WHERE event_name = 'pulse'"
+            let lastRun = try other.mariadb(pulse).stdout
+            try await Task.sleep(for: .seconds(3))
+            #expect(try other.mariadb(pulse).stdout != lastRun, "the event pulse is scheduled again")
             try other.mariadb("SET GLOBAL max_heap_table_size = 16777216;")
 
             for round in 1...2 {

@@ -23,8 +23,8 @@ public import StackVaultCore
 ///    and views back, recreates each schema with its character set, moves its tables back and recreates its
 ///    triggers and views, and flushes privileges.
 ///
-/// Known limit: events put back by a rollback are in `mysql.event` but the event scheduler picks them up only at
-/// the server's next start.
+/// Events put back by the undo are rows of `mysql.event` again; an `ALTER EVENT` with their own definer and status
+/// makes the running event scheduler schedule them at once.
 extension MariaDBDumpStrategy: RestoreStrategy {
     public func checkCompleteness(of component: Manifest.ManifestComponent, tail: [UInt8]) -> String? {
         Self.dump.checkCompleteness(tail: tail)
@@ -130,6 +130,14 @@ extension MariaDBDumpStrategy: RestoreStrategy {
             fi
           done
           if [ -e "$work/copied" ]; then { q < "$work/views_mysql.sql" && q -e 'FLUSH PRIVILEGES'; } || ok=1; fi
+          # Events came back as rows of mysql.event, which the event scheduler does not read again until the server
+          # restarts; an ALTER EVENT (same definer, same status) makes it schedule each one now.
+          if [ -e "$work/copied" ]; then
+            gen "SELECT CONCAT('ALTER DEFINER = ', QUOTE(LEFT(definer, CHAR_LENGTH(definer) - CHAR_LENGTH(SUBSTRING_INDEX(definer, '@', -1)) - 1)),
+                 '@', QUOTE(SUBSTRING_INDEX(definer, '@', -1)), ' EVENT \`', REPLACE(db, '\`', '\`\`'), '\`.\`',
+                 REPLACE(name, '\`', '\`\`'), '\` ', CASE status WHEN 'ENABLED' THEN 'ENABLE' WHEN 'DISABLED' THEN 'DISABLE'
+                 ELSE 'DISABLE ON SLAVE' END, ';') FROM mysql.event" || ok=1
+          fi
           if [ "$ok" = 0 ]; then
             gen "SELECT CONCAT('DROP DATABASE \`', schema_name, '\`;') FROM information_schema.schemata
                  WHERE schema_name LIKE 'svold\\_${id}\\_%'" || ok=1
