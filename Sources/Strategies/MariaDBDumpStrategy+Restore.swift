@@ -75,8 +75,11 @@ extension MariaDBDumpStrategy: RestoreStrategy {
           refuse "the dump's longest statement has $longest bytes, more than max_allowed_packet can ever allow (1 GiB)"
         elif [ "$need" -gt "$packet" ]; then
           q -e 'SET GLOBAL max_allowed_packet = 1073741824' ||
-            refuse "the dump's longest statement has $longest bytes but the server's max_allowed_packet is $packet and root cannot raise it"
-          note "raised the server's max_allowed_packet from $packet to 1073741824 bytes (the dump's longest statement has $longest bytes); it stays until the server restarts: set max_allowed_packet in the server's configuration to read such rows after a restart"
+            refuse "the dump's longest statement has $longest bytes but the server's max_allowed_packet is" \
+              "$packet and root cannot raise it"
+          note "raised the server's max_allowed_packet from $packet to 1073741824 bytes (the dump's longest" \
+            "statement has $longest bytes); it stays until the server restarts: set max_allowed_packet in the" \
+            "server's configuration to read such rows after a restart"
         fi
 
         # Close other clients' connections (best effort), so that no open transaction holds up the moves.

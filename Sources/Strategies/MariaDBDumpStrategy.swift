@@ -28,7 +28,8 @@ public struct MariaDBDumpStrategy: BackupStrategy {
         tool: "mariadb-dump",
         script: rootLogin + #"""
             dump=mariadb-dump; command -v mariadb-dump >/dev/null 2>&1 || dump=mysqldump
-            exec "$dump" --user=root --max-allowed-packet=1G --all-databases --single-transaction --routines --events --triggers \
+            exec "$dump" --user=root --max-allowed-packet=1G --all-databases --single-transaction \
+                --routines --events --triggers \
                 --hex-blob --default-character-set=utf8mb4
             """#,
         completionMarker: "-- Dump completed",
@@ -38,7 +39,8 @@ public struct MariaDBDumpStrategy: BackupStrategy {
                 .contains(where: lower.contains) else { return nil }
             return "this is how MariaDB reports a row larger than a packet limit: the dump client already runs with "
                 + "--max-allowed-packet=1G, so the limit is the server's max_allowed_packet (SELECT "
-                + "@@global.max_allowed_packet): raise it in the server's configuration (up to 1G) above the largest row"
+                + "@@global.max_allowed_packet): raise it in the server's configuration (up to 1G) above the "
+                + "largest row"
         }
     )
 

@@ -40,7 +40,8 @@ public struct ContainerShell: Sendable {
     /// 200 bytes around `[... N bytes ...]` (a client's echo of a multi-megabyte statement would bury its error
     /// otherwise), and `[...]` first when lines were left out or `cut` says the start is missing.
     public static func readable(_ text: String, cut: Bool) -> String {
-        let all = text.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "\n", omittingEmptySubsequences: false)
+        let all = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            .split(separator: "\n", omittingEmptySubsequences: false)
             .map { line -> String in
                 let bytes = Array(line.utf8)
                 guard bytes.count > 600 else { return String(line) }
