@@ -12,11 +12,15 @@ public struct LogicalDump: Sendable {
     public var script: String
     /// Text every complete dump ends with.
     public var completionMarker: String
+    /// Explains a known cause from the tool's error output (nil: no known cause), appended to a failed dump's error.
+    public var diagnose: @Sendable (String) -> String?
 
-    public init(tool: String, script: String, completionMarker: String) {
+    public init(tool: String, script: String, completionMarker: String,
+                diagnose: @escaping @Sendable (String) -> String? = { _ in nil }) {
         self.tool = tool
         self.script = script
         self.completionMarker = completionMarker
+        self.diagnose = diagnose
     }
 
     public func run(
@@ -28,10 +32,11 @@ public struct LogicalDump: Sendable {
         let where_ = "service \(context.service) (container \(container.name)) of stack \(context.stack)"
         return try await archive.addFile(at: component.archivePath, mode: 0o600) { sink in
             let tail = TailSink(downstream: sink, keep: 512)
-            let stderr = CollectingSink(limit: 16 << 10)
+            let stderr = TailCollectingSink(limit: 16 << 10)
             let exitCode = try await context.docker.exec(
                 in: container.id, command: ["sh", "-c", script], environment: [], stdout: tail, stderr: stderr)
-            let errorText = stderr.text.trimmingCharacters(in: .whitespacesAndNewlines)
+            var errorText = ContainerShell.readable(stderr.text, cut: stderr.dropped > 0)
+            if let cause = diagnose(errorText) { errorText += " (\(cause))" }
             guard exitCode == 0 else {
                 throw StackVaultError(.dumpFailed,
                     "\(tool) failed in \(where_) with exit code \(exitCode)"
