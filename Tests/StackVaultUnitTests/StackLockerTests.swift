@@ -196,17 +196,18 @@ final class RecordingLogHandler: LogHandler, @unchecked Sendable {
     }
 
     @Test func renewalKeepsALongRunAlive() async throws {
-        // A 3 s lease renewed every second: room for a loaded 2-core machine (a 600 ms lease failed under load).
-        let holder = locker("long", ttl: .seconds(3))
-        let other = locker("other", ttl: .seconds(3))
+        // A 10 s lease renewed every third of it: a renewal may be held up by almost 7 s on a loaded 2-core
+        // machine (CI) before the lease lapses (600 ms and 3 s leases both lapsed there under load).
+        let holder = locker("long", ttl: .seconds(10))
+        let other = locker("other", ttl: .seconds(10))
         let inside = AsyncStream<Void>.makeStream()
         async let outcome = holder.withLock(on: "app") { () async -> Int in
             inside.continuation.yield()
-            try? await Task.sleep(for: .milliseconds(7500))
+            try? await Task.sleep(for: .seconds(16))
             return 1
         }
         for await _ in inside.stream { break }
-        try await Task.sleep(for: .milliseconds(5000))  // past the first lease
+        try await Task.sleep(for: .seconds(12))  // past the first lease
         guard case .busy(let lock) = try await other.withLock(on: "app", { 2 }) else {
             Issue.record("a renewed lock was broken")
             return
