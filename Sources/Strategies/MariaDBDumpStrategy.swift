@@ -31,7 +31,7 @@ public struct MariaDBDumpStrategy: BackupStrategy {
             exec "$dump" --user=root --all-databases --single-transaction --routines --events --triggers \
                 --hex-blob --default-character-set=utf8mb4
             """#,
-        completionMarker: "-- Dump completed"
+        completionMarker: "-- Dump completed", dialect: .mariadb
     )
 
     public init() {}

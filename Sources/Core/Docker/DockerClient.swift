@@ -124,7 +124,8 @@ public final class DockerClient: DockerEngine {
             isRunning: row.State?.Running ?? false,
             labels: row.Config?.Labels ?? [:],
             environment: environment,
-            mounts: mounts
+            mounts: mounts,
+            imageID: row.Image ?? ""
         )
     }
 
@@ -353,6 +354,9 @@ private struct ContainerListRow: Decodable {
 }
 
 private struct ContainerInspectRow: Decodable {
+    /// The image id.
+    var Image: String?
+
     struct Config: Decodable {
         var Image: String?
         var Env: [String]?

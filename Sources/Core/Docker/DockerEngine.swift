@@ -115,6 +115,8 @@ public struct ContainerDetails: Sendable, Equatable {
     /// The name without the leading slash.
     public var name: String
     public var image: String
+    /// The image's id (`Image` of the inspect: `sha256:...`); empty when unknown.
+    public var imageID: String
     public var isRunning: Bool
     public var labels: [String: String]
     /// `Config.Env` as a dictionary (a later entry wins).
@@ -130,11 +132,13 @@ public struct ContainerDetails: Sendable, Equatable {
         isRunning: Bool,
         labels: [String: String],
         environment: [String: String],
-        mounts: [ContainerMount] = []
+        mounts: [ContainerMount] = [],
+        imageID: String = ""
     ) {
         self.id = id
         self.name = name
         self.image = image
+        self.imageID = imageID
         self.isRunning = isRunning
         self.labels = labels
         self.environment = environment
