@@ -39,6 +39,11 @@ struct BackupCommand: AsyncParsableCommand {
             stackBackup = try await environment.makeStackBackup(target: options.target, level: level,
                                                                 threads: threads, workDir: workDir)
             notifier = try Notifier(environment: environment.variables, logger: environment.logger)
+            // A Swarm service a killed run left at 0 has no task to plan from: scale it back first (see BackupRun).
+            await SwarmScaleGuard.recoverInterrupted(
+                docker: environment.docker, host: stackBackup.configuration.hostName,
+                locker: StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger),
+                logger: environment.logger)
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
         } catch {
             printError("\(error)")

@@ -45,6 +45,7 @@ struct DaemonCommand: AsyncParsableCommand {
         let stateStore: DaemonStateStore
         let ttl: Int
         let onStart: Bool
+        let hostName: String
         var metricsServer: MetricsServer?
         var drills: DrillService?
         do {
@@ -67,6 +68,7 @@ struct DaemonCommand: AsyncParsableCommand {
                                    busyStack: .skip, logger: environment.logger)
             let file = stateFile.map(StateFile.init(path:)) ?? StateFile(environment: variables)
             let host = stackBackup.configuration.hostName
+            hostName = host
             stateStore = DaemonStateStore(state: Self.initialState(cron, file: file, host: host), file: file,
                                           logger: environment.logger)
             try await stateStore.save()
@@ -113,6 +115,12 @@ struct DaemonCommand: AsyncParsableCommand {
         logger.info("\(startLine)")
         do {
             _ = try await environment.docker.apiVersion()
+            // A Swarm service left at 0 by this host's killed StackVault runs again now, not at the next run.
+            await SwarmScaleGuard.recoverInterrupted(
+                docker: environment.docker, host: hostName,
+                locker: StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
+                                    logger: logger),
+                logger: logger)
         } catch {
             logger.error("\(error) -- runs will fail until Docker answers")
         }

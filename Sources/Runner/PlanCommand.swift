@@ -81,9 +81,22 @@ enum PlanRendering {
                 let what = service.strategies.map { c in
                     c.name.map { "\(c.type) \($0)=\(c.path ?? "")" } ?? c.type
                 }
-                let action = service.stop ? "stopped while copied" : service.running ? "keeps running" : "not running"
-                out += "  \(service.service)  [container \(service.container), \(action)]\n"
+                if let swarm = service.swarmService {
+                    let back = swarm.replicas.map(String.init) ?? "?"
+                    let action = service.stop ? "scaled to 0 while copied, then back to \(back)" : "keeps running"
+                    out += "  \(service.service)  [Swarm service \(swarm.name), \(swarm.mode); task "
+                        + "\(service.container) of \(swarm.tasksOnNode.count) on this node; \(action)]\n"
+                } else {
+                    let action = service.stop ? "stopped while copied"
+                        : service.running ? "keeps running" : "not running"
+                    out += "  \(service.service)  [container \(service.container), \(action)]\n"
+                }
                 for item in what { out += "      - \(item)\n" }
+                // Where the labels came from, when a Swarm service spec (deploy.labels) gave any.
+                if service.labelSources.values.contains(where: { $0 != "container" }) {
+                    let sources = service.labelSources.keys.sorted().map { "\($0) (\(service.labelSources[$0]!))" }
+                    out += "      labels: \(sources.joined(separator: ", "))\n"
+                }
                 for warning in service.warnings { out += "      warning: \(warning)\n" }
                 for error in service.errors { out += "      ERROR: \(error)\n" }
             }

@@ -64,7 +64,7 @@ struct RestoreCommand: AsyncParsableCommand {
             environment.logger.info("\(archive.name) verified: \(manifest.components.count) component(s)")
             engine = RestoreEngine(
                 docker: environment.docker, strategies: environment.strategies,
-                stopTimeoutSeconds: try environment.stopTimeoutSeconds(),
+                stopTimeoutSeconds: try environment.stopTimeoutSeconds(), host: try await environment.host(),
                 logger: environment.logger)
             plan = try await engine.plan(
                 manifest: manifest, origin: archive.origin,
@@ -85,6 +85,8 @@ struct RestoreCommand: AsyncParsableCommand {
 
         // The same per-stack lock as backups: no scheduled backup stops or copies the stack half-way through.
         let locker = StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger)
+        await SwarmScaleGuard.recoverInterrupted(docker: environment.docker, host: engine.host, locker: locker,
+                                                 logger: environment.logger)
         let outcome = try await runCancellably(logger: environment.logger) {
             () -> (results: [RestoreStepResult], failure: String?) in
             do {

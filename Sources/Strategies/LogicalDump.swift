@@ -14,12 +14,16 @@ public struct LogicalDump: Sendable {
     public var completionMarker: String
     /// The dump's format, for counting its databases and rows (``DumpScanner``); nil: not counted.
     public var dialect: DumpScanner.Dialect?
+    /// Explains a known cause from the tool's error output (nil: no known cause), appended to a failed dump's error.
+    public var diagnose: @Sendable (String) -> String?
 
-    public init(tool: String, script: String, completionMarker: String, dialect: DumpScanner.Dialect? = nil) {
+    public init(tool: String, script: String, completionMarker: String, dialect: DumpScanner.Dialect? = nil,
+                diagnose: @escaping @Sendable (String) -> String? = { _ in nil }) {
         self.tool = tool
         self.script = script
         self.completionMarker = completionMarker
         self.dialect = dialect
+        self.diagnose = diagnose
     }
 
     public func run(
@@ -34,10 +38,11 @@ public struct LogicalDump: Sendable {
             let counted = dialect.map { DumpScanner($0, downstream: sink) }
             scanner = counted
             let tail = TailSink(downstream: counted ?? sink, keep: 512)
-            let stderr = CollectingSink(limit: 16 << 10)
+            let stderr = TailCollectingSink(limit: 16 << 10)
             let exitCode = try await context.docker.exec(
                 in: container.id, command: ["sh", "-c", script], environment: [], stdout: tail, stderr: stderr)
-            let errorText = stderr.text.trimmingCharacters(in: .whitespacesAndNewlines)
+            var errorText = ContainerShell.readable(stderr.text, cut: stderr.dropped > 0)
+            if let cause = diagnose(errorText) { errorText += " (\(cause))" }
             guard exitCode == 0 else {
                 throw StackVaultError(.dumpFailed,
                     "\(tool) failed in \(where_) with exit code \(exitCode)"

@@ -28,10 +28,20 @@ public struct MariaDBDumpStrategy: BackupStrategy {
         tool: "mariadb-dump",
         script: rootLogin + #"""
             dump=mariadb-dump; command -v mariadb-dump >/dev/null 2>&1 || dump=mysqldump
-            exec "$dump" --user=root --all-databases --single-transaction --routines --events --triggers \
+            exec "$dump" --user=root --max-allowed-packet=1G --all-databases --single-transaction \
+                --routines --events --triggers \
                 --hex-blob --default-character-set=utf8mb4
             """#,
-        completionMarker: "-- Dump completed", dialect: .mariadb
+        completionMarker: "-- Dump completed", dialect: .mariadb,
+        diagnose: { error in
+            let lower = error.lowercased()
+            guard ["max_allowed_packet", "lost connection", "gone away", "packet bigger", "packet too large"]
+                .contains(where: lower.contains) else { return nil }
+            return "this is how MariaDB reports a row larger than a packet limit: the dump client already runs with "
+                + "--max-allowed-packet=1G, so the limit is the server's max_allowed_packet (SELECT "
+                + "@@global.max_allowed_packet): raise it in the server's configuration (up to 1G) above the "
+                + "largest row"
+        }
     )
 
     public init() {}

@@ -19,7 +19,7 @@ public final class FakeDockerEngine: DockerEngine {
     }
 
     /// What happened, in order: `stop:<name>`, `start:<name>`, `exec:<name>`, `archive:<name>:<path>`,
-    /// `put:<name>:<path>`, `create:<name>`, `remove:<name>`.
+    /// `put:<name>:<path>`, `create:<name>`, `remove:<name>`, `scale:<service>=<replicas>`.
     public var calls: [String] { state.withLock { $0.calls } }
     public var containers: [ContainerDetails] { state.withLock { $0.containers } }
     /// The tar streams written by `putArchive`, in order: container name, path, bytes.
@@ -38,6 +38,10 @@ public final class FakeDockerEngine: DockerEngine {
         var slowStops: [String: Duration] = [:]
         var exitsOnStart: Set<String> = []
         var missingImages: Set<String> = []
+        var swarmNode = SwarmNode.inactive
+        var services: [SwarmService] = []
+        var taskTemplates: [String: ContainerDetails] = [:]
+        var taskCounter = 0
     }
 
     private let state = Mutex(State())
@@ -69,6 +73,12 @@ public final class FakeDockerEngine: DockerEngine {
     /// Archive reads of `path` in `container` return these tar bytes.
     public func setArchive(_ tar: [UInt8], for container: String, path: String) {
         state.withLock { $0.archives["\(container):\(path)"] = tar }
+    }
+
+    /// Archive reads of `path` in any container that mounts the volume (or bind source) `volume` covering `path`
+    /// return these tar bytes.
+    public func setVolumeArchive(_ tar: [UInt8], volume: String, path: String) {
+        state.withLock { $0.archives["volume:\(volume):\(path)"] = tar }
     }
 
     /// Makes an operation (`stop`, `start`, `exec`, `archive`) on `container` fail with `message`.
@@ -150,7 +160,10 @@ public final class FakeDockerEngine: DockerEngine {
     public func getArchive(from container: String, path: String, into sink: any ByteSink) async throws {
         let details = try find(container)
         try record("archive", details, ":\(path)")
-        guard let tar = state.withLock({ $0.archives["\(details.name):\(path)"] }) else {
+        // Else through the volume or bind mount the path is on (a reader container of a Swarm task's volumes).
+        let key = ContainerMount.covering(path, in: details.mounts)?.source.map { "volume:\($0):\(path)" }
+        guard let tar = state.withLock({ s in s.archives["\(details.name):\(path)"] ?? key.flatMap { s.archives[$0] } })
+        else {
             throw StackVaultError(.dockerAPI, "Docker could not read \(path): no such file or directory")
         }
         // Deliver in small uneven chunks, as a socket would.
@@ -181,7 +194,7 @@ public final class FakeDockerEngine: DockerEngine {
             return spec.name ?? "helper-\(s.created.count)"
         }
         let container = ContainerDetails(id: "id-\(name)", name: name, image: spec.image, isRunning: false,
-                                         labels: spec.labels, environment: [:])
+                                         labels: spec.labels, environment: [:], mounts: spec.mounts)
         try record("create", container)
         add(container)
         return container.id
@@ -218,6 +231,118 @@ public final class FakeDockerEngine: DockerEngine {
         state.withLock { s in
             if let index = s.containers.firstIndex(where: { $0.id == id }) { s.containers[index].isRunning = running }
         }
+    }
+}
+
+// MARK: - Swarm
+
+extension FakeDockerEngine {
+    /// Makes this engine a swarm node (`isManager`: a manager, whose API answers for services).
+    public func joinSwarm(manager: Bool = true) {
+        state.withLock { $0.swarmNode = SwarmNode(state: "active", isManager: manager, nodeID: "node-1") }
+    }
+
+    /// Adds a Swarm service and, for a replicated one, its running task containers on this node, made from
+    /// `template` (its labels, environment, mounts): named `<service>.<slot>.<task id>` with Swarm's labels, and
+    /// `com.docker.stack.namespace` when `stack` is given. Scaling the service replaces them as Swarm does.
+    public func addService(_ service: SwarmService, stack: String? = nil, template: ContainerDetails) {
+        var service = service
+        if let stack { service.labels[ContainerDetails.stackNamespaceLabel] = stack }
+        var template = template
+        if let stack { template.labels[ContainerDetails.stackNamespaceLabel] = stack }
+        template.labels[ContainerDetails.swarmServiceIDLabel] = service.id
+        template.labels[ContainerDetails.swarmServiceNameLabel] = service.name
+        let count: Int
+        switch service.mode {
+        case .replicated(let replicas): count = replicas
+        default: count = 1
+        }
+        state.withLock { s in
+            s.services.append(service)
+            s.taskTemplates[service.id] = template
+        }
+        startTasks(of: service, count: count)
+    }
+
+    /// The service as the fake holds it now.
+    public func service(_ id: String) -> SwarmService? {
+        state.withLock { s in s.services.first { $0.id == id || $0.name == id } }
+    }
+
+    private func startTasks(of service: SwarmService, count: Int) {
+        state.withLock { s in
+            guard let template = s.taskTemplates[service.id] else { return }
+            for slot in 1...max(count, 1) where count > 0 {
+                s.taskCounter += 1
+                let task = "task\(s.taskCounter)"
+                var container = template
+                container.name = "\(service.name).\(slot).\(task)"
+                container.id = "id-\(container.name)"
+                container.isRunning = true
+                container.labels["com.docker.swarm.task.id"] = task
+                container.labels["com.docker.swarm.task.name"] = container.name
+                s.containers.append(container)
+            }
+        }
+    }
+
+    public func swarmNode() async throws -> SwarmNode { state.withLock { $0.swarmNode } }
+
+    private func requireManager() throws {
+        guard state.withLock({ $0.swarmNode.isManager }) else {
+            throw StackVaultError(.dockerAPI, "This node is not a swarm manager.")
+        }
+    }
+
+    public func listServices(labelFilters: [String]) async throws -> [SwarmService] {
+        try requireManager()
+        return state.withLock { s in
+            s.services.filter { service in
+                labelFilters.allSatisfy { filter in
+                    let parts = filter.split(separator: "=", maxSplits: 1).map(String.init)
+                    guard let value = service.labels[parts[0]] else { return false }
+                    return parts.count == 1 || value == parts[1]
+                }
+            }
+        }
+    }
+
+    public func inspectService(_ idOrName: String) async throws -> SwarmService {
+        try requireManager()
+        guard let service = service(idOrName) else {
+            throw StackVaultError(.dockerAPI, "Docker could not inspect service \(idOrName): service not found")
+        }
+        return service
+    }
+
+    public func listTasks(serviceID: String) async throws -> [SwarmTask] {
+        try requireManager()
+        return state.withLock { s in
+            s.containers.filter { $0.swarmServiceID == serviceID }.map {
+                SwarmTask(id: $0.labels["com.docker.swarm.task.id"] ?? "", slot: $0.swarmSlot, nodeID: "node-1",
+                          desiredState: "running", state: $0.isRunning ? "running" : "shutdown", containerID: $0.id)
+            }
+        }
+    }
+
+    /// Records `scale:<service>=<replicas>`; scaling removes the service's task containers (as Swarm does) and
+    /// starts `replicas` new ones.
+    public func scaleService(_ id: String, replicas: Int, labels: [String: String?]) async throws {
+        try requireManager()
+        let service = try state.withLock { s -> SwarmService in
+            guard let index = s.services.firstIndex(where: { $0.id == id }) else {
+                throw StackVaultError(.dockerAPI, "Docker could not scale service \(id): service not found")
+            }
+            guard case .replicated = s.services[index].mode else {
+                throw StackVaultError(.dockerAPI, "service \(s.services[index].name) is not replicated")
+            }
+            s.calls.append("scale:\(s.services[index].name)=\(replicas)")
+            s.services[index].mode = .replicated(replicas)
+            for (key, value) in labels { s.services[index].labels[key] = value }
+            s.containers.removeAll { $0.swarmServiceID == id }
+            return s.services[index]
+        }
+        startTasks(of: service, count: replicas)
     }
 }
 

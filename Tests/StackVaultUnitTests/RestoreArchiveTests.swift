@@ -249,15 +249,17 @@ import Testing
         ])
     }
 
-    static func respond(replayFails: Bool = false, swapFails: Bool = false)
+    static func respond(replayFails: Bool = false, swapFails: Bool = false,
+                        replay: FakeDockerEngine.ExecResult? = nil)
         -> @Sendable (String) -> FakeDockerEngine.ExecResult
     {
         { script in
-            if script.contains("quote_ident") { return .init(stdout: "current app\nrole reader\n") }
-            if script == "id -u; id -g" { return .init(stdout: "70\n71\n") }
             if script.contains("--file=") && replayFails {
                 return .init(stderr: "psql:/tmp/x.sql:12: ERROR:  boom", exitCode: 3)
             }
+            if script.contains("--file="), let replay { return replay }
+            if script.contains("quote_ident") { return .init(stdout: "current app\nrole reader\n") }
+            if script == "id -u; id -g" { return .init(stdout: "70\n71\n") }
             if script.contains("mv --") && swapFails { return .init(stderr: "mv: no space left", exitCode: 1) }
             return .init()
         }
@@ -309,7 +311,8 @@ import Testing
         #expect(content.contains("--EATE ROLE app;\n--TER ROLE app WITH") && content.contains("--EATE ROLE reader;"))
         let replay = try #require(docker.execs.first { $0.script.contains("--file=") })
         let removal = try #require(docker.execs.last { $0.container == "app_db_1" })
-        #expect(removal.script.hasPrefix("rm -f") && removal.arguments == replay.arguments)
+        #expect(removal.script.hasPrefix("rm -f") && removal.arguments == Array(replay.arguments.prefix(1)))
+        #expect(replay.arguments.count == 2 && replay.arguments[1].count == 8, "the dump and the restore id")
         #expect(replay.arguments.first?.hasPrefix("/tmp/stackvault-restore-") == true)
         // No secret in any exec argument.
         #expect(!docker.execs.contains { $0.script.contains("pw") && !$0.script.contains("$") })
@@ -323,6 +326,57 @@ import Testing
         #expect(results[0].error?.contains("ERROR:  boom") == true, "\(results)")
         #expect(docker.execs.last?.script.hasPrefix("rm -f") == true, "the uploaded dump is removed")
         #expect(!fake.calls.contains("stop:app_files_1"), "nothing after the failed step is touched")
+    }
+
+    @Test func aGuardedReplaySaysWhetherItRefusedOrUndidItsChanges() async throws {
+        let directory = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let refused = FakeDockerEngine.ExecResult(
+            stderr: "refused: the login role app is not a superuser: it cannot replay a whole cluster", exitCode: 10)
+        let (_, _, refusal) = try await Self.restore(in: directory, respond: Self.respond(replay: refused))
+        #expect(refusal.map(\.outcome) == [.failed, .skipped])
+        #expect(refusal[0].error?.contains("refused before anything was changed: the login role app is not a "
+            + "superuser") == true, "\(refusal)")
+        let echo = "INSERT INTO `t` VALUES (1,0x" + String(repeating: "ab", count: 500_000) + ");"
+        let undone = FakeDockerEngine.ExecResult(
+            stderr: "--------------\n\(echo)\n--------------\n\nERROR 2006 (HY000) at line 85: Server has gone away\n"
+                + "rolling back: putting the server's own databases and accounts back\nrolled back: ...",
+            exitCode: 11)
+        let second = try Self.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: second) }
+        let (_, _, undo) = try await Self.restore(in: second, respond: Self.respond(replay: undone))
+        let error = try #require(undo[0].error)
+        #expect(error.contains("everything it changed was undone") && error.contains("Server has gone away"))
+        #expect(error.count < 4000, "the echoed statement is shortened: \(error.count) characters")
+    }
+
+    @Test func readableKeepsTheEndAndShortensLongLines() {
+        let text = (1...100).map { "line \($0)" }.joined(separator: "\n") + "\n" + String(repeating: "x", count: 10_000)
+            + "\nERROR: the real error\n"
+        let out = ContainerShell.readable(text, cut: false)
+        #expect(out.hasPrefix("[...]\nline 63\n") && out.hasSuffix("ERROR: the real error"), "\(out)")
+        #expect(out.contains("[... 9500 bytes ...]") && out.count < 1500)
+    }
+
+    @Test func aMariaDBDumpFailureFromThePacketLimitSaysSo() {
+        let diagnose = MariaDBDumpStrategy.dump.diagnose
+        #expect(diagnose("mariadb-dump: Error 2013: Lost connection to server during query when dumping table "
+            + "`blobs` at row: 0")?.contains("max_allowed_packet") == true)
+        #expect(diagnose("Got packet bigger than 'max_allowed_packet' bytes")?.contains("configuration") == true)
+        #expect(diagnose("mariadb-dump: Got error: 1045: Access denied for user 'root'@'localhost'") == nil)
+        #expect(PgDumpAllStrategy.dump.diagnose("pg_dumpall: error: connection lost") == nil)
+    }
+
+    @Test func existingTablespacesAreNotCreatedAgain() throws {
+        let out = CollectingSink()
+        let filter = RoleStatementFilter(downstream: out, existingRoles: [], loginRole: "app",
+                                         existingTablespaces: ["ts1"])
+        let input = Array(("CREATE TABLESPACE ts1 OWNER app LOCATION '/srv/ts1';\n"
+            + "CREATE TABLESPACE ts10 OWNER app LOCATION '/srv/ts10';\n\\connect template1\n").utf8)
+        try input.withUnsafeBytes { try filter.write($0) }
+        try filter.finish()
+        #expect(String(decoding: out.bytes, as: UTF8.self) == "--EATE TABLESPACE ts1 OWNER app LOCATION '/srv/ts1';\n"
+            + "CREATE TABLESPACE ts10 OWNER app LOCATION '/srv/ts10';\n\\connect template1\n")
     }
 
     @Test func aFailingSwapKeepsTheStagedCopyRemovesTheHelperAndRestartsTheContainer() async throws {

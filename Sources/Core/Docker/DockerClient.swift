@@ -107,7 +107,11 @@ public final class DockerClient: DockerEngine {
             }
         }
         var mounts = (row.Mounts ?? []).compactMap { mount in
-            mount.Destination.map { ContainerMount(type: mount.`Type` ?? "", destination: $0) }
+            mount.Destination.map { destination in
+                let type = mount.`Type` ?? ""
+                return ContainerMount(type: type, destination: destination,
+                                      source: type == "volume" ? mount.Name : type == "bind" ? mount.Source : nil)
+            }
         }
         // Keys are container paths; options are the values. Should a client have left `:options` on a key, the
         // path still ends at the colon.
@@ -125,7 +129,7 @@ public final class DockerClient: DockerEngine {
             labels: row.Config?.Labels ?? [:],
             environment: environment,
             mounts: mounts,
-            imageID: row.Image ?? ""
+            imageID: row.Image
         )
     }
 
@@ -146,10 +150,16 @@ public final class DockerClient: DockerEngine {
 
     public func createContainer(_ spec: ContainerCreateSpec) async throws -> String {
         var hostConfig: [String: Any] = ["VolumesFrom": spec.volumesFrom]
+        if !spec.mounts.isEmpty {
+            hostConfig["Mounts"] = spec.mounts.map { mount -> [String: Any] in
+                ["Type": mount.type, "Source": mount.source ?? "", "Target": mount.destination]
+            }
+        }
         if spec.networkDisabled { hostConfig["NetworkMode"] = "none" }
         if let memory = spec.memoryLimitBytes { hostConfig["Memory"] = memory }
         if !spec.anonymousVolumes.isEmpty {
-            hostConfig["Mounts"] = spec.anonymousVolumes.map { ["Type": "volume", "Target": $0] }
+            let anonymous: [[String: Any]] = spec.anonymousVolumes.map { ["Type": "volume", "Target": $0] }
+            hostConfig["Mounts"] = (hostConfig["Mounts"] as? [[String: Any]] ?? []) + anonymous
         }
         var body: [String: Any] = [
             "Image": spec.image, "Labels": spec.labels, "Env": spec.environment,
@@ -313,7 +323,7 @@ public final class DockerClient: DockerEngine {
     }
 
     /// A request whose response must be 2xx; daemon errors come back with the daemon's own message.
-    private func request(
+    func request(
         _ method: String,
         _ path: String,
         body: Data? = nil,
@@ -328,7 +338,7 @@ public final class DockerClient: DockerEngine {
     }
 
     /// Any request, translating transport failures into "cannot connect" errors.
-    private func raw(_ method: String, _ path: String, body: Data? = nil, timeout: Int?) async throws
+    func raw(_ method: String, _ path: String, body: Data? = nil, timeout: Int?) async throws
         -> HTTPResponse
     {
         let request: HTTPRequest
@@ -359,7 +369,7 @@ public final class DockerClient: DockerEngine {
             isTransient: error.isTransient)
     }
 
-    private func daemonError(_ response: HTTPResponse, doing what: String) -> StackVaultError {
+    func daemonError(_ response: HTTPResponse, doing what: String) -> StackVaultError {
         let message = (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["message"]
             as? String ?? response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines)
         return StackVaultError(.dockerAPI,
@@ -377,9 +387,6 @@ private struct ContainerListRow: Decodable {
 }
 
 private struct ContainerInspectRow: Decodable {
-    /// The image id.
-    var Image: String?
-
     struct Config: Decodable {
         var Image: String?
         var Env: [String]?
@@ -393,6 +400,8 @@ private struct ContainerInspectRow: Decodable {
     struct Mount: Decodable {
         var `Type`: String?
         var Destination: String?
+        var Name: String?
+        var Source: String?
     }
 
     struct HostConfig: Decodable {
@@ -402,6 +411,8 @@ private struct ContainerInspectRow: Decodable {
 
     var Id: String
     var Name: String?
+    /// The image id (`sha256:...`).
+    var Image: String?
     var Config: Config?
     var State: State?
     var Mounts: [Mount]?

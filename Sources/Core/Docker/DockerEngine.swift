@@ -32,6 +32,21 @@ public protocol DockerEngine: Sendable {
     func removeContainer(_ id: String, force: Bool) async throws
     /// Whether the image `reference` (name:tag or `sha256:` id) exists on this host (`GET /images/{name}/json`).
     func imageExists(_ reference: String) async throws -> Bool
+
+    // Swarm (see `SwarmService.swift`). Defaults: an engine outside any swarm.
+
+    /// This engine's place in a swarm (`GET /info` `Swarm`).
+    func swarmNode() async throws -> SwarmNode
+    /// Services that carry every label filter (`GET /services`); only a manager can answer.
+    func listServices(labelFilters: [String]) async throws -> [SwarmService]
+    /// One service (`GET /services/{id}`); only a manager can answer.
+    func inspectService(_ idOrName: String) async throws -> SwarmService
+    /// The tasks of a service, on every node (`GET /tasks?filters={"service":[id]}`); only a manager can answer.
+    func listTasks(serviceID: String) async throws -> [SwarmTask]
+    /// Sets a replicated service's replica count and changes its service labels (`labels`: a nil value removes the
+    /// key), keeping the rest of the spec, in one `POST /services/{id}/update` at the version just read (retried
+    /// when another update came in between). Changing only these fields never restarts the service's other tasks.
+    func scaleService(_ id: String, replicas: Int, labels: [String: String?]) async throws
 }
 
 /// What `createContainer` makes; only what short-lived helper containers need.
@@ -51,6 +66,9 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     public var networkDisabled: Bool
     /// Keeps stdin open although nothing is attached (`-i`), so a command that reads it blocks instead of ending.
     public var openStdin: Bool
+    /// Volumes (by name) and bind mounts (by host path) to mount (`HostConfig.Mounts`): `type` `volume` or `bind`,
+    /// `source` the volume name or host path, `destination` the path in the container.
+    public var mounts: [ContainerMount]
     /// `KEY=value` entries added to the image's environment (`Env`).
     public var environment: [String] = []
     /// Memory limit in bytes (`HostConfig.Memory`); nil: none.
@@ -68,7 +86,8 @@ public struct ContainerCreateSpec: Sendable, Equatable {
         labels: [String: String] = [:],
         volumesFrom: [String] = [],
         networkDisabled: Bool = true,
-        openStdin: Bool = false
+        openStdin: Bool = false,
+        mounts: [ContainerMount] = []
     ) {
         self.name = name
         self.image = image
@@ -79,6 +98,7 @@ public struct ContainerCreateSpec: Sendable, Equatable {
         self.volumesFrom = volumesFrom
         self.networkDisabled = networkDisabled
         self.openStdin = openStdin
+        self.mounts = mounts
     }
 }
 
@@ -88,10 +108,32 @@ public struct ContainerMount: Sendable, Equatable, Codable {
     public var type: String
     /// The absolute path inside the container.
     public var destination: String
+    /// The volume's name (`Name`) for a volume, the host path (`Source`) for a bind mount; nil for others.
+    public var source: String?
 
-    public init(type: String, destination: String) {
+    public init(type: String, destination: String, source: String? = nil) {
         self.type = type
         self.destination = destination
+        self.source = source
+    }
+
+    /// True for a volume Docker named itself (64 hex digits): an anonymous volume, removed with its container when
+    /// Docker removes it with its volumes (as Swarm does with the containers of the tasks it removes).
+    public var isAnonymousVolume: Bool {
+        guard type == "volume", let source, source.utf8.count == 64 else { return false }
+        return source.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+    }
+
+    /// True for a named volume or a bind mount: what outlives a Swarm task's container, which Swarm removes (with its
+    /// own layer and anonymous volumes) when the service is scaled down.
+    public var outlivesSwarmTask: Bool {
+        ["volume", "bind"].contains(type) && source != nil && !isAnonymousVolume
+    }
+
+    /// The mount `path` is on: the one with the longest destination equal to or above it; nil when none is.
+    public static func covering(_ path: String, in mounts: [ContainerMount]) -> ContainerMount? {
+        mounts.filter { $0.destination == path || isPath(path, below: $0.destination) }
+            .max { $0.destination.count < $1.destination.count }
     }
 
     /// True when the absolute, normalized path `inner` lies strictly below the directory `outer`.
@@ -124,8 +166,6 @@ public struct ContainerDetails: Sendable, Equatable {
     /// The name without the leading slash.
     public var name: String
     public var image: String
-    /// The image's id (`Image` of the inspect: `sha256:...`); empty when unknown.
-    public var imageID: String
     public var isRunning: Bool
     public var labels: [String: String]
     /// `Config.Env` as a dictionary (a later entry wins).
@@ -133,6 +173,9 @@ public struct ContainerDetails: Sendable, Equatable {
     /// Volumes, bind mounts and tmpfs mounts: `Mounts`, plus each path of `HostConfig.Tmpfs` (`--tmpfs`, Compose
     /// `tmpfs:`, which Docker does not list in `Mounts`) as a mount of type `tmpfs`.
     public var mounts: [ContainerMount]
+    /// The id of the image the container runs (`Image`, `sha256:...`), which names it even when `image` (the
+    /// reference it was created from, e.g. `name:tag@sha256:digest` in a Swarm task) does not resolve locally.
+    public var imageID: String?
 
     public init(
         id: String,
@@ -142,18 +185,58 @@ public struct ContainerDetails: Sendable, Equatable {
         labels: [String: String],
         environment: [String: String],
         mounts: [ContainerMount] = [],
-        imageID: String = ""
+        imageID: String? = nil
     ) {
         self.id = id
         self.name = name
         self.image = image
-        self.imageID = imageID
         self.isRunning = isRunning
         self.labels = labels
         self.environment = environment
         self.mounts = mounts
+        self.imageID = imageID
     }
 
     public var composeProject: String? { labels["com.docker.compose.project"] }
     public var composeService: String? { labels["com.docker.compose.service"] }
+}
+
+extension ContainerDetails {
+    /// `com.docker.stack.namespace`: the stack of a Swarm task deployed with `docker stack deploy`.
+    public static let stackNamespaceLabel = "com.docker.stack.namespace"
+    /// `com.docker.swarm.service.id` / `.name`: on every container of a Swarm task.
+    public static let swarmServiceIDLabel = "com.docker.swarm.service.id"
+    public static let swarmServiceNameLabel = "com.docker.swarm.service.name"
+
+    /// The Swarm service id when the container is a Swarm task.
+    public var swarmServiceID: String? { labels[Self.swarmServiceIDLabel] }
+
+    /// The stack the container belongs to: its Compose project; for a Swarm task its stack
+    /// (`com.docker.stack.namespace`), or for a service made with `docker service create`, the service's name.
+    /// Nil for a standalone container.
+    public var stackName: String? {
+        if let composeProject { return composeProject }
+        guard let service = labels[Self.swarmServiceNameLabel] else { return nil }
+        return labels[Self.stackNamespaceLabel] ?? service
+    }
+
+    /// The service within `stackName`: the Compose service; for a Swarm task its service name without the
+    /// `<stack>_` prefix `docker stack deploy` puts before it (`app_db` in stack `app` is `db`, as in the Compose
+    /// file). Nil for a standalone container.
+    public var serviceName: String? {
+        if let composeService { return composeService }
+        guard let service = labels[Self.swarmServiceNameLabel] else { return nil }
+        if let stack = labels[Self.stackNamespaceLabel], service.hasPrefix(stack + "_"), service.count > stack.count + 1
+        {
+            return String(service.dropFirst(stack.count + 1))
+        }
+        return service
+    }
+
+    /// The task's slot (`<service>.<slot>.<task id>` in `com.docker.swarm.task.name`); nil for others.
+    public var swarmSlot: Int? {
+        guard let name = labels["com.docker.swarm.task.name"] else { return nil }
+        let parts = name.split(separator: ".")
+        return parts.count >= 3 ? Int(parts[parts.count - 2]) : nil
+    }
 }

@@ -44,6 +44,11 @@ public struct ServicePlan: Sendable, Encodable, Equatable {
     public var warnings: [String]
     /// Problems that make this service's (and so its stack's) backup fail; each names its culprit.
     public var errors: [String]
+    /// For a Swarm task: its service, scaled to 0 instead of stopping the container when `stop` is true.
+    public var swarmService: SwarmServicePlan?
+    /// Where each `backup.*` label came from: `container`, `service` (the Swarm service spec, `deploy.labels`) or
+    /// `container, overrides service`.
+    public var labelSources: [String: String]
 
     public init(
         service: String,
@@ -55,6 +60,8 @@ public struct ServicePlan: Sendable, Encodable, Equatable {
         stop: Bool,
         warnings: [String],
         errors: [String],
+        swarmService: SwarmServicePlan? = nil,
+        labelSources: [String: String] = [:],
         imageID: String = ""
     ) {
         self.service = service
@@ -67,6 +74,8 @@ public struct ServicePlan: Sendable, Encodable, Equatable {
         self.stop = stop
         self.warnings = warnings
         self.errors = errors
+        self.swarmService = swarmService
+        self.labelSources = labelSources
     }
 
     /// The components as their labels describe them (what `plan --json` prints under `strategies`).
@@ -78,7 +87,8 @@ public struct ServicePlan: Sendable, Encodable, Equatable {
     }
 
     private enum CodingKeys: String, CodingKey {
-        case service, container, containerID, image, running, strategies, stop, warnings, errors
+        case service, container, containerID, image, running, strategies, stop, warnings, errors, swarmService
+        case labelSources
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -92,6 +102,29 @@ public struct ServicePlan: Sendable, Encodable, Equatable {
         try out.encode(stop, forKey: .stop)
         try out.encode(warnings, forKey: .warnings)
         try out.encode(errors, forKey: .errors)
+        try out.encodeIfPresent(swarmService, forKey: .swarmService)
+        try out.encode(labelSources, forKey: .labelSources)
+    }
+}
+
+/// The Swarm service of a `ServicePlan` (`plan --json`: `swarmService`).
+public struct SwarmServicePlan: Sendable, Encodable, Equatable {
+    /// The service id and full name (`<stack>_<service>`).
+    public var id: String
+    public var name: String
+    /// `replicated` or `global` (or another mode's key); `unknown` when this node cannot inspect services (worker).
+    public var mode: String
+    /// The replica count to scale back to; nil unless replicated.
+    public var replicas: Int?
+    /// The running task containers of the service on this node; the first one is the one backed up.
+    public var tasksOnNode: [String]
+
+    public init(id: String, name: String, mode: String, replicas: Int?, tasksOnNode: [String]) {
+        self.id = id
+        self.name = name
+        self.mode = mode
+        self.replicas = replicas
+        self.tasksOnNode = tasksOnNode
     }
 }
 

@@ -13,14 +13,54 @@ public struct Planner: Sendable {
         self.strategies = strategies
     }
 
-    /// Discovers every container labelled `backup.enable=true`, running or stopped, grouped into stacks.
+    /// Discovers every container labelled `backup.enable=true`, running or stopped, grouped into stacks; on a Swarm
+    /// manager also the running tasks on this node of services labelled so in their spec (`deploy.labels`).
     public func makePlan() async throws -> BackupPlan {
-        let summaries = try await docker.listContainers(labelFilters: [Self.enableLabel])
-        var details: [ContainerDetails] = []
-        for summary in summaries where Self.isEnabled(summary.labels[Self.enableLabel]) {
-            details.append(try await docker.inspectContainer(summary.id))
+        // Only a node with Swarm tasks asks for its swarm state: plain Compose hosts (also behind a socket proxy that
+        // refuses GET /info) plan as before.
+        let hasTasks = !(try await docker.listContainers(labelFilters: [ContainerDetails.swarmServiceIDLabel]).isEmpty)
+        let node = hasTasks ? try await docker.swarmNode() : .inactive
+        var ids: [String] = []
+        for summary in try await docker.listContainers(labelFilters: [Self.enableLabel])
+        where Self.isEnabled(summary.labels[Self.enableLabel]) {
+            // A task's exited containers are Swarm's task history, not data: only running tasks count.
+            guard summary.labels[ContainerDetails.swarmServiceIDLabel] == nil || summary.state == "running" else {
+                continue
+            }
+            ids.append(summary.id)
         }
-        return plan(for: details)
+        if node.isActive && node.isManager {
+            for service in try await docker.listServices(labelFilters: [Self.enableLabel])
+            where Self.isEnabled(service.labels[Self.enableLabel]) {
+                let tasks = try await docker.listContainers(
+                    labelFilters: ["\(ContainerDetails.swarmServiceIDLabel)=\(service.id)"])
+                ids += tasks.filter { $0.state == "running" && !ids.contains($0.id) }.map(\.id)
+            }
+        }
+        var details: [ContainerDetails] = []
+        var services: [String: SwarmService] = [:]
+        for id in ids {
+            let container = try await docker.inspectContainer(id)
+            details.append(container)
+            if let serviceID = container.swarmServiceID, node.isManager, services[serviceID] == nil {
+                services[serviceID] = try await docker.inspectService(serviceID)
+            }
+        }
+        return plan(for: details, swarm: SwarmView(node: node, services: services))
+    }
+
+    /// What the planner knows of the swarm: this node, and the services of the tasks found (empty on a worker,
+    /// whose API cannot inspect services).
+    public struct SwarmView: Sendable {
+        public var node: SwarmNode
+        public var services: [String: SwarmService]
+
+        public init(node: SwarmNode, services: [String: SwarmService]) {
+            self.node = node
+            self.services = services
+        }
+
+        public static let none = SwarmView(node: .inactive, services: [:])
     }
 
     /// `true` (any case) enables; anything else does not.
@@ -28,26 +68,150 @@ public struct Planner: Sendable {
         value?.trimmingCharacters(in: .whitespaces).lowercased() == "true"
     }
 
-    /// The plan for already-inspected containers.
-    public func plan(for containers: [ContainerDetails]) -> BackupPlan {
+    /// The labels that count for `container`: its own, plus for a Swarm task its service's (`deploy.labels`); the
+    /// container's value wins where both set a key (it is the more specific: Compose `labels:` of the service, or
+    /// `--container-label`). Also says where each `backup.*` label came from, and warns of overridden values.
+    static func effectiveLabels(of container: ContainerDetails, service: SwarmService?)
+        -> (labels: [String: String], sources: [String: String], warnings: [String])
+    {
+        guard let service else {
+            let keys = container.labels.keys.filter { $0.hasPrefix(labelPrefix) }
+            return (container.labels, Dictionary(uniqueKeysWithValues: keys.map { ($0, "container") }), [])
+        }
+        var labels = container.labels
+        var sources: [String: String] = [:]
+        var warnings: [String] = []
+        for (key, value) in service.labels where key.hasPrefix(labelPrefix) {
+            if let own = container.labels[key] {
+                sources[key] = "container, overrides service"
+                if own != value {
+                    warnings.append("label \(key) is \(own) on the container and \(value) in the service spec "
+                        + "(deploy.labels) of \(service.name): the container's value is used")
+                }
+            } else {
+                labels[key] = value
+                sources[key] = "service"
+            }
+        }
+        for key in container.labels.keys where key.hasPrefix(labelPrefix) && sources[key] == nil {
+            sources[key] = "container"
+        }
+        return (labels, sources, warnings)
+    }
+
+    /// The plan for already-inspected containers (and, for Swarm tasks, what is known of their services).
+    public func plan(for containers: [ContainerDetails], swarm: SwarmView = .none) -> BackupPlan {
         var byStack: [String: [ContainerDetails]] = [:]
-        for container in containers where Self.isEnabled(container.labels[Self.enableLabel]) {
-            byStack[container.composeProject ?? container.name, default: []].append(container)
+        var merged: [String: (sources: [String: String], warnings: [String])] = [:]
+        for var container in containers {
+            let service = container.swarmServiceID.flatMap { swarm.services[$0] }
+            let effective = Self.effectiveLabels(of: container, service: service)
+            container.labels = effective.labels
+            guard Self.isEnabled(container.labels[Self.enableLabel]) else { continue }
+            if container.swarmServiceID != nil && !container.isRunning { continue }
+            merged[container.id] = (effective.sources, effective.warnings)
+            byStack[container.stackName ?? container.name, default: []].append(container)
         }
         let stacks = byStack.keys.sorted().map { name in
-            let members = byStack[name]!.sorted {
-                ($0.composeService ?? $0.name, $0.name) < ($1.composeService ?? $1.name, $1.name)
+            // The tasks of one Swarm service are one service of the plan: its first running task, by slot.
+            var members: [ContainerDetails] = []
+            var tasks: [String: [ContainerDetails]] = [:]
+            for container in byStack[name]! {
+                if let serviceID = container.swarmServiceID {
+                    if tasks[serviceID] == nil { members.append(container) }
+                    tasks[serviceID, default: []].append(container)
+                } else {
+                    members.append(container)
+                }
             }
-            let serviceCounts = Dictionary(members.map { ($0.composeService ?? $0.name, 1) }, uniquingKeysWith: +)
+            for (serviceID, list) in tasks {
+                let sorted = list.sorted { ($0.swarmSlot ?? 0, $0.name) < ($1.swarmSlot ?? 0, $1.name) }
+                tasks[serviceID] = sorted
+                members = members.map { $0.swarmServiceID == serviceID ? sorted[0] : $0 }
+            }
+            members.sort {
+                ($0.serviceName ?? $0.name, $0.name) < ($1.serviceName ?? $1.name, $1.name)
+            }
+            let serviceCounts = Dictionary(members.map { ($0.serviceName ?? $0.name, 1) }, uniquingKeysWith: +)
             let services = members.map { container -> ServicePlan in
-                let service = container.composeService ?? container.name
+                let service = container.serviceName ?? container.name
                 // Replicas of one service would share a folder: give each its container's name instead.
                 let folder = serviceCounts[service, default: 0] > 1 ? container.name : service
-                return planService(folder: folder, container: container)
+                var plan = planService(folder: folder, container: container)
+                let origin = merged[container.id] ?? ([:], [])
+                plan.labelSources = origin.sources
+                plan.warnings = origin.warnings + plan.warnings
+                if let serviceID = container.swarmServiceID {
+                    planSwarm(&plan, container: container, tasks: tasks[serviceID] ?? [container],
+                              service: swarm.services[serviceID], node: swarm.node)
+                }
+                return plan
             }
             return StackPlan(name: name, services: services)
         }
         return BackupPlan(stacks: stacks)
+    }
+
+    /// Adds what a Swarm task needs: its service, and why its directories cannot be copied where they cannot.
+    ///
+    /// Scaling a service to 0 makes Swarm remove its task containers with their anonymous volumes (checked on
+    /// Docker 20.10: the containers are gone, not stopped), so directories are read from a short-lived container
+    /// that mounts the task's named volumes and bind mounts; a directory on neither would be gone.
+    private func planSwarm(_ plan: inout ServicePlan, container: ContainerDetails, tasks: [ContainerDetails],
+                           service: SwarmService?, node: SwarmNode)
+    {
+        let name = container.labels[ContainerDetails.swarmServiceNameLabel] ?? plan.service
+        let mode: String
+        var replicas: Int?
+        switch service?.mode {
+        case .replicated:
+            mode = "replicated"
+            replicas = service?.replicasToRestore
+        case .global: mode = "global"
+        case .other(let key): mode = key
+        case nil: mode = "unknown"
+        }
+        plan.swarmService = SwarmServicePlan(id: container.swarmServiceID ?? "", name: name, mode: mode,
+                                             replicas: replicas, tasksOnNode: tasks.map(\.name))
+        if let service, let from = service.labels[SwarmService.scaledFromLabel] {
+            plan.warnings.append("\(name) is scaled to 0 by the StackVault of host "
+                + "\(service.labels[SwarmService.scaledByLabel] ?? "?") (stackvault.scaled-from=\(from)): it goes back "
+                + "to \(from) replicas after that run, or after a restart of that StackVault if it was killed")
+        }
+        if service == nil && !node.isManager {
+            plan.warnings.append("this node is a Swarm worker, whose Docker API cannot read service specs: labels "
+                + "under deploy.labels of \(name) are not seen here, only the task container's labels")
+        }
+        guard plan.stop else { return }
+        let culprit = "service \(name) (stack \(container.stackName ?? name))"
+        if !node.isManager {
+            plan.errors.append("\(culprit) must be scaled to 0 while its directories are copied, which only a Swarm "
+                + "manager can do, and this StackVault runs on a worker node: run StackVault on a manager node and "
+                + "place the service there (deploy.placement.constraints: node.role == manager), or remove its "
+                + "backup.volume-path labels and back up its data with a dump label")
+            return
+        }
+        if case .global = service?.mode {
+            plan.errors.append("\(culprit) is a global service, which Swarm cannot scale to 0 for the copy of its "
+                + "directories: deploy it with mode: replicated, or remove its backup.volume-path labels")
+            return
+        }
+        if replicas == nil {
+            plan.errors.append("\(culprit) runs in mode \(mode), which StackVault cannot scale down and back: remove "
+                + "its backup.volume-path labels")
+            return
+        }
+        for path in plan.components(needing: .stopped).compactMap(\.spec.path)
+        where ContainerMount.covering(path, in: container.mounts)?.outlivesSwarmTask != true {
+            plan.errors.append("\(culprit): \(path) is not on a named volume or bind mount; scaling the service "
+                + "to 0 (for the copy) makes Swarm remove the task container with its own layer and anonymous "
+                + "volumes, so there would be nothing to copy: keep the data on a named volume")
+        }
+        let sources = { (task: ContainerDetails) in task.mounts.compactMap(\.source).sorted() }
+        for other in tasks.dropFirst() where sources(other) != sources(container) {
+            plan.warnings.append("task \(other.name) of \(name) on this node has other volumes than \(container.name) "
+                + "(\(sources(other).joined(separator: ", "))); only \(container.name)'s are copied")
+        }
     }
 
     private func planService(folder: String, container: ContainerDetails) -> ServicePlan {
@@ -110,7 +274,7 @@ public struct Planner: Sendable {
             stop: stopsContainer && container.isRunning,
             warnings: warnings,
             errors: errors,
-            imageID: container.imageID
+            imageID: container.imageID ?? ""
         )
     }
 

@@ -131,7 +131,10 @@ public protocol BackupStrategy: Sendable {
 /// - `checkRestore` throws (naming why) for every component `restore` would refuse, and touches nothing;
 /// - `describeRestore` says exactly what `restore` will do to the container, including what happens to data
 ///   that is there already; `restore --dry-run` prints it and changes nothing;
-/// - the same component restored twice leaves the same result (existing data is replaced, not merged).
+/// - the same component restored twice leaves the same result (existing data is replaced, not merged);
+/// - a failing `restore` never leaves the container with less than it had: it refuses before its first change
+///   (naming why), or undoes what it changed (database replays set the existing databases aside and put them back,
+///   `LogicalDump.replay`), or keeps the old data intact until a last swap (directories, `DirectoryReplacement`).
 public protocol RestoreStrategy: BackupStrategy {
     /// Whether the container runs (logical replays through exec) or is stopped (files) while `restore` writes.
     /// Default: `requirement`.

@@ -10,7 +10,8 @@ public struct ContainerShell: Sendable {
         public var exitCode: Int
         /// The first 1 MiB of standard output.
         public var stdout: String
-        /// The first 64 KiB of standard error, trimmed.
+        /// The end of standard error (where a client's error is, after any echo of the failing statement): of its
+        /// last 64 KiB, the last 40 lines, long lines shortened in the middle (`ContainerShell.readable`).
         public var stderr: String
     }
 
@@ -28,12 +29,27 @@ public struct ContainerShell: Sendable {
     /// Runs `script` with `arguments` as `$1`... and returns how it ended.
     public func outcome(_ script: String, arguments: [String] = []) async throws -> Outcome {
         let stdout = CollectingSink(limit: 1 << 20)
-        let stderr = CollectingSink(limit: 64 << 10)
+        let stderr = TailCollectingSink(limit: 64 << 10)
         let code = try await docker.exec(
             in: container.id, command: ["sh", "-c", script, "sh"] + arguments, environment: [], stdout: stdout,
             stderr: stderr)
-        return Outcome(exitCode: code, stdout: stdout.text,
-                       stderr: stderr.text.trimmingCharacters(in: .whitespacesAndNewlines))
+        return Outcome(exitCode: code, stdout: stdout.text, stderr: Self.readable(stderr.text, cut: stderr.dropped > 0))
+    }
+
+    /// The last 40 lines of `text`, trimmed, each line longer than 600 bytes shortened to its first 300 and last
+    /// 200 bytes around `[... N bytes ...]` (a client's echo of a multi-megabyte statement would bury its error
+    /// otherwise), and `[...]` first when lines were left out or `cut` says the start is missing.
+    public static func readable(_ text: String, cut: Bool) -> String {
+        let all = text.trimmingCharacters(in: .whitespacesAndNewlines)
+            .split(separator: "\n", omittingEmptySubsequences: false)
+            .map { line -> String in
+                let bytes = Array(line.utf8)
+                guard bytes.count > 600 else { return String(line) }
+                return String(decoding: bytes.prefix(300), as: UTF8.self) + "[... \(bytes.count - 500) bytes ...]"
+                    + String(decoding: bytes.suffix(200), as: UTF8.self)
+            }
+        let lines = all.suffix(40)
+        return (cut || lines.count < all.count ? "[...]\n" : "") + lines.joined(separator: "\n")
     }
 
     /// Runs `script` and returns its standard output; a non-zero exit throws with `what`, the exit code and the
@@ -87,5 +103,34 @@ public struct ContainerShell: Sendable {
             await Task.detached(operation: remove).value
             throw error
         }
+    }
+}
+
+
+/// Keeps the last `limit` bytes written to it (and counts what it dropped): the end of an error stream.
+public final class TailCollectingSink: ByteSink, @unchecked Sendable {
+    private var buffer: [UInt8] = []
+    /// Bytes dropped from the start.
+    public private(set) var dropped: Int64 = 0
+    let limit: Int
+
+    public init(limit: Int) { self.limit = limit }
+
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        buffer.append(contentsOf: bytes)
+        if buffer.count > 2 * limit { trim() }
+    }
+
+    private func trim() {
+        let excess = buffer.count - limit
+        guard excess > 0 else { return }
+        buffer.removeFirst(excess)
+        dropped += Int64(excess)
+    }
+
+    /// The last `limit` bytes as UTF-8 (a character cut at the start is replaced).
+    public var text: String {
+        trim()
+        return String(decoding: buffer, as: UTF8.self)
     }
 }

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 public import Logging
 
 /// How one step of a restore went.
@@ -32,12 +32,16 @@ public struct RestoreEngine: Sendable {
     public let docker: any DockerEngine
     public let strategies: StrategyRegistry
     public let stopTimeoutSeconds: Int
+    /// This host (`STACKVAULT_HOST` or the engine's name), recorded on Swarm services it scales to 0.
+    public let host: String
     public let logger: Logger
 
-    public init(docker: any DockerEngine, strategies: StrategyRegistry, stopTimeoutSeconds: Int, logger: Logger) {
+    public init(docker: any DockerEngine, strategies: StrategyRegistry, stopTimeoutSeconds: Int,
+                host: String = ProcessInfo.processInfo.hostName, logger: Logger) {
         self.docker = docker
         self.strategies = strategies
         self.stopTimeoutSeconds = stopTimeoutSeconds
+        self.host = host
         self.logger = logger
     }
 
@@ -45,8 +49,18 @@ public struct RestoreEngine: Sendable {
     public func plan(manifest: Manifest, origin: String, options: RestoreOptions) async throws -> RestorePlan {
         let target = options.intoStack ?? manifest.stack
         var candidates: [ContainerDetails] = []
-        for summary in try await docker.listContainers(labelFilters: ["com.docker.compose.project=\(target)"]) {
-            candidates.append(try await docker.inspectContainer(summary.id))
+        // A Compose project, a Swarm stack, or a Swarm service made with `docker service create`; of Swarm tasks
+        // only the running ones (the others are Swarm's task history).
+        let filters = ["com.docker.compose.project=\(target)", "\(ContainerDetails.stackNamespaceLabel)=\(target)",
+                       "\(ContainerDetails.swarmServiceNameLabel)=\(target)"]
+        for filter in filters {
+            for summary in try await docker.listContainers(labelFilters: [filter])
+            where !candidates.contains(where: { $0.id == summary.id }) {
+                guard summary.labels[ContainerDetails.swarmServiceIDLabel] == nil || summary.state == "running" else {
+                    continue
+                }
+                candidates.append(try await docker.inspectContainer(summary.id))
+            }
         }
         var references = Array(options.containerMap.values)
         if candidates.isEmpty { references.append(target) }
@@ -76,26 +90,37 @@ public struct RestoreEngine: Sendable {
         if failed || Task.isCancelled {
             return results + fileSteps.map { skipped($0) }
         }
-        let toStop = plan.steps.filter { $0.requirement == .stopped && $0.containerRunning }
+        let toStop = plan.steps.filter { $0.requirement == .stopped && $0.containerRunning && $0.swarmService == nil }
             .reduce(into: [StoppedContainer]()) { list, step in
                 if !list.contains(where: { $0.id == step.containerID }) {
                     list.append(StoppedContainer(id: step.containerID, name: step.container))
                 }
             }
+        // Swarm services are scaled to 0 instead (a stopped task is replaced by Swarm); their directories are
+        // replaced through a reader container that mounts the task's volumes (`SwarmScaleGuard`).
+        let toScale = fileSteps.compactMap(\.swarmService).reduce(into: [ScaledService]()) { list, service in
+            if !list.contains(where: { $0.id == service.id }) { list.append(service) }
+        }
         let stopGuard = ContainerStopGuard(docker: docker, stopTimeoutSeconds: stopTimeoutSeconds, logger: logger)
+        let scaleGuard = SwarmScaleGuard(docker: docker, host: host, logger: logger)
         do {
             let (fileResults, _) = try await stopGuard.run(toStop, stack: plan.targetStack, purpose: "restore") {
-                var fileResults: [RestoreStepResult] = []
-                var failed = false
-                for step in fileSteps {
-                    fileResults.append(await run(step, plan: plan, source: source, skip: failed))
-                    failed = failed || fileResults.last!.outcome != .restored
+                try await scaleGuard.run(toScale, stack: plan.targetStack, purpose: "restore") { readers in
+                    var fileResults: [RestoreStepResult] = []
+                    var failed = false
+                    for step in fileSteps {
+                        let reader = step.swarmService.flatMap { readers[$0.id] }
+                        fileResults.append(await run(step, plan: plan, source: source, skip: failed, into: reader))
+                        failed = failed || fileResults.last!.outcome != .restored
+                    }
+                    return fileResults
                 }
-                return fileResults
             }
             results += fileResults
         } catch let error as ContainersLeftStopped {
             throw StackVaultError(.containerRestart, "\(error)")
+        } catch let error as StackVaultError where error.code == .containerRestart {
+            throw error
         } catch {
             // The stop itself failed: nothing was written.
             results += fileSteps.map {
@@ -106,8 +131,8 @@ public struct RestoreEngine: Sendable {
         return results
     }
 
-    private func run(_ step: RestoreStep, plan: RestorePlan, source: any RestoreSource, skip: Bool) async
-        -> RestoreStepResult
+    private func run(_ step: RestoreStep, plan: RestorePlan, source: any RestoreSource, skip: Bool,
+                     into reader: ContainerDetails? = nil) async -> RestoreStepResult
     {
         if skip || Task.isCancelled { return skipped(step) }
         let started = ContinuousClock.now
@@ -115,7 +140,7 @@ public struct RestoreEngine: Sendable {
         log[metadataKey: "stack"] = "\(plan.targetStack)"
         log.info("\(step.service): restoring \(step.component.archivePath) into container \(step.container)")
         do {
-            let container = try await docker.inspectContainer(step.containerID)
+            let container = if let reader { reader } else { try await docker.inspectContainer(step.containerID) }
             let context = RestoreContext(docker: docker, logger: log, stack: plan.targetStack, service: step.service,
                                          archive: source)
             try await step.strategy.restore(step.component, into: container, context: context)

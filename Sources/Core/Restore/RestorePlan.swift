@@ -49,9 +49,12 @@ public struct RestoreStep: Sendable, Encodable {
     public var containerRunning: Bool
     /// What the strategy will do, including what happens to existing data.
     public var action: String
+    /// For a Swarm task: its service, scaled to 0 (instead of stopping the container) while a directory is
+    /// replaced, and back to its replica count afterwards.
+    public var swarmService: ScaledService?
 
     private enum CodingKeys: String, CodingKey {
-        case component, service, container, containerID, requirement, containerRunning, action
+        case component, service, container, containerID, requirement, containerRunning, action, swarmService
     }
 }
 
@@ -71,7 +74,14 @@ public struct RestorePlan: Sendable, Encodable {
     /// Running containers that are stopped during the restore and started again afterwards.
     public var containersToStop: [String] {
         var seen = Set<String>()
-        return steps.filter { $0.requirement == .stopped && $0.containerRunning }.map(\.container)
+        return steps.filter { $0.requirement == .stopped && $0.containerRunning && $0.swarmService == nil }
+            .map(\.container).filter { seen.insert($0).inserted }
+    }
+
+    /// Swarm services that are scaled to 0 during the restore and back afterwards (full names).
+    public var servicesToScale: [String] {
+        var seen = Set<String>()
+        return steps.filter { $0.requirement == .stopped }.compactMap(\.swarmService?.name)
             .filter { seen.insert($0).inserted }
     }
 
@@ -85,6 +95,8 @@ public struct RestorePlan: Sendable, Encodable {
             let state: String
             switch (step.requirement, step.containerRunning) {
             case (.running, _): state = "running, keeps running"
+            case (.stopped, _) where step.swarmService != nil:
+                state = "Swarm service \(step.swarmService!.name) scaled to 0 meanwhile, scaled back afterwards"
             case (.stopped, true): state = "stopped meanwhile, started again afterwards"
             case (.stopped, false): state = "not running, stays stopped"
             }
@@ -95,6 +107,9 @@ public struct RestorePlan: Sendable, Encodable {
         out += "\n"
         if !stopped.isEmpty {
             out += "Stopped during the restore and started again: \(stopped.joined(separator: ", ")).\n"
+        }
+        if !servicesToScale.isEmpty {
+            out += "Scaled to 0 during the restore and back: \(servicesToScale.joined(separator: ", ")).\n"
         }
         out += "Nothing else on this host is changed.\n"
         return out
@@ -170,11 +185,24 @@ public enum RestorePlanner {
                     .invalidConfiguration,
                     "cannot restore \(component.archivePath) into container \(container.name): \(error)")
             }
+            var swarmService: ScaledService?
+            if let serviceID = container.swarmServiceID {
+                swarmService = ScaledService(
+                    id: serviceID, name: container.labels[ContainerDetails.swarmServiceNameLabel] ?? serviceID,
+                    taskContainerID: container.id)
+                if strategy.restoreRequirement == .stopped, let path = component.sourcePath,
+                    let problem = swarmVolumeProblem(path: path, container: container)
+                {
+                    throw StackVaultError(.invalidConfiguration,
+                                          "cannot restore \(component.archivePath) into Swarm service "
+                                              + "\(swarmService!.name): \(problem)")
+                }
+            }
             steps.append(RestoreStep(
                 component: component, strategy: strategy, service: component.service, container: container.name,
                 containerID: container.id, requirement: strategy.restoreRequirement,
                 containerRunning: container.isRunning,
-                action: strategy.describeRestore(component, into: container)))
+                action: strategy.describeRestore(component, into: container), swarmService: swarmService))
         }
         guard !steps.isEmpty else {
             throw StackVaultError(.invalidConfiguration, "the archive \(manifest.archiveName) has nothing to restore")
@@ -200,10 +228,21 @@ public enum RestorePlanner {
             steps: steps.filter { $0.requirement == .running } + steps.filter { $0.requirement == .stopped })
     }
 
+    /// Why a directory of a Swarm task cannot be replaced while its service is scaled to 0: Swarm removes the task
+    /// container with its own layer and anonymous volumes, so only named volumes and bind mounts outlive it.
+    static func swarmVolumeProblem(path: String, container: ContainerDetails) -> String? {
+        guard ContainerMount.covering(path, in: container.mounts)?.outlivesSwarmTask == true else {
+            return "\(path) is not on a named volume or bind mount of task \(container.name), and Swarm removes the "
+                + "task's container with its own layer and anonymous volumes when the service is scaled to 0"
+        }
+        return nil
+    }
+
     /// The container that receives `service`:
     /// 1. the one `--map` names for it (by name, id or id prefix);
-    /// 2. else in the Compose project `targetStack`: the container named like the service (replicas are archived
-    ///    under their container names), else the only container of that service;
+    /// 2. else in the Compose project (or Swarm stack) `targetStack`: the container named like the service (replicas
+    ///    are archived under their container names), else the only container of that service, or for a Swarm
+    ///    service the running task of the lowest slot;
     /// 3. else, for the archive of a standalone container (its stack and service are the container's name), the
     ///    standalone container named `targetStack`.
     public static func resolve(
@@ -223,10 +262,15 @@ public enum RestorePlanner {
             }
             return match
         }
-        let project = candidates.filter { $0.composeProject == targetStack }
+        let project = candidates.filter { $0.stackName == targetStack }
         if let named = project.first(where: { $0.name == service }) { return named }
-        let ofService = project.filter { $0.composeService == service }
+        let ofService = project.filter { $0.serviceName == service }
         if ofService.count == 1 { return ofService[0] }
+        // The running tasks of one Swarm service on this node: the archive holds one copy, restored through the
+        // first task by slot (its service is scaled to 0 for directories, so every task sees the result).
+        if let serviceID = ofService.first?.swarmServiceID, ofService.allSatisfy({ $0.swarmServiceID == serviceID }) {
+            return ofService.min { ($0.swarmSlot ?? 0, $0.name) < ($1.swarmSlot ?? 0, $1.name) }!
+        }
         if ofService.count > 1 {
             throw StackVaultError(
                 .invalidConfiguration,
@@ -235,7 +279,7 @@ public enum RestorePlanner {
                     + "--map \(service)=CONTAINER")
         }
         if service == sourceStack,
-            let standalone = candidates.first(where: { $0.name == targetStack && $0.composeProject == nil })
+            let standalone = candidates.first(where: { $0.name == targetStack && $0.stackName == nil })
         {
             return standalone
         }

@@ -8,7 +8,8 @@ public import Logging
 /// Its result, `RunRecord`, is what the state file, the metrics, the notifications and the `backup` summary read.
 /// Logs a start line, one line per stack (the stack's own, or why it was skipped) and a summary.
 ///
-/// Steps: notify "started" → list the stacks → for each stack: lock → plan → `StackBackup.backup` → unlock →
+/// Steps: notify "started" → scale back Swarm services a killed run left at 0 → list the stacks → for each stack:
+/// lock → plan → `StackBackup.backup` → unlock →
 /// summarise → notify "finished". SIGTERM (task cancellation) lets the stack in progress clean up (see
 /// `StackBackupSteps`), marks the stacks after it `cancelled`, and ends the run `interrupted`.
 public struct BackupRun: Sendable {
@@ -60,6 +61,10 @@ public struct BackupRun: Sendable {
         var log = logger
         log[metadataKey: "run"] = "\(due.iso8601)"
         let planner = Planner(docker: docker, strategies: strategies)
+
+        // A Swarm service that a killed run of this host left scaled to 0 runs again first (and is backed up).
+        await SwarmScaleGuard.recoverInterrupted(docker: docker, host: stackBackup.configuration.hostName,
+                                                 locker: locker, logger: log)
 
         // List the stacks.
         let names: [String]

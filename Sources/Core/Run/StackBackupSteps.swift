@@ -127,17 +127,29 @@ final class StackBackupSteps {
         measures.containersStopped = toStop.count
         let stopGuard = ContainerStopGuard(
             docker: docker, stopTimeoutSeconds: configuration.stopTimeoutSeconds, logger: log)
+        // A Swarm task is never stopped (Swarm would start a replacement): its service is scaled to 0 and back, and
+        // its volumes are read through a reader container (see `SwarmScaleGuard`).
+        let toScale = toStop.compactMap { service in
+            service.swarmService.map { ScaledService(id: $0.id, name: $0.name, taskContainerID: service.containerID) }
+        }
+        let scaleGuard = SwarmScaleGuard(docker: docker, host: configuration.hostName, logger: log)
+        let started = ContinuousClock.now
         do {
             _ = try await stopGuard.run(
-                toStop.map { StoppedContainer(id: $0.containerID, name: $0.container) }, stack: stack.name,
-                purpose: "backup", recordDowntime: { measures.downtime = $0 }
+                toStop.filter { $0.swarmService == nil }
+                    .map { StoppedContainer(id: $0.containerID, name: $0.container) },
+                stack: stack.name, purpose: "backup", recordDowntime: { measures.downtime = $0 }
             ) {
-                for service in services {
-                    for component in service.components(needing: .stopped) {
-                        try await self.back(up: component, of: service, into: archive.writer)
+                try await scaleGuard.run(toScale, stack: stack.name, purpose: "backup") { readers in
+                    for service in services {
+                        let reader = service.swarmService.flatMap { readers[$0.id] }
+                        for component in service.components(needing: .stopped) {
+                            try await self.back(up: component, of: service, into: archive.writer, from: reader)
+                        }
                     }
                 }
             }
+            if !toScale.isEmpty { measures.downtime = (ContinuousClock.now - started).seconds }
         } catch let failure as ContainersLeftStopped {
             throw StackFailure(message: failure.description)
         }
@@ -205,9 +217,10 @@ final class StackBackupSteps {
     private func back(
         up component: PlannedComponent,
         of service: ServicePlan,
-        into writer: ArchiveWriter
+        into writer: ArchiveWriter,
+        from reader: ContainerDetails? = nil
     ) async throws {
-        let container = try await docker.inspectContainer(service.containerID)
+        let container = if let reader { reader } else { try await docker.inspectContainer(service.containerID) }
         log.info("\(service.service): \(component.summary) from container \(container.name)")
         let started = ContinuousClock.now
         let context = BackupContext(docker: docker, logger: log, stack: stack.name, service: service.service)
