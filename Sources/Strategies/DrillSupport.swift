@@ -164,6 +164,17 @@ extension MariaDBDumpStrategy: DrillStrategy {
         return found
     }
 
+    /// The `mysql` tables the server writes itself: persistent statistics (InnoDB's and the engine-independent
+    /// ones, refreshed by the server after a load), the log tables, GTID positions and the transaction registry.
+    static let serverMaintained: Set<String> = [
+        "innodb_index_stats", "innodb_table_stats", "column_stats", "index_stats", "table_stats", "general_log",
+        "slow_log", "gtid_slave_pos", "transaction_registry",
+    ]
+
+    public func comparesRows(of table: DumpContents.Table) -> Bool {
+        !(table.database == "mysql" && Self.serverMaintained.contains(table.name))
+    }
+
     /// A MariaDB identifier in backquotes.
     static func quoted(_ name: String) -> String {
         "`" + name.replacingOccurrences(of: "`", with: "``") + "`"
