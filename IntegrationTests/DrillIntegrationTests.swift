@@ -178,5 +178,49 @@ extension Integration {
             #expect(after.containers.isEmpty, "drill containers left: \(after.containers)")
             #expect(after.volumes.subtracting(before.volumes).isEmpty, "volumes left")
         }
+    
+        @Test func theDaemonDrillsOnItsScheduleRecordsItAndHealthFailsOnARedDrill() throws {
+            try TestBed.requireDocker()
+            let good = "svtest-drill-dgood-\(id)", bad = "svtest-drill-dbad-\(id)"
+            defer { for name in [good, bad] { _ = try? Shell.run(["docker", "rm", "-f", "-v", name], check: false) } }
+            try Self.postgres(good)
+            try Self.psql(good, "CREATE TABLE t (a int); INSERT INTO t SELECT g FROM generate_series(1, 42) g;")
+            try Self.postgres(bad)
+            try Self.psql(bad, """
+                CREATE TABLE ref (a int); INSERT INTO ref VALUES (1);
+                CREATE FUNCTION pos(x int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT x >= (SELECT min(a) FROM ref)';
+                CREATE TABLE t (a int CHECK (pos(a))); INSERT INTO t VALUES (5);
+                """)
+            let directory = try TestBed.temporaryDirectory("daemon-drill")
+            let target = directory.appendingPathComponent("target")
+            try FileManager.default.createDirectory(at: target, withIntermediateDirectories: true)
+            let backup = try StackVaultCLI.run(["backup", "--stack", good, "--stack", bad,
+                                                "--target", "file://\(target.path)"])
+            #expect(backup.ok, "\(backup.stdout)\n\(backup.stderr)")
+
+            let port = Int.random(in: 20000..<60000)
+            let daemon = try Integration.DaemonTests.Daemon("drill", stacks: [good, bad], environment: [
+                "DRILL_SCHEDULE": "0 4 1 1 *", "DRILL_ON_START": "true", "DRILL_MAX_AGE": "86400",
+                "METRICS_ADDR": "127.0.0.1:\(port)",
+            ], directory: directory)
+            defer { daemon.cleanUp() }
+            let state = try daemon.waitForState(seconds: 180, "both drills") { ($0.drills ?? [:]).count == 2 }
+            #expect(state.drillSchedule == "0 4 1 1 *" && state.drillMaxAgeSeconds == 86400)
+            #expect(state.drills?[good]?.passed == true, "\(daemon.log.suffix(3000))")
+            #expect(state.drills?[good]?.lastSuccessAt != nil)
+            let red = try #require(state.drills?[bad])
+            #expect(!red.passed && red.problems.joined().contains("relation \"ref\" does not exist"), "\(red)")
+
+            let health = try StackVaultCLI.run(["health"], environment: ["STATE_FILE": daemon.stateFile.path])
+            #expect(health.status == 1, "\(health.stdout)\n\(health.stderr)")
+            #expect((health.stdout + health.stderr).contains("restore drill of stack \(bad)"))
+
+            let metrics = try Integration.MetricsTests.fetch("http://127.0.0.1:\(port)/metrics").body
+            let labels = { (stack: String) in "{host=\"\(TestBed.engineHost)\",stack=\"\(stack)\"}" }
+            #expect(metrics.contains("stackvault_stack_drill_failures_total\(labels(bad)) 1"), "\(metrics)")
+            #expect(metrics.contains("stackvault_stack_last_drill_success_timestamp_seconds\(labels(good))"))
+            #expect(daemon.stop() == 0)
+            #expect(try Self.leftovers().containers.isEmpty)
+        }
     }
 }
