@@ -1,4 +1,5 @@
 import Foundation
+import StackVaultCore
 import Testing
 
 extension Integration {
@@ -120,6 +121,31 @@ extension Integration {
                 "db/database/pg_dumpall.sql", "mariadb/mariadb_dump/all_databases.sql",
                 "files/volumes/data", "files/volumes/config",
             ])
+            // ... with each service's image, and what each dump holds: every table's rows as the live servers
+            // count them (system schemas left out: MariaDB updates its statistics tables on its own).
+            for component in components {
+                let container = try stack.container(component["service"] as? String ?? "")
+                #expect(component["image"] as? String == (try Docker.inspect(container, "{{.Config.Image}}")))
+                #expect(component["imageID"] as? String == (try Docker.inspect(container, "{{.Image}}")))
+            }
+            let decoded = try Manifest(jsonData: Data(contentsOf: extracted.appendingPathComponent("stackvault.json")))
+            let pgContents = try #require(decoded.components.first { $0.type == "pg_dumpall" }?.contents)
+            #expect(pgContents.databases.contains("shop2"))
+            #expect(pgContents.tables.contains(.init(database: "shop2", schema: "public", name: "items", rows: 20000)))
+            for table in pgContents.tables {
+                let live = try Docker.exec(db, "psql -U \(pgUser) -d '\(table.database)' -tAc "
+                    + "'SELECT count(*) FROM \"\(table.schema ?? "")\".\"\(table.name)\"'",
+                    env: ["PGPASSWORD": pgPassword])
+                #expect(live.trimmingCharacters(in: .whitespacesAndNewlines) == "\(table.rows)", "\(table.qualifiedName)")
+            }
+            let mariaContents = try #require(decoded.components.first { $0.type == "mariadb-dump" }?.contents)
+            #expect(mariaContents.databases.contains("inventory") && mariaContents.databases.contains("mysql"))
+            #expect(mariaContents.tables.contains(.init(database: "inventory", name: "parts", rows: 5000)))
+            for table in mariaContents.tables where !["mysql", "sys"].contains(table.database) {
+                let live = try Docker.exec(maria, "mariadb -uroot -N -e 'SELECT COUNT(*) FROM `\(table.database)`.`\(table.name)`'",
+                                           env: ["MYSQL_PWD": rootPassword])
+                #expect(live.trimmingCharacters(in: .whitespacesAndNewlines) == "\(table.rows)", "\(table.qualifiedName)")
+            }
 
             // PostgreSQL: load the dump into a fresh server and compare.
             let freshPg = "svtest-restore-pg"

@@ -1,4 +1,4 @@
-import Foundation
+public import Foundation
 import Prometheus
 public import StackVaultCore
 
@@ -76,6 +76,21 @@ public final class BackupMetrics: Sendable {
         }
     }
 
+    /// Records a restore drill of `stack` that ended.
+    public func recordDrill(stack: String, passed: Bool, finishedAt: Date) {
+        let labels = hostLabel + [("stack", stack)]
+        let failures = registry.makeCounter(
+            descriptor: Self.descriptor(Name.stackDrillFailures,
+                                        "Restore drills of the stack's latest archive that failed since the daemon started."),
+            labels: labels)
+        if passed {
+            gauge(Name.stackLastDrillSuccess, "Unix time the last passing restore drill of the stack ended.", labels)
+                .set(finishedAt.timeIntervalSince1970)
+        } else {
+            failures.increment()
+        }
+    }
+
     /// The metrics in the Prometheus text exposition format.
     public func exposition() -> [UInt8] {
         registry.emitToBuffer()
@@ -98,6 +113,8 @@ public final class BackupMetrics: Sendable {
         public static let stackBytesWritten = "stackvault_stack_last_written_bytes"
         public static let stackContainersStopped = "stackvault_stack_last_containers_stopped"
         public static let stackDowntime = "stackvault_stack_last_downtime_seconds"
+        public static let stackLastDrillSuccess = "stackvault_stack_last_drill_success_timestamp_seconds"
+        public static let stackDrillFailures = "stackvault_stack_drill_failures_total"
     }
 
     private func runsTotal(_ outcome: RunOutcome) -> Counter {

@@ -18,7 +18,10 @@ struct DaemonCommand: AsyncParsableCommand {
             + "API, lease LOCK_TTL seconds). State for `stackvault health` goes to $STATE_FILE (default "
             + "\(StateFile.defaultPath)). SIGTERM/SIGINT: no new runs; a run in progress is stopped, its containers "
             + "started again, then the process exits 0. METRICS_ADDR (such as :9090) serves Prometheus metrics on "
-            + "/metrics and the health on /healthz. Exit code 2 when the configuration is invalid."
+            + "/metrics and the health on /healthz. DRILL_SCHEDULE (cron, default off) runs a restore drill of each "
+            + "stack's latest archive (see `stackvault drill`), one stack at a time under its lock; DRILL_ON_START "
+            + "also drills at start; DRILL_MAX_AGE (seconds) makes health fail when a stack's last passing drill is "
+            + "older. Exit code 2 when the configuration is invalid."
     )
 
     @OptionGroup var options: GlobalOptions
@@ -44,6 +47,7 @@ struct DaemonCommand: AsyncParsableCommand {
         let onStart: Bool
         let hostName: String
         var metricsServer: MetricsServer?
+        var drills: DrillService?
         do {
             environment = try Environment(options: options, logs: .standardOutput)
             let variables = environment.variables
@@ -69,6 +73,21 @@ struct DaemonCommand: AsyncParsableCommand {
                                           logger: environment.logger)
             try await stateStore.save()
             let metrics = BackupMetrics(host: host)
+            if let drillSchedule = try Self.drillSchedule(environment: variables) {
+                let maxAge = try variables["DRILL_MAX_AGE"].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
+                    .map { try EnvironmentValue.integer("DRILL_MAX_AGE", $0, range: 60...Int.max, unit: "seconds") ?? 0 }
+                _ = try environment.drillOptions(workDir: nil)  // DRILL_* sizes checked at start
+                await stateStore.update {
+                    $0.drillSchedule = drillSchedule.expression.source
+                    $0.drillMaxAgeSeconds = maxAge.map(Double.init)
+                }
+                drills = DrillService(
+                    schedule: drillSchedule, onStart: try Self.flag("DRILL_ON_START", in: variables),
+                    environment: environment, target: options.target, workDir: nil, host: host, stacks: stack,
+                    locker: locker, state: stateStore, metrics: metrics,
+                    notifier: try Notifier(environment: variables, logger: environment.logger),
+                    logger: environment.logger)
+            }
             let recordRun: @Sendable (RunRecord) async -> Void = { metrics.record($0) }
             daemon = BackupDaemon(schedule: cron, runner: runner, state: stateStore, backupOnStart: onStart,
                                   logger: environment.logger, onRunEnded: metricsAddress == nil ? nil : recordRun)
@@ -108,8 +127,8 @@ struct DaemonCommand: AsyncParsableCommand {
 
         let service = DaemonService(daemon: daemon, logger: logger)
         // Shutdown goes in reverse order: the daemon ends its run first, the metrics endpoint serves until then.
-        let services: [ServiceGroupConfiguration.ServiceConfiguration] = metricsServer.map { [.init(service: $0)] }
-            ?? []
+        let services: [ServiceGroupConfiguration.ServiceConfiguration] =
+            (metricsServer.map { [.init(service: $0)] } ?? []) + (drills.map { [.init(service: $0)] } ?? [])
         var configuration = ServiceGroupConfiguration(
             services: services + [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
@@ -134,6 +153,7 @@ struct DaemonCommand: AsyncParsableCommand {
         if let previous = try? file.read() {
             state.lastRun = previous.lastRun
             state.lastSuccessAt = previous.lastSuccessAt
+            state.drills = previous.drills
             if let unfinished = previous.currentRun {
                 state.lastRun = RunRecord(
                     trigger: unfinished.trigger, due: unfinished.due, startedAt: unfinished.startedAt, finishedAt: now,
@@ -153,6 +173,17 @@ struct DaemonCommand: AsyncParsableCommand {
         let zone = try timeZone.map { try ScheduleTimeZone(identifier: $0) }
             ?? ScheduleTimeZone(environment: environment)
         return try CronSchedule(text, timeZone: zone)
+    }
+
+    /// `DRILL_SCHEDULE` (cron, in `TZ`), or nil when it is unset or `off`: no drills.
+    static func drillSchedule(environment: [String: String]) throws -> CronSchedule? {
+        let text = (environment["DRILL_SCHEDULE"] ?? "").trimmingCharacters(in: .whitespaces)
+        guard !text.isEmpty, text.lowercased() != "off" else { return nil }
+        let schedule = try CronSchedule(text, timeZone: try ScheduleTimeZone(environment: environment))
+        guard schedule.next(after: Date()) != nil else {
+            throw StackVaultError(.invalidConfiguration, "DRILL_SCHEDULE \"\(text)\" never fires")
+        }
+        return schedule
     }
 
     /// A cron error with the expression and a caret under the field at fault.

@@ -12,14 +12,17 @@ public struct LogicalDump: Sendable {
     public var script: String
     /// Text every complete dump ends with.
     public var completionMarker: String
+    /// The dump's format, for counting its databases and rows (``DumpScanner``); nil: not counted.
+    public var dialect: DumpScanner.Dialect?
     /// Explains a known cause from the tool's error output (nil: no known cause), appended to a failed dump's error.
     public var diagnose: @Sendable (String) -> String?
 
-    public init(tool: String, script: String, completionMarker: String,
+    public init(tool: String, script: String, completionMarker: String, dialect: DumpScanner.Dialect? = nil,
                 diagnose: @escaping @Sendable (String) -> String? = { _ in nil }) {
         self.tool = tool
         self.script = script
         self.completionMarker = completionMarker
+        self.dialect = dialect
         self.diagnose = diagnose
     }
 
@@ -30,8 +33,11 @@ public struct LogicalDump: Sendable {
         into archive: any ArchiveSink
     ) async throws -> ComponentRecord {
         let where_ = "service \(context.service) (container \(container.name)) of stack \(context.stack)"
-        return try await archive.addFile(at: component.archivePath, mode: 0o600) { sink in
-            let tail = TailSink(downstream: sink, keep: 512)
+        var scanner: DumpScanner?
+        let record = try await archive.addFile(at: component.archivePath, mode: 0o600) { sink in
+            let counted = dialect.map { DumpScanner($0, downstream: sink) }
+            scanner = counted
+            let tail = TailSink(downstream: counted ?? sink, keep: 512)
             let stderr = TailCollectingSink(limit: 16 << 10)
             let exitCode = try await context.docker.exec(
                 in: container.id, command: ["sh", "-c", script], environment: [], stdout: tail, stderr: stderr)
@@ -52,6 +58,8 @@ public struct LogicalDump: Sendable {
                         + (errorText.isEmpty ? "" : ": \(errorText)"))
             }
         }
+        if let scanner { try archive.recordContents(scanner.contents, of: component.archivePath) }
+        return record
     }
 
     /// `true`/`false` (any case); anything else names the label.

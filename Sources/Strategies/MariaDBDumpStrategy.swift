@@ -32,7 +32,7 @@ public struct MariaDBDumpStrategy: BackupStrategy {
                 --routines --events --triggers \
                 --hex-blob --default-character-set=utf8mb4
             """#,
-        completionMarker: "-- Dump completed",
+        completionMarker: "-- Dump completed", dialect: .mariadb,
         diagnose: { error in
             let lower = error.lowercased()
             guard ["max_allowed_packet", "lost connection", "gone away", "packet bigger", "packet too large"]

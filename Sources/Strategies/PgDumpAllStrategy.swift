@@ -22,7 +22,7 @@ public struct PgDumpAllStrategy: BackupStrategy {
         script: passwordLogin + #"""
             exec pg_dumpall --no-password --username="${POSTGRES_USER:-postgres}"
             """#,
-        completionMarker: "PostgreSQL database cluster dump complete"
+        completionMarker: "PostgreSQL database cluster dump complete", dialect: .postgres
     )
 
     public init() {}

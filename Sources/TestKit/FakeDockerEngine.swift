@@ -37,6 +37,7 @@ public final class FakeDockerEngine: DockerEngine {
         var created: [ContainerCreateSpec] = []
         var slowStops: [String: Duration] = [:]
         var exitsOnStart: Set<String> = []
+        var missingImages: Set<String> = []
         var swarmNode = SwarmNode.inactive
         var services: [SwarmService] = []
         var taskTemplates: [String: ContainerDetails] = [:]
@@ -53,6 +54,15 @@ public final class FakeDockerEngine: DockerEngine {
 
     public func add(_ container: ContainerDetails) {
         state.withLock { $0.containers.append(container) }
+    }
+
+    /// `imageExists` answers false for `reference`; every other image exists.
+    public func removeImage(_ reference: String) {
+        state.withLock { _ = $0.missingImages.insert(reference) }
+    }
+
+    public func imageExists(_ reference: String) async throws -> Bool {
+        state.withLock { !$0.missingImages.contains(reference) }
     }
 
     /// The next execs in `container` return `result`.

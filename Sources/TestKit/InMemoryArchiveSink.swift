@@ -5,6 +5,8 @@ import Foundation
 public final class InMemoryArchiveSink: ArchiveSink, @unchecked Sendable {
     public private(set) var files: [String: [UInt8]] = [:]
     public private(set) var tars: [String: [UInt8]] = [:]
+    /// What `recordContents` was told, by path.
+    public private(set) var contents: [String: DumpContents] = [:]
 
     public init() {}
 
@@ -24,5 +26,12 @@ public final class InMemoryArchiveSink: ArchiveSink, @unchecked Sendable {
         tars[root] = collector.bytes
         return ComponentRecord(archivePath: root, kind: .tree, sizeBytes: Int64(collector.bytes.count), entries: 0,
                                sha256: "")
+    }
+
+    public func recordContents(_ contents: DumpContents, of path: String) throws {
+        guard files[path] != nil else {
+            throw StackVaultError(.archive, "cannot record the contents of '\(path)': no file was added there")
+        }
+        self.contents[path] = contents
     }
 }

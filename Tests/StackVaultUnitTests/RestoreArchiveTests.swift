@@ -238,6 +238,7 @@ import Testing
             try await fake.createContainer(spec)
         }
         func removeContainer(_ id: String, force: Bool) async throws { try await fake.removeContainer(id, force: force) }
+        func imageExists(_ reference: String) async throws -> Bool { try await fake.imageExists(reference) }
     }
 
     static func restoreTarget() -> FakeDockerEngine {

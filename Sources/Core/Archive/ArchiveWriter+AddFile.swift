@@ -110,6 +110,13 @@ extension ArchiveWriter {
         return record
     }
 
+    public func recordContents(_ contents: DumpContents, of path: String) throws {
+        guard records[path]?.kind == .file else {
+            throw StackVaultError(.archive, "cannot record the contents of '\(path)': no dump was added there")
+        }
+        self.contents[path] = contents
+    }
+
     /// A size that makes libarchive write the largest header for a path (a PAX size record: over 8 GiB).
     static let largestHeaderSize: Int64 = 1 << 40
 

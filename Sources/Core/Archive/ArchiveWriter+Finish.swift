@@ -17,7 +17,9 @@ extension ArchiveWriter {
             formatVersion: header.formatVersion, toolVersion: header.toolVersion, host: header.host,
             stack: header.stack, archiveName: header.archiveName, compression: header.compression,
             startedAt: header.startedAt, finishedAt: Date(),
-            components: addedOrder.map { path in indexed[path]!.manifestComponent(record: records[path]!) },
+            components: addedOrder.map { path in
+                indexed[path]!.manifestComponent(record: records[path]!, contents: contents[path])
+            },
             warnings: header.warnings + warnings)
         do {
             // 1. The components: end their segment, let the read-back reach its end.

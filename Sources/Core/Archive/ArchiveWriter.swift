@@ -63,6 +63,8 @@ public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     /// What was written for each component added, in the order added (the manifest's order).
     var records: [String: ComponentRecord] = [:]
     var addedOrder: [String] = []
+    /// What each dump holds (``recordContents(_:of:)``), for the manifest.
+    var contents: [String: DumpContents] = [:]
     /// In-path XXH3 of each component (``TreeChecksum`` for trees, of the content for files), compared with the
     /// read-back's.
     var checksums: [String: UInt64] = [:]

@@ -26,6 +26,10 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
         public var name: String? = nil
         /// Where the data comes from (a path in the container), if any (manifest only).
         public var sourcePath: String? = nil
+        /// The container's image as configured (`Config.Image`, `postgres:15`) and its id (`sha256:...`)
+        /// (manifest only).
+        public var image: String? = nil
+        public var imageID: String? = nil
 
         enum CodingKeys: String, CodingKey {
             case service, type, archivePath, kind
@@ -33,7 +37,8 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
 
         public init(
             service: String, type: String, archivePath: String, kind: ComponentRecord.Kind,
-            container: String = "", name: String? = nil, sourcePath: String? = nil
+            container: String = "", name: String? = nil, sourcePath: String? = nil, image: String? = nil,
+            imageID: String? = nil
         ) {
             self.service = service
             self.type = type
@@ -42,13 +47,22 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
             self.container = container
             self.name = name
             self.sourcePath = sourcePath
+            self.image = image
+            self.imageID = imageID
         }
 
-        /// The manifest's entry for this component, from what was written for it (`record`).
-        public func manifestComponent(record: ComponentRecord) -> Manifest.ManifestComponent {
-            Manifest.ManifestComponent(
+        /// The manifest's entry for this component, from what was written for it (`record`) and, for a dump, what
+        /// it holds.
+        public func manifestComponent(record: ComponentRecord, contents: DumpContents? = nil)
+            -> Manifest.ManifestComponent
+        {
+            var component = Manifest.ManifestComponent(
                 service: service, container: container, type: type, name: name, sourcePath: sourcePath,
                 record: record)
+            component.image = image
+            component.imageID = imageID
+            component.contents = contents
+            return component
         }
     }
 
@@ -128,6 +142,13 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var entries: Int
         /// Lower-case hex SHA-256: plain for `.file`, `TreeDigest` for `.tree`.
         public var sha256: String
+        /// The service's image (`Config.Image`) and image id when it was backed up: what a restore drill starts.
+        /// Absent in archives of earlier versions.
+        public var image: String?
+        public var imageID: String?
+        /// For a dump: its databases and each table's rows (``DumpContents``). Absent for directories and in
+        /// archives of earlier versions.
+        public var contents: DumpContents?
 
         public init(
             service: String,

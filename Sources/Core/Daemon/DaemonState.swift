@@ -23,6 +23,13 @@ public struct DaemonState: Codable, Sendable, Equatable {
     public var lastSuccessAt: Date?
     /// Schedule times skipped because the previous run was still going.
     public var skippedTicks: Int
+    /// `DRILL_SCHEDULE`, when the daemon drills (nil: it does not).
+    public var drillSchedule: String?
+    /// `DRILL_MAX_AGE` in seconds: health fails when a stack's last successful drill is older.
+    public var drillMaxAgeSeconds: Double?
+    public var nextDrillDue: Date?
+    /// The last drill of each stack, by stack (kept across daemon restarts).
+    public var drills: [String: DrillRecord]?
 
     public init(schedule: String, timeZone: String, host: String, pid: Int32, daemonStartedAt: Date) {
         self.formatVersion = Self.currentFormatVersion
@@ -32,6 +39,25 @@ public struct DaemonState: Codable, Sendable, Equatable {
         self.pid = pid
         self.daemonStartedAt = daemonStartedAt
         self.skippedTicks = 0
+    }
+}
+
+/// The last drill of one stack's latest archive, as the daemon ran it.
+public struct DrillRecord: Codable, Sendable, Equatable {
+    public var archive: String
+    public var finishedAt: Date
+    public var passed: Bool
+    /// What failed (the first ten problems), empty when `passed`.
+    public var problems: [String]
+    /// When a drill of this stack last passed (this one or an earlier one).
+    public var lastSuccessAt: Date?
+
+    public init(archive: String, finishedAt: Date, passed: Bool, problems: [String], lastSuccessAt: Date?) {
+        self.archive = archive
+        self.finishedAt = finishedAt
+        self.passed = passed
+        self.problems = problems
+        self.lastSuccessAt = lastSuccessAt
     }
 }
 

@@ -48,6 +48,10 @@ public enum HealthCheck {
                 + "\(show(reference)); the run due \(show(firstDue)) should have ended by \(show(deadline))")
         }
 
+        if let problem = drillProblem(state, now: now, show: show) {
+            return HealthReport(healthy: false, message: "UNHEALTHY: \(problem)")
+        }
+
         var message = "healthy: "
         if let last = state.lastRun {
             let skipped = last.stacks.filter { $0.status == .skipped }.count
@@ -61,7 +65,34 @@ public enum HealthCheck {
             message += "; a run is going since \(show(current.startedAt))"
         }
         if let next = state.nextRunDue { message += "; next run due \(show(next))" }
+        if let drills = state.drills, !drills.isEmpty {
+            message += "; last drills passed for \(drills.count) stack(s)"
+        }
         return HealthReport(healthy: true, message: message)
+    }
+
+    /// A failed last drill of any stack, or (with `DRILL_MAX_AGE`) a stack whose last successful drill, or the
+    /// daemon's start when it never had one, is older than that.
+    private static func drillProblem(_ state: DaemonState, now: Date, show: (Date) -> String) -> String? {
+        let drills = (state.drills ?? [:]).sorted { $0.key < $1.key }
+        for (stack, drill) in drills where !drill.passed {
+            let problems = drill.problems.prefix(3).joined(separator: "; ")
+            return "the last restore drill of stack \(stack) (\(drill.archive), ended \(show(drill.finishedAt))) "
+                + "failed: \(problems.count > 1000 ? String(problems.prefix(1000)) + "..." : problems)"
+        }
+        guard let maxAge = state.drillMaxAgeSeconds, state.drillSchedule != nil else { return nil }
+        if drills.isEmpty, now.timeIntervalSince(state.daemonStartedAt) > maxAge {
+            return "no restore drill has passed since the daemon started (\(show(state.daemonStartedAt))); "
+                + "DRILL_MAX_AGE is \(Int(maxAge)) s"
+        }
+        for (stack, drill) in drills {
+            let reference = drill.lastSuccessAt ?? state.daemonStartedAt
+            if now.timeIntervalSince(reference) > maxAge {
+                return "the last successful restore drill of stack \(stack) is older than DRILL_MAX_AGE "
+                    + "(\(Int(maxAge)) s): " + (drill.lastSuccessAt.map { "it passed \(show($0))" } ?? "none passed")
+            }
+        }
+        return nil
     }
 
     private static func failureSummary(_ run: RunRecord) -> String {

@@ -156,11 +156,23 @@ public final class DockerClient: DockerEngine {
             }
         }
         if spec.networkDisabled { hostConfig["NetworkMode"] = "none" }
+        if let memory = spec.memoryLimitBytes { hostConfig["Memory"] = memory }
+        if !spec.anonymousVolumes.isEmpty {
+            let anonymous: [[String: Any]] = spec.anonymousVolumes.map { ["Type": "volume", "Target": $0] }
+            hostConfig["Mounts"] = (hostConfig["Mounts"] as? [[String: Any]] ?? []) + anonymous
+        }
         var body: [String: Any] = [
-            "Image": spec.image, "Entrypoint": spec.entrypoint, "Cmd": spec.command, "Labels": spec.labels,
+            "Image": spec.image, "Labels": spec.labels, "Env": spec.environment,
             "OpenStdin": spec.openStdin, "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
             "Tty": false, "HostConfig": hostConfig,
         ]
+        // Docker takes the image's entrypoint and command for keys that are left out.
+        if !spec.entrypoint.isEmpty {
+            body["Entrypoint"] = spec.entrypoint
+            body["Cmd"] = spec.command
+        } else if !spec.command.isEmpty {
+            body["Cmd"] = spec.command
+        }
         if let user = spec.user { body["User"] = user }
         let query = spec.name.map { "?name=\(percentEncode($0))" } ?? ""
         let response = try await request(
@@ -172,6 +184,18 @@ public final class DockerClient: DockerEngine {
             throw StackVaultError(.dockerAPI, "the Docker daemon did not return the id of the container it created")
         }
         return id
+    }
+
+    public func imageExists(_ reference: String) async throws -> Bool {
+        // The route is /images/{name:.*}/json: a repository's slashes stay as they are.
+        let path = reference.split(separator: "/", omittingEmptySubsequences: false).map { percentEncode(String($0)) }
+            .joined(separator: "/")
+        let response = try await raw("GET", "/images/\(path)/json", timeout: 30)
+        switch response.status {
+        case 200: return true
+        case 404: return false
+        default: throw daemonError(response, doing: "inspect image \(reference)")
+        }
     }
 
     public func removeContainer(_ id: String, force: Bool) async throws {

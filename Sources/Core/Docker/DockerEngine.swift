@@ -30,6 +30,8 @@ public protocol DockerEngine: Sendable {
     /// Removes a container; `force` kills it first if it runs. Its anonymous volumes go with it, unless another
     /// container still uses them.
     func removeContainer(_ id: String, force: Bool) async throws
+    /// Whether the image `reference` (name:tag or `sha256:` id) exists on this host (`GET /images/{name}/json`).
+    func imageExists(_ reference: String) async throws -> Bool
 
     // Swarm (see `SwarmService.swift`). Defaults: an engine outside any swarm.
 
@@ -52,7 +54,7 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     /// The container name; nil lets Docker choose one.
     public var name: String?
     public var image: String
-    /// Replaces the image's entrypoint.
+    /// Replaces the image's entrypoint; empty keeps the image's (and then an empty `command` keeps its command).
     public var entrypoint: [String]
     public var command: [String]
     /// `uid[:gid]` or a user name; nil keeps the image's user.
@@ -67,6 +69,13 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     /// Volumes (by name) and bind mounts (by host path) to mount (`HostConfig.Mounts`): `type` `volume` or `bind`,
     /// `source` the volume name or host path, `destination` the path in the container.
     public var mounts: [ContainerMount]
+    /// `KEY=value` entries added to the image's environment (`Env`).
+    public var environment: [String] = []
+    /// Memory limit in bytes (`HostConfig.Memory`); nil: none.
+    public var memoryLimitBytes: Int64? = nil
+    /// Container paths that get a fresh anonymous volume each (`HostConfig.Mounts` of type `volume`, no source);
+    /// removed with the container.
+    public var anonymousVolumes: [String] = []
 
     public init(
         name: String? = nil,

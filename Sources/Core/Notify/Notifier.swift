@@ -121,6 +121,45 @@ public struct Notifier: Sendable {
         }
     }
 
+    /// A restore drill of `stack` failed: webhook targets get a JSON document (`event: "drill_failed"`), ntfy
+    /// targets a high-priority message. Healthchecks.io and Uptime Kuma monitors follow the backup runs only.
+    public func drillFailed(stack: String, archive: String, problems: [String], host: String) async {
+        let message = "Restore drill FAILED on \(host): stack \(stack), archive \(archive): "
+            + problems.prefix(3).joined(separator: "; ")
+        for target in targets {
+            let request: HTTPRequest
+            switch target.kind {
+            case .webhook:
+                let document = DrillFailure(host: host, stack: stack, archive: archive, problems: problems,
+                                            message: message)
+                let encoder = JSONEncoder()
+                encoder.outputFormatting = [.sortedKeys]
+                guard let body = try? encoder.encode(document) else { continue }
+                request = HTTPRequest(method: "POST", url: target.url, headers: [("Content-Type", "application/json")],
+                                      body: .bytes(Array(body)), timeoutSeconds: 10)
+            case .ntfy:
+                request = HTTPRequest(
+                    method: "POST", url: target.url,
+                    headers: [("Title", "Restore drill FAILED on \(host)"), ("Priority", "high"),
+                              ("Tags", "rotating_light")],
+                    body: .bytes(Array(message.utf8)), timeoutSeconds: 10)
+            case .healthchecks, .uptimeKuma:
+                continue
+            }
+            await send(request, to: target)
+        }
+    }
+
+    /// The JSON a webhook receives for a failed drill.
+    struct DrillFailure: Encodable {
+        var event = "drill_failed"
+        var host: String
+        var stack: String
+        var archive: String
+        var problems: [String]
+        var message: String
+    }
+
     private func send(_ request: HTTPRequest, to target: NotificationTarget) async {
         do {
             let response = try await http.send(request)

@@ -33,6 +33,8 @@ public struct ServicePlan: Sendable, Encodable, Equatable {
     public var container: String
     public var containerID: String
     public var image: String
+    /// The image's id (`sha256:...`), empty when unknown; recorded in the manifest, not shown by `plan`.
+    public var imageID: String
     /// Whether the container is running now.
     public var running: Bool
     /// The components to back up, in order, each with the strategy that writes it (resolved once, by the planner).
@@ -59,10 +61,12 @@ public struct ServicePlan: Sendable, Encodable, Equatable {
         warnings: [String],
         errors: [String],
         swarmService: SwarmServicePlan? = nil,
-        labelSources: [String: String] = [:]
+        labelSources: [String: String] = [:],
+        imageID: String = ""
     ) {
         self.service = service
         self.container = container
+        self.imageID = imageID
         self.containerID = containerID
         self.image = image
         self.running = running
@@ -152,10 +156,12 @@ public struct PlannedComponent: Sendable, Equatable {
 
     /// The component's line in the archive index (`stackvault-index.json`), before any byte of it is written,
     /// with what the manifest will record of its origin (the container it is read from, its name and path).
-    public func indexEntry(service: String, container: String) -> ArchiveIndex.IndexComponent {
+    public func indexEntry(service: String, container: String, image: String? = nil, imageID: String? = nil)
+        -> ArchiveIndex.IndexComponent
+    {
         ArchiveIndex.IndexComponent(
             service: service, type: spec.type, archivePath: spec.archivePath, kind: kind, container: container,
-            name: spec.name, sourcePath: spec.path)
+            name: spec.name, sourcePath: spec.path, image: image, imageID: imageID)
     }
 
     public static func == (lhs: PlannedComponent, rhs: PlannedComponent) -> Bool {

@@ -273,7 +273,8 @@ public struct Planner: Sendable {
             components: components,
             stop: stopsContainer && container.isRunning,
             warnings: warnings,
-            errors: errors
+            errors: errors,
+            imageID: container.imageID ?? ""
         )
     }
 

@@ -10,6 +10,10 @@ public protocol ArchiveSink: AnyObject, Sendable {
     /// Adds the tar stream that `produce` writes (for instance Docker's archive of a directory), with its top
     /// entry renamed to `root` and everything below it moved along. Modes, owners, times, links are kept.
     func addTar(at root: String, produce: (any ByteSink) async throws -> Void) async throws -> ComponentRecord
+
+    /// Records what the dump added at `path` holds (counted as it streamed); the manifest carries it as the
+    /// component's `contents`. Call after the `addFile` of `path` returned; an unknown path is an error.
+    func recordContents(_ contents: DumpContents, of path: String) throws
 }
 
 /// What was written for one component; the manifest records it and verification checks it.

@@ -96,7 +96,10 @@ final class StackBackupSteps {
         try writer.writeIndex(ArchiveIndex(
             formatVersion: Manifest.currentFormatVersion, stack: stack.name,
             components: stack.services.flatMap { service in
-                service.components.map { $0.indexEntry(service: service.service, container: service.container) }
+                service.components.map {
+                    $0.indexEntry(service: service.service, container: service.container, image: service.image,
+                                  imageID: service.imageID.isEmpty ? nil : service.imageID)
+                }
             }))
         return OpenArchive(writer: writer, name: name, directory: directory, temporaryPath: temporaryPath,
                            startedAt: startedAt, progress: progress)
