@@ -69,6 +69,7 @@ enum PlanRendering {
 
     static func text(_ plan: BackupPlan, target: String) -> String {
         var out = "Target: \(target)\n"
+        if let helper = plan.helperImage { out += "Helper image for directory copies: \(helper)\n" }
         if plan.stacks.isEmpty {
             out += "No container is labelled backup.enable=true: nothing to back up.\n"
             return out
@@ -79,7 +80,8 @@ enum PlanRendering {
                 + "\(status)\n"
             for service in stack.services {
                 let what = service.strategies.map { c in
-                    c.name.map { "\(c.type) \($0)=\(c.path ?? "")" } ?? c.type
+                    c.name.map { "\(c.type) \($0)=\(c.path ?? "")" + (c.resolvedPath.map { " -> \($0)" } ?? "") }
+                        ?? c.type
                 }
                 let action = service.stop ? "stopped while copied" : service.running ? "keeps running" : "not running"
                 out += "  \(service.service)  [container \(service.container), \(action)]\n"

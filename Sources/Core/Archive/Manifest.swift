@@ -26,6 +26,8 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
         public var name: String? = nil
         /// Where the data comes from (a path in the container), if any (manifest only).
         public var sourcePath: String? = nil
+        /// The directory `sourcePath` resolved to when it is a symbolic link (manifest only).
+        public var resolvedPath: String? = nil
 
         enum CodingKeys: String, CodingKey {
             case service, type, archivePath, kind
@@ -33,8 +35,9 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
 
         public init(
             service: String, type: String, archivePath: String, kind: ComponentRecord.Kind,
-            container: String = "", name: String? = nil, sourcePath: String? = nil
+            container: String = "", name: String? = nil, sourcePath: String? = nil, resolvedPath: String? = nil
         ) {
+            self.resolvedPath = resolvedPath
             self.service = service
             self.type = type
             self.archivePath = archivePath
@@ -46,9 +49,11 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
 
         /// The manifest's entry for this component, from what was written for it (`record`).
         public func manifestComponent(record: ComponentRecord) -> Manifest.ManifestComponent {
-            Manifest.ManifestComponent(
+            var component = Manifest.ManifestComponent(
                 service: service, container: container, type: type, name: name, sourcePath: sourcePath,
                 record: record)
+            component.resolvedPath = resolvedPath
+            return component
         }
     }
 
@@ -120,8 +125,11 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var type: String
         /// The strategy's name for it (volume name, database name), if any.
         public var name: String?
-        /// Where the data came from (a path in the container), if any.
+        /// Where the data came from (a path in the container), if any: the label's path.
         public var sourcePath: String?
+        /// When `sourcePath` is a symbolic link: the directory it resolved to, whose content was copied (and is
+        /// restored into, the link left as it is).
+        public var resolvedPath: String? = nil
         public var archivePath: String
         public var kind: ComponentRecord.Kind
         public var sizeBytes: Int64

@@ -11,16 +11,24 @@ public final class DockerClient: DockerEngine {
     public static let maximumAPIVersion = (1, 47)
 
     public let endpoint: DockerEndpoint
-    private let http = HTTPClient()
+    let http = HTTPClient()
     private let negotiated = Mutex<String?>(nil)
+    /// `STACKVAULT_HELPER_IMAGE`, when set (see `HelperImage`).
+    public let helperImageOverride: String?
+    /// The helper image once resolved (see `helperImage()`).
+    let resolvedHelperImage = Mutex<HelperImage?>(nil)
 
-    public init(endpoint: DockerEndpoint) {
+    public init(endpoint: DockerEndpoint, helperImageOverride: String? = nil) {
         self.endpoint = endpoint
+        let trimmed = helperImageOverride?.trimmingCharacters(in: .whitespaces) ?? ""
+        self.helperImageOverride = trimmed.isEmpty ? nil : trimmed
     }
 
-    /// A client for `DOCKER_HOST` from the environment (default socket when unset).
+    /// A client for `DOCKER_HOST` from the environment (default socket when unset), with the helper image
+    /// `STACKVAULT_HELPER_IMAGE` names, if any.
     public convenience init(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
-        self.init(endpoint: try DockerEndpoint(dockerHost: environment["DOCKER_HOST"]))
+        self.init(endpoint: try DockerEndpoint(dockerHost: environment["DOCKER_HOST"]),
+                  helperImageOverride: environment[HelperImage.environmentKey])
     }
 
     public var endpointDescription: String { endpoint.description }
@@ -146,12 +154,17 @@ public final class DockerClient: DockerEngine {
     public func createContainer(_ spec: ContainerCreateSpec) async throws -> String {
         var hostConfig: [String: Any] = ["VolumesFrom": spec.volumesFrom]
         if spec.networkDisabled { hostConfig["NetworkMode"] = "none" }
+        if !spec.capDrop.isEmpty { hostConfig["CapDrop"] = spec.capDrop }
+        if !spec.capAdd.isEmpty { hostConfig["CapAdd"] = spec.capAdd }
+        if spec.noLogs { hostConfig["LogConfig"] = ["Type": "none", "Config": [String: String]()] }
         var body: [String: Any] = [
-            "Image": spec.image, "Entrypoint": spec.entrypoint, "Cmd": spec.command, "Labels": spec.labels,
-            "OpenStdin": spec.openStdin, "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+            "Image": spec.image, "Cmd": spec.command, "Labels": spec.labels,
+            "OpenStdin": spec.openStdin, "StdinOnce": spec.openStdin, "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
             "Tty": false, "HostConfig": hostConfig,
         ]
         if let user = spec.user { body["User"] = user }
+        // An empty entrypoint keeps the image's own.
+        if !spec.entrypoint.isEmpty { body["Entrypoint"] = spec.entrypoint }
         let query = spec.name.map { "?name=\(percentEncode($0))" } ?? ""
         let response = try await request(
             "POST", "/containers/create\(query)", body: try JSONSerialization.data(withJSONObject: body), timeout: 120,
@@ -265,7 +278,7 @@ public final class DockerClient: DockerEngine {
 
     // MARK: - Plumbing
 
-    private func makeRequest(
+    func makeRequest(
         _ method: String,
         _ path: String,
         headers: [(name: String, value: String)] = [],
@@ -289,7 +302,7 @@ public final class DockerClient: DockerEngine {
     }
 
     /// A request whose response must be 2xx; daemon errors come back with the daemon's own message.
-    private func request(
+    func request(
         _ method: String,
         _ path: String,
         body: Data? = nil,
@@ -304,7 +317,7 @@ public final class DockerClient: DockerEngine {
     }
 
     /// Any request, translating transport failures into "cannot connect" errors.
-    private func raw(_ method: String, _ path: String, body: Data? = nil, timeout: Int?) async throws
+    func raw(_ method: String, _ path: String, body: Data? = nil, timeout: Int?) async throws
         -> HTTPResponse
     {
         let request: HTTPRequest
@@ -335,7 +348,7 @@ public final class DockerClient: DockerEngine {
             isTransient: error.isTransient)
     }
 
-    private func daemonError(_ response: HTTPResponse, doing what: String) -> StackVaultError {
+    func daemonError(_ response: HTTPResponse, doing what: String) -> StackVaultError {
         let message = (try? JSONSerialization.jsonObject(with: Data(response.body)) as? [String: Any])?["message"]
             as? String ?? response.bodyText.trimmingCharacters(in: .whitespacesAndNewlines)
         return StackVaultError(.dockerAPI,

@@ -20,7 +20,7 @@ public struct Planner: Sendable {
         for summary in summaries where Self.isEnabled(summary.labels[Self.enableLabel]) {
             details.append(try await docker.inspectContainer(summary.id))
         }
-        return plan(for: details)
+        return await checkDirectories(plan(for: details), containers: details)
     }
 
     /// `true` (any case) enables; anything else does not.

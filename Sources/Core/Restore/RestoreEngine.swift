@@ -83,6 +83,8 @@ public struct RestoreEngine: Sendable {
                 }
             }
         let stopGuard = ContainerStopGuard(docker: docker, stopTimeoutSeconds: stopTimeoutSeconds, logger: logger)
+        // A helper image still to be imported is made before anything stops (see `HelperImage`).
+        if plan.steps.contains(where: { $0.requirement == .stopped }) { _ = await docker.helperImage(build: true) }
         do {
             let (fileResults, _) = try await stopGuard.run(toStop, stack: plan.targetStack, purpose: "restore") {
                 var fileResults: [RestoreStepResult] = []

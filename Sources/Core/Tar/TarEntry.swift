@@ -46,6 +46,13 @@ struct TarEntry {
         return entry
     }
 
+    /// A new directory entry owned by root, modified now.
+    static func directory(path: [UInt8], permissions: UInt32) throws -> TarEntry {
+        let entry = try regularFile(path: path, size: 0, permissions: permissions)
+        archive_entry_set_filetype(entry.pointer, TarFileType.directory)
+        return entry
+    }
+
     /// The entry's name as stored (falling back to its UTF-8 form), nil when it has none.
     var path: [UInt8]? {
         ArchivePath.bytes(archive_entry_pathname(pointer)) ?? ArchivePath.bytes(archive_entry_pathname_utf8(pointer))
