@@ -31,6 +31,15 @@ struct TarEntry {
         self.owner = Owner(pointer)
     }
 
+    /// A copy of `other` (libarchive's `archive_entry_clone`: names, metadata, xattrs, ACLs, sparse map), owned.
+    init(cloning other: TarEntry) throws {
+        guard let pointer = archive_entry_clone(other.pointer) else {
+            throw StackVaultError(.archive, "libarchive: cannot copy an entry (out of memory?)")
+        }
+        self.pointer = pointer
+        self.owner = Owner(pointer)
+    }
+
     /// A new regular file entry owned by root, modified now.
     static func regularFile(path: [UInt8], size: Int64, permissions: UInt32) throws -> TarEntry {
         let entry = try TarEntry()
