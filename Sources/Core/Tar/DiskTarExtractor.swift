@@ -23,9 +23,9 @@ import Foundation
 ///    `.stackvault-old-<random>`, then the staged ones move up; a failure moves everything back.
 /// 4. **Remove** the old content with `unlinkat` (``DirectoryTree/remove(_:in:shown:)``); if that fails the
 ///    restore still stands and the summary names the leftover directory.
-/// 5. **Top**: the target directory's own mode, owner, times, xattrs and ACLs are set from the top entry
-///    (libarchive on the existing directory, from its parent; xattrs and ACLs it had and the entry lacks are
-///    removed first).
+/// 5. **Top**: the target directory's own mode, owner, times, xattrs and ACLs are set from the top entry (see
+///    `applyTopEntry`: through a scratch directory, as libarchive does not set a default ACL on an existing
+///    directory); xattrs and ACLs it had and the entry lacks are removed.
 ///
 /// Sets the process's working directory while it runs (restored at the end): run it in a process of its own.
 /// Needs room for both copies for a moment, and root (owners, devices, `trusted.*` xattrs).
@@ -41,13 +41,9 @@ public enum DiskTarExtractor {
     public static func replaceContents(of path: String, from input: Int32, what: String) throws -> DiskTarSummary {
         let resolved = try DiskTar.resolveDirectory(path, doing: "restoring into")
         var summary = DiskTarSummary(operation: "tar-extract", path: path, resolvedPath: resolved)
-        let parentPath = (resolved as NSString).deletingLastPathComponent
-        let name = Array((resolved as NSString).lastPathComponent.utf8)
-        let parent = try syscall("open", path: parentPath, failing: "cannot open the directory '\(parentPath)'") {
-            open(parentPath, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        let target = try syscall("open", path: resolved, failing: "cannot open the directory '\(resolved)'") {
+            open(resolved, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         }
-        defer { close(parent) }
-        let target = try DirectoryTree.openDirectory(name, in: parent, shown: resolved)
         defer { close(target) }
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let stageName = Array(".stackvault-stage-\(suffix)".utf8)
@@ -95,13 +91,10 @@ public enum DiskTarExtractor {
             summary.leftover = oldShown
             summary.warn("the old content could not be removed from \(oldShown): \(error); remove it by hand")
         }
-        // 5: the directory's own metadata, from its parent.
+        // 5: the directory's own metadata.
         do {
-            try clearExtendedAttributes(of: target, shown: resolved)
-            try syscall("fchdir", path: parentPath, failing: "cannot enter '\(parentPath)'") { fchdir(parent) }
-            top.setPath(name)
-            try writeTopEntry(top, shown: resolved, into: &summary)
-            workingDirectory.restore()
+            try applyTopEntry(top, to: target, shown: resolved, scratch: Array(".stackvault-top-\(suffix)".utf8),
+                              into: &summary)
         } catch {
             workingDirectory.restore()
             throw StackVaultError(
@@ -109,7 +102,6 @@ public enum DiskTarExtractor {
                 "the content of \(resolved) was restored, but not the directory's own mode, owner, times or ACLs: "
                     + "\(error); run the restore again")
         }
-
         return summary
     }
 
@@ -168,10 +160,7 @@ public enum DiskTarExtractor {
         }
         let parts = ArchivePath.components(path)
         summary.entries += 1
-        summary.xattrs += Int(archive_entry_xattr_count(entry.pointer))
-        if archive_entry_acl_count(entry.pointer, ARCHIVE_ENTRY_ACL_TYPE_ACCESS | ARCHIVE_ENTRY_ACL_TYPE_DEFAULT) > 0 {
-            summary.aclEntries += 1
-        }
+        summary.count(entry)
         guard let top else {
             guard parts.count == 1, entry.fileType & TarFileType.mask == TarFileType.directory else {
                 throw StackVaultError(
@@ -208,31 +197,90 @@ public enum DiskTarExtractor {
         return top
     }
 
-    /// Sets the target's own metadata from the top entry (named by the target's last component; the working
-    /// directory is its parent).
-    private static func writeTopEntry(_ top: TarEntry, shown: String, into summary: inout DiskTarSummary) throws {
+    /// Gives the target directory the top entry's mode, owner, times, xattrs and ACLs.
+    ///
+    /// libarchive (3.6) does not set a default ACL on a directory that already exists, and the target must stay
+    /// (it may be a mount point). So the top entry is extracted as a new, empty scratch directory inside the target
+    /// (after the target's own xattrs and ACLs are removed, so that it inherits nothing), and the kernel's result
+    /// is copied over: its extended attributes as they are (`system.posix_acl_*` included), owner, mode (after the
+    /// ACLs, so the ACL mask stays what it was), then, once the scratch directory is gone, its times.
+    private static func applyTopEntry(
+        _ top: TarEntry, to target: Int32, shown: String, scratch: [UInt8], into summary: inout DiskTarSummary
+    ) throws {
+        let scratchShown = "\(shown)/\(String(decoding: scratch, as: UTF8.self))"
+        try clearExtendedAttributes(of: target, shown: shown)
+        let workingDirectory = WorkingDirectory()
+        defer { workingDirectory.restore() }
+        try syscall("fchdir", path: shown, failing: "cannot enter \(shown)") { fchdir(target) }
+        top.setPath(scratch)
         let disk = try DiskWriter(what: shown, consequence: "")
+        var created = false
+        defer { if created { try? DirectoryTree.remove(scratch, in: target, shown: scratchShown) } }
         try withLibArchiveUTF8Locale {
-            if let warning = try disk.writeHeader(top, shown: shown) { summary.warn("\(shown): \(warning)") }
+            let warning = try disk.writeHeader(top, shown: shown)
+            created = true
+            if let warning { summary.warn("\(shown): \(warning)") }
             if let warning = try disk.finishEntry(shown: shown) { summary.warn("\(shown): \(warning)") }
         }
         try disk.close()
+        workingDirectory.restore()
+
+        let scratchFD = try DirectoryTree.openDirectory(scratch, in: target, shown: scratchShown)
+        defer { close(scratchFD) }
+        var info = stat()
+        try syscall("fstat", path: scratchShown, failing: "cannot examine \(scratchShown)") { fstat(scratchFD, &info) }
+        try syscall("fchown", path: shown, failing: "cannot set the owner of \(shown)") {
+            fchown(target, info.st_uid, info.st_gid)
+        }
+        for name in try extendedAttributeNames(of: scratchFD, shown: scratchShown) where name != "security.selinux" {
+            let value = try extendedAttribute(name, of: scratchFD, shown: scratchShown)
+            try syscall("fsetxattr", path: shown, failing: "cannot set the extended attribute \(name) of \(shown)") {
+                value.withUnsafeBytes { fsetxattr(target, name, $0.baseAddress, $0.count, 0) }
+            }
+        }
+        try syscall("fchmod", path: shown, failing: "cannot set the mode of \(shown)") {
+            fchmod(target, info.st_mode & 0o7777)
+        }
+        created = false
+        try DirectoryTree.remove(scratch, in: target, shown: scratchShown)
+        let times = [info.st_atim, info.st_mtim]
+        try syscall("futimens", path: shown, failing: "cannot set the times of \(shown)") {
+            futimens(target, times)
+        }
+    }
+
+    /// The names of the extended attributes of `fd`.
+    private static func extendedAttributeNames(of fd: Int32, shown: String) throws -> [String] {
+        let failing = "cannot list the extended attributes of \(shown)"
+        let size = try syscall("flistxattr", path: shown, failing: failing) {
+            flistxattr(fd, UnsafeMutablePointer<CChar>?.none, 0)
+        }
+        guard size > 0 else { return [] }
+        var names = [CChar](repeating: 0, count: size)
+        let count = try syscall("flistxattr", path: shown, failing: failing) { flistxattr(fd, &names, names.count) }
+        return names[0..<count].split(separator: 0).map {
+            String(decoding: $0.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        }
+    }
+
+    /// The value of the extended attribute `name` of `fd`.
+    private static func extendedAttribute(_ name: String, of fd: Int32, shown: String) throws -> [UInt8] {
+        let failing = "cannot read the extended attribute \(name) of \(shown)"
+        let size = try syscall("fgetxattr", path: shown, failing: failing) {
+            fgetxattr(fd, name, UnsafeMutableRawPointer?.none, 0)
+        }
+        var value = [UInt8](repeating: 0, count: size)
+        let count = try syscall("fgetxattr", path: shown, failing: failing) {
+            value.withUnsafeMutableBytes { fgetxattr(fd, name, $0.baseAddress, $0.count) }
+        }
+        return Array(value[0..<count])
     }
 
     /// Removes the target's extended attributes and ACLs (not other `system.*` attributes), so that the top
     /// entry's are all it has afterwards.
     private static func clearExtendedAttributes(of fd: Int32, shown: String) throws {
-        let size = try syscall("flistxattr", path: shown, failing: "cannot list the extended attributes of \(shown)") {
-            flistxattr(fd, UnsafeMutablePointer<CChar>?.none, 0)
-        }
-        guard size > 0 else { return }
-        var names = [CChar](repeating: 0, count: size)
-        let count = try syscall("flistxattr", path: shown,
-                                failing: "cannot list the extended attributes of \(shown)") {
-            flistxattr(fd, &names, names.count)
-        }
-        for raw in names[0..<count].split(separator: 0) {
-            let name = String(decoding: raw.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        for name in try extendedAttributeNames(of: fd, shown: shown) {
+            if name == "security.selinux" { continue }
             if name.hasPrefix("system.") && name != "system.posix_acl_access" && name != "system.posix_acl_default" {
                 continue
             }

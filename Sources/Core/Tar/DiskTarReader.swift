@@ -68,12 +68,7 @@ public enum DiskTarReader {
             let isHardlink = entry.hardlink != nil
             if isHardlink { summary.hardlinks += 1 }
             if archive_entry_sparse_count(entry.pointer) > 0 && !isHardlink { summary.sparseFiles += 1 }
-            summary.xattrs += Int(archive_entry_xattr_count(entry.pointer))
-            if archive_entry_acl_count(entry.pointer, ARCHIVE_ENTRY_ACL_TYPE_ACCESS | ARCHIVE_ENTRY_ACL_TYPE_DEFAULT)
-                > 0
-            {
-                summary.aclEntries += 1
-            }
+            summary.count(entry)
             let shown = "\(resolved)/\(shownRelative)"
             if let warning = try writer.writeHeader(entry, shown: shown), !warning.contains("to UTF-8") {
                 summary.warn("\(shownRelative): \(warning)")

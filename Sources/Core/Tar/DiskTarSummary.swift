@@ -56,6 +56,13 @@ public struct DiskTarSummary: Codable, Sendable, Equatable {
     /// At most this many paths and warnings are listed.
     static let listLimit = 20
 
+    /// Adds `entry`'s extended attributes (distinct names: libarchive's PAX reader lists each one twice, from its
+    /// `LIBARCHIVE.xattr` and `SCHILY.xattr` records) and whether it carries an ACL.
+    mutating func count(_ entry: TarEntry) {
+        xattrs += entry.extendedAttributeNames.count
+        if entry.hasACL { aclEntries += 1 }
+    }
+
     mutating func warn(_ message: String) {
         if warnings.count < Self.listLimit { warnings.append(message) }
     }

@@ -78,6 +78,24 @@ struct TarEntry {
         archive_entry_hardlink(pointer) == nil && TreeEntryType(fileType: fileType) == .file
     }
 
+    /// The distinct names of the entry's extended attributes.
+    var extendedAttributeNames: Set<String> {
+        var names = Set<String>()
+        archive_entry_xattr_reset(pointer)
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while archive_entry_xattr_next(pointer, &name, &value, &size) == ARCHIVE_OK {
+            if let name { names.insert(String(cString: name)) }
+        }
+        return names
+    }
+
+    /// True when the entry carries a POSIX access or default ACL.
+    var hasACL: Bool {
+        archive_entry_acl_count(pointer, ARCHIVE_ENTRY_ACL_TYPE_ACCESS | ARCHIVE_ENTRY_ACL_TYPE_DEFAULT) > 0
+    }
+
     func setPath(_ path: [UInt8]) {
         withNulTerminated(path) { archive_entry_copy_pathname(pointer, $0) }
     }
