@@ -14,6 +14,7 @@ struct StackVaultCommand: AsyncParsableCommand {
         subcommands: [
             PlanCommand.self, BackupCommand.self, PruneCommand.self, ListCommand.self, VerifyCommand.self,
             RestoreCommand.self, StatusCommand.self, DaemonCommand.self, ScheduleCommand.self, HealthCommand.self,
+            HelperCommand.self,
         ],
         defaultSubcommand: PlanCommand.self
     )

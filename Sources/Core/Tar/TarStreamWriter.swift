@@ -52,7 +52,9 @@ final class TarStreamWriter {
         }
     }
 
-    func writeHeader(_ entry: TarEntry, shown: String) throws {
+    /// Writes `entry`'s header; returns libarchive's warning, if it gave one (e.g. a name stored as raw bytes).
+    @discardableResult
+    func writeHeader(_ entry: TarEntry, shown: String) throws -> String? {
         try wording { try writer.writeHeader(entry, shown: shown) }
     }
 
