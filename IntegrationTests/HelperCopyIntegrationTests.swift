@@ -60,11 +60,13 @@ extension Integration {
             }
 
             /// Everything a copy must keep, as seen from the host: types, modes, owners, sizes, link counts,
-            /// mtimes of non-directories, xattrs, ACLs (getfacl prints the mask and the group bits apart).
+            /// mtimes of non-directories (to the second: entries without a PAX header keep whole seconds), xattrs
+            /// (`user.*`, and `security.capability`: other `security.*` names need CAP_SYS_ADMIN to be written,
+            /// which the helper does not get), ACLs (getfacl prints the mask and the group bits apart).
             func snapshot() throws -> String {
                 let root = try mountpoint
                 let listing = try Shell.sh("cd '\(root)' && find . -mindepth 1 -printf '%p %y %m %U:%G %s %n "
-                    + "%Tx%TT-%y\\n' | sed 's/[0-9:.]*-d$/dir/' | sort").stdout
+                    + "%TY-%Tm-%Td+%TH:%TM:%TS-%y\\n' | sed 's/\\.[0-9]*-/-/; s/[0-9:+-]*-d$/dir/' | sort").stdout
                 let xattrs = try Shell.sh("cd '\(root)' && getfattr -R -h -d -m '^(user|security)\\.' . 2>&1 | "
                     + "grep -v '^$' | sort", check: false).stdout
                 let acls = try Shell.sh("cd '\(root)' && getfacl -R -P . 2>&1 | sort").stdout
@@ -94,10 +96,11 @@ extension Integration {
                 set -e; cd '\(root)'
                 mkdir -p dir/sub && echo hello > dir/file && echo data > plain
                 setfattr -n user.color -v blue dir/file && setfattr -n user.empty dir
-                setfattr -n security.stackvault -v secret plain 2>/dev/null || true
+                echo binary > capable && setcap cap_net_bind_service+ep capable
                 chown 1234:2345 dir/file && chmod 640 dir/file
                 setfacl -m u:1234:rwx,g::r--,m::rwx dir && setfacl -d -m u:1234:rwx,g::r-x dir
                 setfacl -m u:4321:r-- plain
+                echo secret > locked && chown 999:999 locked && chmod 000 locked && mkdir closed && chmod 000 closed
                 truncate -s 4G sparse && dd if=/dev/urandom of=sparse bs=4096 count=2 seek=262144 conv=notrunc 2>/dev/null
                 ln plain hardlink && mkfifo fifo && mknod null-device c 1 3 && ln -s dir/file relative-link
                 \(long.directories.map { "mkdir \($0) && cd \($0)" }.joined(separator: " && ")) && echo deep > \(long.file)
@@ -112,8 +115,14 @@ extension Integration {
             #expect(backup.ok, "\(backup.stdout)\n\(backup.stderr)")
             #expect(backup.stderr.contains("1 socket(s)"), "the skipped socket is reported: \(backup.stderr.suffix(3000))")
             #expect(try target.helpersLeft().isEmpty)
-            let downtime = backup.stdout.split(separator: "\n").first { $0.hasPrefix(target.name) } ?? ""
-            print("backup: \(downtime)")
+            // STACK SERVICES SIZE DURATION DOWNTIME RESULT: 4 GiB of holes are not read, so the downtime is that
+            // of stopping, one helper and starting (13.7 s through the archive API on the machine of issue #13).
+            let row = backup.stdout.split(separator: "\n").first { $0.hasPrefix(target.name) } ?? ""
+            let columns = row.split(separator: " ", omittingEmptySubsequences: true)
+            let result = columns.firstIndex { $0.hasPrefix("ok:") || $0.hasPrefix("FAILED") } ?? 0
+            let downtime = result > 0 ? Double(columns[result - 1].dropLast()) ?? -1 : -1
+            print("4 GiB sparse file backed up with a downtime of \(downtime) s: \(row)")
+            #expect(downtime >= 0 && downtime < 20, "\(row)")
 
             // Damage everything, then restore.
             try Shell.sh("cd '\(root)' && rm -rf ./* && echo junk > junk && setfacl -b . ")
@@ -121,7 +130,12 @@ extension Integration {
             #expect(restore.ok, "\(restore.stdout)\n\(restore.stderr)")
             #expect(try target.helpersLeft().isEmpty)
             let after = try target.snapshot()
-            #expect(after == before, "before:\n\(before.prefix(4000))\nafter:\n\(after.prefix(4000))")
+            if after != before {
+                try before.write(to: target.backups.appendingPathComponent("before.txt"), atomically: true, encoding: .utf8)
+                try after.write(to: target.backups.appendingPathComponent("after.txt"), atomically: true, encoding: .utf8)
+                let diff = try Shell.sh("cd '\(target.backups.path)' && diff before.txt after.txt", check: false).stdout
+                Issue.record("the restored tree differs from the original:\n\(diff.prefix(6000))")
+            }
             let sparseAfter = try target.diskUsageKiB("sparse")
             #expect(abs(sparseAfter - sparseBefore) <= 64, "du of the sparse file: \(sparseBefore) KiB before, \(sparseAfter) KiB after")
             #expect(try Docker.isRunning(target.name))

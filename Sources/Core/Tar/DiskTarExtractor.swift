@@ -31,7 +31,9 @@ import Foundation
 /// Needs room for both copies for a moment, and root (owners, devices, `trusted.*` xattrs).
 public enum DiskTarExtractor {
     /// libarchive's extraction flags: everything restored, nothing outside the stage written.
-    static let flags: Int32 = ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME
+    // ARCHIVE_EXTRACT_SPARSE: archives hold sparse files in full (holes as zeros, `TarWriter.copy`); runs of
+    // zero blocks become holes again on disk.
+    static let flags: Int32 = ARCHIVE_EXTRACT_SPARSE | ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME
         | ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_SECURE_NODOTDOT
         | ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS
 

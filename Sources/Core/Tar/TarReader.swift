@@ -100,7 +100,12 @@ final class TarReader {
             var count = 0
             var offset: Int64 = 0
             let status = archive_read_data_block(archive, &block, &count, &offset)
-            if status == ARCHIVE_EOF { return .end }
+            if status == ARCHIVE_EOF {
+                // libarchive reports the entry's full size as the end offset: beyond the last data block of a
+                // sparse entry that ends in a hole.
+                endOffset = offset
+                return .end
+            }
             guard status == ARCHIVE_OK || status == ARCHIVE_WARN else { return .failed }
             if count > 0, let block { return .data(UnsafeRawBufferPointer(start: block, count: count), offset: offset) }
         }
@@ -118,13 +123,23 @@ final class TarReader {
         return UnsafeRawBufferPointer(buffer)
     }()
 
-    /// Passes the current entry's data to `body` in place, the holes of a sparse entry as zeros, at most `size`
+    /// Where the current entry's data ended (set when ``nextDataBlock()`` returns `.end`): its full size, a trailing
+    /// hole of a sparse entry included.
+    private(set) var endOffset: Int64 = 0
+
+    /// Passes the current entry's data to `body` in place, the holes of a sparse entry as zeros (a trailing hole
+    /// too), at most `size`
     /// bytes; returns the bytes passed. Throws ``BrokenData`` when the data cannot be read, or `body`'s error.
     func readData(size: Int64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         var copied: Int64 = 0
         while true {
             switch nextDataBlock() {
             case .end:
+                while copied < min(endOffset, size) {
+                    let hole = min(Int64(Self.zeros.count), min(endOffset, size) - copied)
+                    try body(UnsafeRawBufferPointer(rebasing: Self.zeros[0..<Int(hole)]))
+                    copied += hole
+                }
                 return copied
             case .failed:
                 throw BrokenData(message: errorMessage)
