@@ -201,7 +201,11 @@ extension Integration {
             #expect(try target.helpersLeft().isEmpty)
         }
 
-        @Test func aHelperKilledMidStreamFailsTheStackAndLeavesNothing() async throws {
+        /// Mid-stream, the helper is killed (`docker kill`) or StackVault gets SIGTERM: the stack fails with a
+        /// message naming service and path (helper killed) or stops (SIGTERM); the container runs again and no
+        /// helper is left either way.
+        @Test(arguments: ["kill-helper", "sigterm"])
+        func anInterruptedStreamFailsTheStackAndLeavesNothing(_ interruption: String) async throws {
             try TestBed.requireDocker()
             let target = try Target.make(labels: ["backup.volume-path.data": "/data"])
             defer { target.remove() }
@@ -217,13 +221,21 @@ extension Integration {
             }
             #expect(!helper.isEmpty, "no helper container appeared\n\(run.log.suffix(3000))")
             try await Task.sleep(for: .milliseconds(700))
-            try Shell.run(["docker", "kill", helper], check: false)
-            while run.process.isRunning { try await Task.sleep(for: .milliseconds(200)) }
+            if interruption == "kill-helper" {
+                try Shell.run(["docker", "kill", helper], check: false)
+            } else {
+                kill(run.process.processIdentifier, SIGTERM)
+            }
+            let exitDeadline = Date().addingTimeInterval(120)
+            while run.process.isRunning && Date() < exitDeadline { try await Task.sleep(for: .milliseconds(200)) }
+            #expect(!run.process.isRunning, "stackvault did not exit\n\(run.log.suffix(3000))")
             #expect(run.process.terminationStatus != 0, "\(run.log.suffix(3000))")
-            #expect(run.log.contains("helper container") && run.log.contains("/data")
-                && run.log.contains("service \(target.name)"), "\(run.log.suffix(3000))")
-            #expect(try Docker.isRunning(target.name))
-            #expect(try target.helpersLeft().isEmpty)
+            if interruption == "kill-helper" {
+                #expect(run.log.contains("helper container") && run.log.contains("/data")
+                    && run.log.contains("service \(target.name)") && run.log.contains("killed"), "\(run.log.suffix(3000))")
+            }
+            #expect(try Docker.isRunning(target.name), "\(run.log.suffix(3000))")
+            #expect(try target.helpersLeft().isEmpty, "\(run.log.suffix(3000))")
         }
     }
 }
