@@ -148,7 +148,11 @@ extension DockerClient {
     }
 
     private func resolveHelperImage(build: Bool) async -> HelperImage {
-        if let override = helperImageOverride { return .override(image: override) }
+        if let override = helperImageOverride {
+            return override == "none"
+                ? .unavailable(reason: "\(HelperImage.environmentKey)=none turns helper containers off")
+                : .override(image: override)
+        }
         let binary: String
         do {
             binary = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")

@@ -3,7 +3,8 @@ import Foundation
 /// The image that helper containers (the directory reader and writer of `volume-path`) are made from, and why.
 ///
 /// A helper runs StackVault's own binary (`stackvault helper tar-create|tar-extract`), so the image must hold it:
-/// - `override`: `STACKVAULT_HELPER_IMAGE` names it; its entrypoint must be `stackvault`.
+/// - `override`: `STACKVAULT_HELPER_IMAGE` names it; its entrypoint must be `stackvault`. (`none` turns helpers
+///   off: every directory then goes through the archive API.)
 /// - `ownContainer`: StackVault runs in a container; its image is used, entrypoint = the binary's path in it.
 /// - `built`: StackVault runs on the host; an image of its binary plus the shared libraries it links (as `ldd`
 ///   lists them, the dynamic loader included) is imported on first use (`POST /images/create?fromSrc=-`, no
