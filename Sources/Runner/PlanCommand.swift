@@ -60,11 +60,13 @@ struct PlanCommand: AsyncParsableCommand {
 enum PlanRendering {
     struct Document: Encodable {
         var target: String
+        /// The helper image directory copies use, and why (absent when no directory is copied).
+        var helperImage: String?
         var stacks: [StackPlan]
     }
 
     static func json(_ plan: BackupPlan, target: String) throws -> String {
-        try prettyJSON(Document(target: target, stacks: plan.stacks))
+        try prettyJSON(Document(target: target, helperImage: plan.helperImage, stacks: plan.stacks))
     }
 
     static func text(_ plan: BackupPlan, target: String) -> String {

@@ -42,7 +42,16 @@ extension DockerClient {
         var spec = spec
         spec.openStdin = stdin != nil
         spec.noLogs = true
-        let id = try await createContainer(spec)
+        let id: String
+        do {
+            id = try await createContainer(spec)
+        } catch {
+            // A built image that someone removed is looked up (and built) again by the next copy.
+            resolvedHelperImage.withLock { known in
+                if case .built = known { known = nil }
+            }
+            throw error
+        }
         let remove: @Sendable () async -> Void = { [self] in try? await removeContainer(id, force: true) }
         do {
             let code = try await attachStartAndWait(id, name: spec.name ?? id, stdin: stdin, stdout: stdout,

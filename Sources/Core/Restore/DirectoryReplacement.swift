@@ -36,8 +36,8 @@ public struct DirectoryReplacement: Sendable {
         case writableLayer
     }
 
-    /// Label put on helper containers, with the name of the container they serve.
-    public static let helperLabel = "stackvault.restore-helper"
+    /// Label put on helper containers, with the name of the container they serve (the same as `DirectoryHelper`'s).
+    public static let helperLabel = HelperImage.containerLabel
 
     public let docker: any DockerEngine
     public let container: ContainerDetails
