@@ -299,12 +299,7 @@ enum DiskTarTestSupport {
         FileManager.default.createFile(atPath: output.path, contents: nil)
         defer { try? FileManager.default.removeItem(at: output) }
         let handle = try FileHandle(forWritingTo: output)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", script]
-        var environment = ProcessInfo.processInfo.environment
-        environment["LC_ALL"] = "C.UTF-8"
-        process.environment = environment
+        let process = ArchiveTestSupport.bashProcess(script)
         process.standardOutput = handle
         process.standardError = handle
         process.standardInput = FileHandle.nullDevice
