@@ -17,8 +17,8 @@ struct ArchiveSparseTests {
             set -e
             cd \(Support.quote(directory.root))
             mkdir -p src/data; echo small > src/data/plain
-            truncate -s 64M src/data/sparse
-            head -c 8192 /dev/urandom | dd of=src/data/sparse bs=4096 seek=4096 conv=notrunc status=none
+            truncate -s 16M src/data/sparse
+            head -c 8192 /dev/urandom | dd of=src/data/sparse bs=4096 seek=1024 conv=notrunc status=none
             \(Support.quote(DiskTarTestSupport.binary)) helper tar-create src/data > data.tar 2>/dev/null
             [ "$(stat -c %s data.tar)" -lt 65536 ]
             """)
@@ -30,7 +30,7 @@ struct ArchiveSparseTests {
         }
         let finished = try await writer.finish(ArchiveWriterTests.header())
         #expect(finished.ok, "\(finished.problems)")
-        #expect(record.sizeBytes == (64 << 20) + 6)
+        #expect(record.sizeBytes == (16 << 20) + 6)
 
         let result = try await DiskTarTestSupport.bash("""
             set -e

@@ -7,8 +7,9 @@ import Testing
 /// the built binary is spawned with pipes, as the helper container runs it. Needs root (owners, device nodes,
 /// `trusted.*` xattrs), a file system with user xattrs and POSIX ACLs, and `attr` + `acl` (setfattr, getfacl:
 /// scripts/install-deps.sh). The commands change the process's working directory, which is why they are never
-/// run inside the test process.
-@Suite("DiskTar")
+/// run inside the test process. One test at a time: they spawn busy processes, and timing tests of other suites
+/// share the two cores.
+@Suite("DiskTar", .serialized)
 struct DiskTarTests {
     typealias Support = DiskTarTestSupport
 
