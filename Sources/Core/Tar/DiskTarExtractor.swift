@@ -47,6 +47,8 @@ public enum DiskTarExtractor {
             open(resolved, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC)
         }
         defer { close(target) }
+        var targetInfo = stat()
+        try syscall("fstat", path: resolved, failing: "cannot examine '\(resolved)'") { fstat(target, &targetInfo) }
         let suffix = UUID().uuidString.prefix(8).lowercased()
         let stageName = Array(".stackvault-stage-\(suffix)".utf8)
         let oldName = Array(".stackvault-old-\(suffix)".utf8)
@@ -78,11 +80,17 @@ public enum DiskTarExtractor {
         } catch {
             workingDirectory.restore()
             try? DirectoryTree.remove(stageName, in: target, shown: stageShown)
+            restoreTimes(of: target, from: targetInfo)
             throw error
         }
 
         // 3: swap.
-        try swap(in: target, shown: resolved, stage: (stageName, stageShown), old: (oldName, oldShown))
+        do {
+            try swap(in: target, shown: resolved, stage: (stageName, stageShown), old: (oldName, oldShown))
+        } catch {
+            restoreTimes(of: target, from: targetInfo)
+            throw error
+        }
 
         // 4: the old content (before the top entry: removing it changes the directory's times).
         do {
@@ -105,6 +113,12 @@ public enum DiskTarExtractor {
                     + "\(error); run the restore again")
         }
         return summary
+    }
+
+    /// Puts back the times `info` had (creating and removing the stage changed the directory's mtime).
+    private static func restoreTimes(of fd: Int32, from info: stat) {
+        let times = [info.st_atim, info.st_mtim]
+        _ = futimens(fd, times)
     }
 
     private static func stagingHint(_ code: Int32) -> String {

@@ -12,7 +12,7 @@ import Foundation
 /// - extended attributes of every namespace the process can read (`user.*`, `security.*`, `trusted.*`) as
 ///   `LIBARCHIVE.xattr.*`, POSIX access and default ACLs as `SCHILY.acl.access` / `SCHILY.acl.default`;
 /// - sparse files as sparse entries (PAX `GNU.sparse` 1.0: only the data regions are stored; holes found with
-///   `FIEMAP` / `SEEK_HOLE`);
+///   `SEEK_HOLE` / `SEEK_DATA`); files under 64 KiB are stored whole without a search for holes;
 /// - character and block devices and FIFOs, with numeric owners only (no user or group names: those of the
 ///   helper's image would be wrong for the target's files).
 ///
@@ -42,13 +42,15 @@ public enum DiskTarReader {
         while let status = try walk.next(into: entry) {
             let diskPath = entry.path ?? []
             let relative = diskPath.count > prefix.count ? Array(diskPath[(prefix.count + 1)...]) : []
-            let shownRelative = relative.isEmpty ? "." : ArchivePath.display(relative)
-            if let warning = status.warning { summary.warn("\(shownRelative): \(warning)") }
+            // Names for messages are built only when one is needed (100,000 small files make it count).
+            let shownRelative = { relative.isEmpty ? "." : ArchivePath.display(relative) }
+            let shown = { "\(resolved)/\(shownRelative())" }
+            if let warning = status.warning { summary.warn("\(shownRelative()): \(warning)") }
             let type = entry.fileType & TarFileType.mask
             if type == TarFileType.socket {
                 summary.skippedSockets += 1
                 if summary.skippedSocketPaths.count < DiskTarSummary.listLimit {
-                    summary.skippedSocketPaths.append(shownRelative)
+                    summary.skippedSocketPaths.append(shownRelative())
                 }
                 continue
             }
@@ -57,7 +59,7 @@ public enum DiskTarReader {
                 if rootDevice == nil { rootDevice = device }
                 if device != rootDevice {
                     if summary.skippedMountPoints.count < DiskTarSummary.listLimit {
-                        summary.skippedMountPoints.append(shownRelative)
+                        summary.skippedMountPoints.append(shownRelative())
                     }
                 } else {
                     walk.descend()
@@ -69,14 +71,13 @@ public enum DiskTarReader {
             if isHardlink { summary.hardlinks += 1 }
             if archive_entry_sparse_count(entry.pointer) > 0 && !isHardlink { summary.sparseFiles += 1 }
             summary.count(entry)
-            let shown = "\(resolved)/\(shownRelative)"
-            if let warning = try writer.writeHeader(entry, shown: shown), !warning.contains("to UTF-8") {
-                summary.warn("\(shownRelative): \(warning)")
+            if let warning = try writer.writeHeader(entry, shown: shown()), !warning.contains("to UTF-8") {
+                summary.warn("\(shownRelative()): \(warning)")
             }
             if type == TarFileType.regular && !isHardlink && entry.size > 0 {
                 summary.dataBytes += try walk.copyData(into: writer, shown: shown)
             }
-            try writer.finishEntry(shown: shown)
+            try writer.finishEntry(shown: shown())
             summary.entries += 1
         }
         try writer.finish()
@@ -103,6 +104,13 @@ extension TarFileType {
 /// strategy.
 private let paxRestrictedFormat: Int32 = 0x30003
 
+/// The disk walk's behaviour: other file systems not entered, file flags not read.
+private let walkBehavior = ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS | ARCHIVE_READDISK_NO_FFLAGS
+
+/// Regular files smaller than this are stored whole, without looking for holes: a hole in them saves at most this
+/// much, and the search costs six `lseek` calls per file.
+private let denseBelow: Int64 = 64 << 10
+
 /// One `archive_read_disk` walk over a directory, with the hard-link resolver for its entries.
 private final class DiskWalk {
     struct Status {
@@ -127,9 +135,16 @@ private final class DiskWalk {
         archive_entry_linkresolver_set_strategy(resolver, paxRestrictedFormat)
         // Physical walk: symlinks are stored as links. No user/group name lookup: numeric owners only.
         try archiveCheck(archive_read_disk_set_symlink_physical(disk), disk, "reading '\(root)' (symlink mode)")
-        try archiveCheck(
-            archive_read_disk_set_behavior(disk, ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS | ARCHIVE_READDISK_NO_FFLAGS),
-            disk, "reading '\(root)' (behaviour)")
+        try archiveCheck(archive_read_disk_set_behavior(disk, walkBehavior), disk, "reading '\(root)' (behaviour)")
+        // Called with each entry's stat before libarchive reads its xattrs, ACLs and sparse map: files too small to
+        // gain from holes skip the hole search (six lseek calls per file).
+        archive_read_disk_set_metadata_filter_callback(disk, { archive, _, entry in
+            guard let archive, let entry else { return 1 }
+            let dense = UInt32(archive_entry_filetype(entry)) == TarFileType.regular
+                && archive_entry_size(entry) < denseBelow
+            archive_read_disk_set_behavior(archive, walkBehavior | (dense ? ARCHIVE_READDISK_NO_SPARSE : 0))
+            return 1
+        }, nil)
         let opened = withLibArchiveUTF8Locale { archive_read_disk_open(disk, root) }
         if opened != ARCHIVE_OK {
             throw StackVaultError(.io, "cannot read the directory '\(root)': \(archiveErrorString(disk))")
@@ -177,7 +192,7 @@ private final class DiskWalk {
 
     /// Copies the current file's data regions into `writer`; returns the bytes read. Holes of a sparse entry are
     /// passed as zeros, which libarchive's PAX writer drops (it stores only the map's data regions).
-    func copyData(into writer: TarStreamWriter, shown: String) throws -> Int64 {
+    func copyData(into writer: TarStreamWriter, shown: () -> String) throws -> Int64 {
         var progress: Int64 = 0
         var read: Int64 = 0
         while true {
@@ -187,15 +202,15 @@ private final class DiskWalk {
             let status = archive_read_data_block(disk, &block, &count, &offset)
             if status == ARCHIVE_EOF { return read }
             guard status == ARCHIVE_OK || status == ARCHIVE_WARN else {
-                throw StackVaultError(.io, "cannot read the content of '\(shown)': \(archiveErrorString(disk))")
+                throw StackVaultError(.io, "cannot read the content of '\(shown())': \(archiveErrorString(disk))")
             }
             while progress < offset {
                 let hole = Int(min(Int64(zeros.count), offset - progress))
-                try writer.writeData(UnsafeRawBufferPointer(rebasing: zeros[0..<hole]), shown: shown)
+                try writer.writeData(UnsafeRawBufferPointer(rebasing: zeros[0..<hole]), shown: shown())
                 progress += Int64(hole)
             }
             if count > 0, let block {
-                try writer.writeData(UnsafeRawBufferPointer(start: block, count: count), shown: shown)
+                try writer.writeData(UnsafeRawBufferPointer(start: block, count: count), shown: shown())
                 progress += Int64(count)
                 read += Int64(count)
             }

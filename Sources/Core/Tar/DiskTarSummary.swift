@@ -1,3 +1,4 @@
+internal import CArchive
 import Foundation
 
 /// What ``DiskTarReader`` stored or ``DiskTarExtractor`` restored: the one-line JSON summary the helper
@@ -59,7 +60,7 @@ public struct DiskTarSummary: Codable, Sendable, Equatable {
     /// Adds `entry`'s extended attributes (distinct names: libarchive's PAX reader lists each one twice, from its
     /// `LIBARCHIVE.xattr` and `SCHILY.xattr` records) and whether it carries an ACL.
     mutating func count(_ entry: TarEntry) {
-        xattrs += entry.extendedAttributeNames.count
+        if archive_entry_xattr_count(entry.pointer) > 0 { xattrs += entry.extendedAttributeNames.count }
         if entry.hasACL { aclEntries += 1 }
     }
 

@@ -66,12 +66,17 @@ final class TarReader {
         try archiveCheck(status, archive, what())
     }
 
+    /// True when the current entry is sparse (GNU sparse formats): its data blocks skip the holes, a trailing one
+    /// included. Recorded when the header is read, as the entry's map may be cleared later.
+    private(set) var currentEntryIsSparse = false
+
     /// The next entry's header.
     func nextEntry() -> Next {
         var entryPointer: OpaquePointer?
         let status = withLibArchiveUTF8Locale { archive_read_next_header(archive, &entryPointer) }
         if status == ARCHIVE_EOF { return .end }
         if status == ARCHIVE_OK || status == ARCHIVE_WARN, let entryPointer {
+            currentEntryIsSparse = archive_entry_sparse_count(entryPointer) > 0
             return .entry(TarEntry(borrowing: entryPointer))
         }
         if status == ARCHIVE_FAILED || status == ARCHIVE_RETRY { return .damaged(archiveErrorString(archive)) }
@@ -100,12 +105,7 @@ final class TarReader {
             var count = 0
             var offset: Int64 = 0
             let status = archive_read_data_block(archive, &block, &count, &offset)
-            if status == ARCHIVE_EOF {
-                // libarchive reports the entry's full size as the end offset: beyond the last data block of a
-                // sparse entry that ends in a hole.
-                endOffset = offset
-                return .end
-            }
+            if status == ARCHIVE_EOF { return .end }
             guard status == ARCHIVE_OK || status == ARCHIVE_WARN else { return .failed }
             if count > 0, let block { return .data(UnsafeRawBufferPointer(start: block, count: count), offset: offset) }
         }
@@ -123,20 +123,17 @@ final class TarReader {
         return UnsafeRawBufferPointer(buffer)
     }()
 
-    /// Where the current entry's data ended (set when ``nextDataBlock()`` returns `.end`): its full size, a trailing
-    /// hole of a sparse entry included.
-    private(set) var endOffset: Int64 = 0
-
     /// Passes the current entry's data to `body` in place, the holes of a sparse entry as zeros (a trailing hole
-    /// too), at most `size`
-    /// bytes; returns the bytes passed. Throws ``BrokenData`` when the data cannot be read, or `body`'s error.
+    /// included), at most `size` bytes; returns the bytes passed. Throws ``BrokenData`` when the data cannot be
+    /// read, or `body`'s error.
     func readData(size: Int64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         var copied: Int64 = 0
         while true {
             switch nextDataBlock() {
             case .end:
-                while copied < min(endOffset, size) {
-                    let hole = min(Int64(Self.zeros.count), min(endOffset, size) - copied)
+                // A sparse entry that ends in a hole has no data block for it: pass its zeros too.
+                while currentEntryIsSparse && copied < size {
+                    let hole = min(Int64(Self.zeros.count), size - copied)
                     try body(UnsafeRawBufferPointer(rebasing: Self.zeros[0..<Int(hole)]))
                     copied += hole
                 }
