@@ -24,6 +24,44 @@ extension Integration {
             try await body(try DockerClient(), name)
         }
 
+        @Test func runHelperStreamsStdinThroughAndStdoutBackWithTheExitCodeAndRemovesTheHelper() async throws {
+            try TestBed.requireDocker()
+            let docker = try DockerClient()
+            let label = "svtest-helper-\(UUID().uuidString.prefix(8).lowercased())"
+            let spec = ContainerCreateSpec(
+                image: TestBed.busyboxImage, entrypoint: ["sh", "-c", "wc -c; echo done >&2; exit 5"],
+                labels: [HelperImage.containerLabel: label, "stackvault.test": "true"], capDrop: ["ALL"])
+            let out = Collect(), err = Collect()
+            let code = try await docker.runHelper(spec, stdin: { sink in
+                let block = [UInt8](repeating: 65, count: 1 << 20)
+                for _ in 0..<20 { try block.withUnsafeBytes { try sink.write($0) } }
+            }, stdout: out, stderr: err)
+            #expect(code == 5)
+            #expect(out.text.trimmingCharacters(in: .whitespacesAndNewlines) == "\(20 << 20)")
+            #expect(err.text == "done\n")
+            let left = try Shell.run(["docker", "ps", "-aq", "--filter", "label=\(HelperImage.containerLabel)=\(label)"])
+            #expect(left.stdout.isEmpty, "the helper is removed")
+
+            // Cancelled while it streams: the helper goes too.
+            let task = Task {
+                try await docker.runHelper(
+                    ContainerCreateSpec(image: TestBed.busyboxImage, entrypoint: ["sh", "-c", "cat /dev/zero"],
+                                        labels: [HelperImage.containerLabel: label, "stackvault.test": "true"]),
+                    stdin: nil, stdout: Discard(), stderr: Discard())
+            }
+            try await Task.sleep(for: .seconds(2))
+            task.cancel()
+            let outcome = await task.result
+            #expect(throws: (any Error).self) { try outcome.get() }
+            let afterCancel = try Shell.run(["docker", "ps", "-aq", "--filter",
+                                             "label=\(HelperImage.containerLabel)=\(label)"])
+            #expect(afterCancel.stdout.isEmpty, "the cancelled helper is removed")
+        }
+
+        final class Discard: ByteSink, @unchecked Sendable {
+            func write(_ buffer: UnsafeRawBufferPointer) throws {}
+        }
+
         @Test func execStreamsStdoutAndStderrApartWithTheExitCode() async throws {
             try await Self.withContainer { docker, name in
                 let out = Collect(), err = Collect()

@@ -184,7 +184,7 @@ extension Integration {
         }
 
         static func helpersLeft() throws -> String {
-            try Shell.run(["docker", "ps", "-aq", "--filter", "label=stackvault.restore-helper"]).stdout
+            try Shell.run(["docker", "ps", "-aq", "--filter", "label=\(HelperImage.containerLabel)"]).stdout
         }
 
         static func tmpLeftovers(_ container: String) throws -> String {

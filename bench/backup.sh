@@ -5,9 +5,13 @@
 #   bash bench/backup.sh                 # 1.5 GiB volume, pgbench scale 20, 3 rounds
 #   BENCH_GIB=0.5 BENCH_ROUNDS=5 bash bench/backup.sh
 #   BENCH_AGE=1 bash bench/backup.sh     # also StackVault with age encryption (AGE_RECIPIENTS, a fresh key)
+#   BENCH_TREE_FILES=100000              # size of the small-file tree (kind "tree"); 0 leaves it out
 #
-# Contenders (volume): stackvault backup to a local dir; the seed's way (stop, docker cp to a temp dir, start,
+# Contenders (volume, and tree: BENCH_TREE_FILES files of 1-8 KiB in 1,000-file folders): stackvault backup to a
+# local dir, through its helper container (the default for a volume); sv-api, the same with
+# STACKVAULT_HELPER_IMAGE=none (Docker's archive API); the seed's way (stop, docker cp to a temp dir, start,
 # tar | zstd -T0, zstd -t); the best shell pipeline (stop, docker cp C:/path - | zstd -T0 > out, start).
+# The peak memory is that of the StackVault process (the helper container's own is not counted).
 # Contenders (database): stackvault backup of a PostgreSQL service; docker exec pg_dumpall | zstd -T0.
 # Figures: wall time, CPU time (user+sys of everything the contender ran, including docker cp, but not dockerd),
 # peak RSS of the tool, extra disk used during the run (sampled, includes the output), the output's size, and
@@ -23,7 +27,9 @@ WORK="${BENCH_DIR:-/var/tmp/stackvault-bench}"
 BUSYBOX="${STACKVAULT_TEST_BUSYBOX_IMAGE:-stackvault-test/busybox:latest}"
 POSTGRES="${STACKVAULT_TEST_POSTGRES_IMAGE:-stackvault-test/postgres:15}"
 VOL_C=svbench-files
+TREE_C=svbench-tree
 PG_C=svbench-pg
+TREE_FILES="${BENCH_TREE_FILES:-100000}"
 export DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
 
 say() { printf '==> %s\n' "$*" >&2; }
@@ -90,6 +96,24 @@ PY
   DATA_BYTES=$(du -sb --exclude .done "$dir" | cut -f1)
 }
 
+make_tree() {
+  docker rm -f "$TREE_C" >/dev/null 2>&1 || true
+  docker volume rm -f svbench-tree >/dev/null 2>&1 || true
+  docker run -d --init --name "$TREE_C" --label stackvault.test=true --label backup.enable=true \
+    --label backup.volume-path.data=/data -v svbench-tree:/data "$BUSYBOX" sleep 1000000 >/dev/null
+  say "writing $TREE_FILES small files into the tree volume"
+  local mp; mp=$(docker volume inspect -f '{{.Mountpoint}}' svbench-tree)
+  python3 - "$mp" "$TREE_FILES" <<'PY'
+import os, random, sys
+root, n = sys.argv[1], int(sys.argv[2])
+rng = random.Random(13)
+for i in range(n):
+    d = os.path.join(root, f"d{i // 1000:04d}")
+    if i % 1000 == 0: os.makedirs(d, exist_ok=True)
+    with open(os.path.join(d, f"f{i:07d}"), "wb") as f: f.write(rng.randbytes(rng.randint(1024, 8192)))
+PY
+}
+
 make_db() {
   docker rm -f "$PG_C" >/dev/null 2>&1 || true
   docker run -d --name "$PG_C" --label stackvault.test=true --label backup.enable=true \
@@ -130,14 +154,14 @@ measure() {
 
 # The contenders. Each leaves the container running.
 sv_volume() {
-  "$SV" backup --stack "$VOL_C" --target "file://$out" 2>"$WORK/sv.log" >/dev/null
+  "$SV" backup --stack "$TARGET_C" --target "file://$out" 2>"$WORK/sv.log" >/dev/null
   grep -o 'downtime [0-9.]* s)' "$WORK/sv.log" | head -1 | grep -o '[0-9.]*' >"$WORK/downtime"
 }
 seed_volume() {
   local t0 t1; t0=$(now)
-  docker stop -t 30 "$VOL_C" >/dev/null
-  docker cp "$VOL_C:/data" "$out/copy"
-  docker start "$VOL_C" >/dev/null
+  docker stop -t 30 "$TARGET_C" >/dev/null
+  docker cp "$TARGET_C:/data" "$out/copy"
+  docker start "$TARGET_C" >/dev/null
   t1=$(now); awk "BEGIN{print $t1 - $t0}" >"$WORK/downtime"
   tar -C "$out/copy" -cf - . | zstd -q -T0 -o "$out/seed.tar.zst"
   zstd -q -t "$out/seed.tar.zst"
@@ -145,16 +169,17 @@ seed_volume() {
 }
 pipe_volume() {
   local t0 t1; t0=$(now)
-  docker stop -t 30 "$VOL_C" >/dev/null
-  docker cp "$VOL_C:/data" - | zstd -q -T0 -o "$out/pipe.tar.zst"
-  docker start "$VOL_C" >/dev/null
+  docker stop -t 30 "$TARGET_C" >/dev/null
+  docker cp "$TARGET_C:/data" - | zstd -q -T0 -o "$out/pipe.tar.zst"
+  docker start "$TARGET_C" >/dev/null
   t1=$(now); awk "BEGIN{print $t1 - $t0}" >"$WORK/downtime"
 }
 sv_db() { "$SV" backup --stack "$PG_C" --target "file://$out" >/dev/null 2>&1; }
 sv_age_volume() { AGE_RECIPIENTS="$BENCH_AGE_RECIPIENT" sv_volume; }
+sv_api_volume() { STACKVAULT_HELPER_IMAGE=none sv_volume; }
 sv_age_db() { AGE_RECIPIENTS="$BENCH_AGE_RECIPIENT" sv_db; }
 pipe_db() { docker exec -e PGPASSWORD=bench "$PG_C" pg_dumpall -U postgres | zstd -q -T0 -o "$out/db.sql.zst"; }
-export -f sv_volume seed_volume pipe_volume sv_db pipe_db sv_age_volume sv_age_db now
+export -f sv_volume seed_volume pipe_volume sv_db pipe_db sv_age_volume sv_age_db sv_api_volume now
 export SV VOL_C PG_C WORK out
 if [ "${BENCH_AGE:-0}" = 1 ]; then
   rm -f "$WORK/age-key.txt"
@@ -164,13 +189,26 @@ if [ "${BENCH_AGE:-0}" = 1 ]; then
 fi
 
 make_data
+[ "$TREE_FILES" -gt 0 ] && make_tree
 make_db
+# A helper image still to be built is built now, not in the first measured run.
+"$SV" plan >/dev/null 2>&1 || true
+TARGET_C="$VOL_C" STACKVAULT_HELPER_IMAGE= "$SV" backup --stack "$VOL_C" --target "file://$WORK/warmup" >/dev/null 2>&1 || true
+rm -rf "$WORK/warmup"
 say "data: volume $(numfmt --to=iec "$DATA_BYTES"), database $(numfmt --to=iec "$DB_BYTES"); $ROUNDS rounds"
 for round in $(seq 1 "$ROUNDS"); do
   say "round $round/$ROUNDS"
+  export TARGET_C="$VOL_C"
   measure stackvault volume bash -c sv_volume
+  measure sv-api volume bash -c sv_api_volume
   measure seed volume bash -c seed_volume
   measure pipeline volume bash -c pipe_volume
+  if [ "$TREE_FILES" -gt 0 ]; then
+    export TARGET_C="$TREE_C"
+    measure stackvault tree bash -c sv_volume
+    measure sv-api tree bash -c sv_api_volume
+    measure pipeline tree bash -c pipe_volume
+  fi
   measure stackvault database bash -c sv_db
   measure pipeline database bash -c pipe_db
   if [ "${BENCH_AGE:-0}" = 1 ]; then
@@ -196,8 +234,9 @@ print(f"{'kind':9} {'contender':11} {'wall s':>8} {'cpu s':>8} {'peak MiB':>9} {
 for (kind, name), d in data.items():
     print(f"{kind:9} {name:11} {med(d['wall']):8.2f} {med(d['cpu']):8.2f} {max(d['rss']):9.1f} {max(d['disk']):9.1f} {med(d['out']):11.1f} {med(d['down']):11.2f}")
 print("\nratios StackVault / contender (wall, downtime):")
-for kind in ("volume", "database"):
+for kind in ("volume", "tree", "database"):
     sv = data.get((kind, "stackvault"))
+    if sv is None: continue
     for (k, name), d in data.items():
         if k != kind or name in ("stackvault", "sv+age"): continue
         wall = med(sv["wall"]) / med(d["wall"])
@@ -206,5 +245,5 @@ for kind in ("volume", "database"):
     if (kind, "sv+age") in data:
         print(f"  {kind:9} age encryption: wall {med(data[(kind, 'sv+age')]['wall']) / med(sv['wall']):.2f}x of plain StackVault")
 PY
-docker rm -f "$VOL_C" "$PG_C" >/dev/null 2>&1 || true
-docker volume rm -f svbench-data >/dev/null 2>&1 || true
+docker rm -f "$VOL_C" "$TREE_C" "$PG_C" >/dev/null 2>&1 || true
+docker volume rm -f svbench-data svbench-tree >/dev/null 2>&1 || true

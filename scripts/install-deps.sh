@@ -6,7 +6,8 @@ set -euo pipefail
 
 # The one list of what `swift build` needs (Package.swift's system-library targets, and pkg-config to find them).
 build_pkgs=(libcurl4-openssl-dev libzstd-dev libxxhash-dev libssl-dev libarchive-dev zlib1g-dev pkg-config)
-test_pkgs=(docker.io docker-compose mmdebstrap busybox-static zstd postgresql-client mariadb-client age)
+# attr, acl: getfattr/setfattr, getfacl/setfacl for the disk tar fidelity tests.
+test_pkgs=(docker.io docker-compose mmdebstrap busybox-static zstd postgresql-client mariadb-client age attr acl)
 build_only=0
 [ "${1:-}" = --build-only ] && build_only=1
 

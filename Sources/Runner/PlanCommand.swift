@@ -60,15 +60,18 @@ struct PlanCommand: AsyncParsableCommand {
 enum PlanRendering {
     struct Document: Encodable {
         var target: String
+        /// The helper image directory copies use, and why (absent when no directory is copied).
+        var helperImage: String?
         var stacks: [StackPlan]
     }
 
     static func json(_ plan: BackupPlan, target: String) throws -> String {
-        try prettyJSON(Document(target: target, stacks: plan.stacks))
+        try prettyJSON(Document(target: target, helperImage: plan.helperImage, stacks: plan.stacks))
     }
 
     static func text(_ plan: BackupPlan, target: String) -> String {
         var out = "Target: \(target)\n"
+        if let helper = plan.helperImage { out += "Helper image for directory copies: \(helper)\n" }
         if plan.stacks.isEmpty {
             out += "No container is labelled backup.enable=true: nothing to back up.\n"
             return out
@@ -79,7 +82,8 @@ enum PlanRendering {
                 + "\(status)\n"
             for service in stack.services {
                 let what = service.strategies.map { c in
-                    c.name.map { "\(c.type) \($0)=\(c.path ?? "")" } ?? c.type
+                    c.name.map { "\(c.type) \($0)=\(c.path ?? "")" + (c.resolvedPath.map { " -> \($0)" } ?? "") }
+                        ?? c.type
                 }
                 if let swarm = service.swarmService {
                     let back = swarm.replicas.map(String.init) ?? "?"

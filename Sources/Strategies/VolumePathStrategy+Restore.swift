@@ -4,7 +4,7 @@ public import StackVaultCore
 /// archive's, through the Docker Engine API (see `DirectoryReplacement` for how, and its limits).
 extension VolumePathStrategy: RestoreStrategy {
     public func checkRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) throws {
-        guard let path = component.sourcePath, path.hasPrefix("/"), path != "/",
+        guard let path = Self.directory(of: component), path.hasPrefix("/"), path != "/",
             !path.split(separator: "/").contains("..")
         else {
             throw StackVaultError(.restoreFailed, "the archive does not say which directory \(component.archivePath) "
@@ -13,13 +13,19 @@ extension VolumePathStrategy: RestoreStrategy {
         _ = try DirectoryReplacement.method(for: path, mounts: container.mounts)
     }
 
+    /// The directory restored into: the one the label's path resolved to when it was a symbolic link (the link
+    /// itself is left as it is), else the label's path.
+    static func directory(of component: Manifest.ManifestComponent) -> String? {
+        component.resolvedPath ?? component.sourcePath
+    }
+
     public func describeRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) -> String {
-        let path = component.sourcePath ?? "?"
+        let path = Self.directory(of: component) ?? "?"
         let how: String
         switch Result(catching: { try DirectoryReplacement.method(for: path, mounts: container.mounts) }) {
         case .success(.helperContainer(let mount)):
-            how = "It is on the mount \(mount): the archive's copy is staged inside it first, then a helper container "
-                + "from the image \(container.image) (no network, removed afterwards) swaps it in."
+            how = "It is on the mount \(mount): a helper container (StackVault's own tar, no network, removed "
+                + "afterwards) stages the archive's copy inside it and swaps it in; xattrs, ACLs and holes are restored."
         case .success(.writableLayer):
             how = "It is in the container's own layer (no mount): one upload replaces the directory."
         case .failure(let error):
@@ -36,7 +42,7 @@ extension VolumePathStrategy: RestoreStrategy {
         context: RestoreContext
     ) async throws {
         try checkRestore(component, into: container)
-        let path = component.sourcePath ?? ""
+        let path = Self.directory(of: component) ?? ""
         guard !container.isRunning else {
             throw StackVaultError(.restoreFailed, "container \(container.name) runs; directories are only restored "
                 + "into stopped containers")

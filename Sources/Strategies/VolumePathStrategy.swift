@@ -1,7 +1,11 @@
 public import StackVaultCore
 
-/// `backup.volume-path.<name>=/path`: the directory `/path` of the container, copied through the Engine's archive
-/// API while the container is stopped, into `{service}/volumes/<name>/`.
+/// `backup.volume-path.<name>=/path`: the directory `/path` of the container (the directory it leads to when it
+/// is a symbolic link), copied while the container is stopped into `{service}/volumes/<name>/`.
+///
+/// On a volume or bind mount the copy is made by a helper container running StackVault's own tar
+/// (`DirectoryHelper`: xattrs, ACLs, sparse files, hard links kept); in the container's own layer, or when no
+/// helper image can be had, through the Engine's archive API, with a warning that says what that loses.
 public struct VolumePathStrategy: BackupStrategy {
     public let type = "volume-path"
     public let labelKey = "backup.volume-path."
@@ -41,11 +45,31 @@ public struct VolumePathStrategy: BackupStrategy {
         context: BackupContext,
         into archive: any ArchiveSink
     ) async throws -> ComponentRecord {
-        guard let path = component.path else {
+        guard let path = BackupContext.directory(of: component) else {
             throw StackVaultError(.invalidLabel, "volume-path component \(component.archivePath) has no path")
         }
-        return try await archive.addTar(at: component.archivePath) { sink in
-            try await context.docker.getArchive(from: container.id, path: path, into: sink)
+        let place = "service \(context.service) (container \(container.name)) of stack \(context.stack)"
+        let helper = await context.docker.helperImage(build: true)
+        switch DirectoryCopy.choose(path: path, mounts: container.mounts, helper: helper) {
+        case .archiveAPI(let why):
+            context.logger.warning("\(place): \(why)")
+            return try await archive.addTar(at: component.archivePath) { sink in
+                try await context.docker.getArchive(from: container.id, path: path, into: sink)
+            }
+        case .helper(let image):
+            let reader = DirectoryHelper(docker: context.docker, image: image, container: container, place: place)
+            var summary: DirectoryHelper.Summary?
+            let record = try await archive.addTar(at: component.archivePath) { sink in
+                summary = try await reader.read(path, into: sink)
+            }
+            if let summary, summary.skippedSockets > 0 {
+                let message = "\(place): \(summary.skippedSockets) socket(s) in \(path) were left out (a socket "
+                    + "cannot be archived; the program that made it makes it again): "
+                    + summary.skippedSocketPaths.prefix(5).joined(separator: ", ")
+                context.logger.warning("\(message)")
+            }
+            for warning in summary?.warnings ?? [] { context.logger.warning("\(place): \(path): \(warning)") }
+            return record
         }
     }
 }

@@ -42,6 +42,7 @@ public final class FakeDockerEngine: DockerEngine {
         var services: [SwarmService] = []
         var taskTemplates: [String: ContainerDetails] = [:]
         var taskCounter = 0
+        var pathStats: [String: ContainerPathStat?] = [:]
     }
 
     private let state = Mutex(State())
@@ -51,6 +52,18 @@ public final class FakeDockerEngine: DockerEngine {
     }
 
     public var endpointDescription: String { "fake://docker" }
+
+    /// `statPath` of `path` in `container` answers `stat` (nil: the path does not exist). Unscripted paths are
+    /// directories.
+    public func setPathStat(_ stat: ContainerPathStat?, for container: String, path: String) {
+        state.withLock { $0.pathStats["\(container):\(path)"] = .some(stat) }
+    }
+
+    public func statPath(in container: String, path: String) async throws -> ContainerPathStat? {
+        let details = try find(container)
+        if let scripted = state.withLock({ $0.pathStats["\(details.name):\(path)"] }) { return scripted }
+        return ContainerPathStat(isDirectory: true)
+    }
 
     public func add(_ container: ContainerDetails) {
         state.withLock { $0.containers.append(container) }

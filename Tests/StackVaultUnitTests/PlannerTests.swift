@@ -186,3 +186,72 @@ import Testing
         }
     }
 }
+
+@Suite struct HelperPlanTests {
+    @Test func lddOutputListsEveryLibraryAndTheLoaderButNotTheVDSO() throws {
+        let output = """
+            \tlinux-vdso.so.1 (0x00007ffc1d5f2000)
+            \tlibcurl.so.4 => /lib/x86_64-linux-gnu/libcurl.so.4 (0x00007f0b1c0a0000)
+            \tlibc.so.6 => /lib/x86_64-linux-gnu/libc.so.6 (0x00007f0b1be00000)
+            \t/lib64/ld-linux-x86-64.so.2 (0x00007f0b1c3a0000)
+            """
+        #expect(try HelperImage.libraries(fromLdd: output) == [
+            "/lib/x86_64-linux-gnu/libcurl.so.4", "/lib/x86_64-linux-gnu/libc.so.6", "/lib64/ld-linux-x86-64.so.2",
+        ])
+        #expect(throws: StackVaultError.self) {
+            try HelperImage.libraries(fromLdd: "\tlibzstd.so.1 => not found\n")
+        }
+    }
+
+    @Test func theBuiltImageTagChangesWithTheVersionAndTheBinary() {
+        #expect(HelperImage.builtTag(version: "0.1.0", hash: 0xabc) == "stackvault-helper:0.1.0-000000000000")
+        #expect(HelperImage.builtTag(version: "0.1.0", hash: 0x0123_4567_89ab_cdef) == "stackvault-helper:0.1.0-0123456789ab")
+        #expect(HelperImage.builtTag(version: "0.2.0", hash: 1) != HelperImage.builtTag(version: "0.1.0", hash: 1))
+    }
+
+    @Test func dockersPathStatIsReadAsDirectoryOrResolvedLink() {
+        let directory = DockerClient.pathStat(fromJSON: ["mode": NSNumber(value: UInt64(2_147_484_141)), "linkTarget": ""])
+        #expect(directory == ContainerPathStat(isDirectory: true))
+        let link = DockerClient.pathStat(fromJSON: ["mode": NSNumber(value: UInt64(134_218_239)), "linkTarget": "/data/v1"])
+        #expect(link == ContainerPathStat(isDirectory: false, isSymlink: true, linkTarget: "/data/v1"))
+    }
+
+    @Test func directoriesOnMountsUseTheHelperAndTheRestTheArchiveAPIWithAWarning() {
+        let mounts = [ContainerMount(type: "volume", destination: "/data"), ContainerMount(type: "tmpfs", destination: "/run")]
+        let image = HelperImage.override(image: "x:1")
+        #expect(DirectoryCopy.choose(path: "/data/v1", mounts: mounts, helper: image) == .helper(image))
+        guard case .archiveAPI(let why) = DirectoryCopy.choose(path: "/etc", mounts: mounts, helper: image) else {
+            Issue.record("/etc is in the container's layer")
+            return
+        }
+        #expect(why.contains("own layer") && why.contains("extended attributes"))
+        guard case .archiveAPI(let none) = DirectoryCopy.choose(path: "/data", mounts: mounts,
+                                                                helper: .unavailable(reason: "no binary")) else {
+            Issue.record("no helper image")
+            return
+        }
+        #expect(none.contains("no binary") && none.contains("POSIX ACLs"))
+    }
+
+    @Test func planResolvesLinksAndNamesLabelServiceAndContainerForBadPaths() async throws {
+        let container = ContainerDetails(
+            id: "id-app", name: "app-files-1", image: "busybox", isRunning: true,
+            labels: ["backup.enable": "true", "com.docker.compose.project": "app", "com.docker.compose.service": "files",
+                     "backup.volume-path.cur": "/data/cur", "backup.volume-path.gone": "/data/gone",
+                     "backup.volume-path.file": "/data/file"],
+            environment: [:], mounts: [ContainerMount(type: "volume", destination: "/data")])
+        let docker = FakeDockerEngine(containers: [container])
+        docker.setPathStat(ContainerPathStat(isDirectory: false, isSymlink: true, linkTarget: "/data/v1"),
+                           for: "app-files-1", path: "/data/cur")
+        docker.setPathStat(nil, for: "app-files-1", path: "/data/gone")
+        docker.setPathStat(ContainerPathStat(isDirectory: false), for: "app-files-1", path: "/data/file")
+        let plan = try await Planner(docker: docker, strategies: try BuiltinStrategies.registry()).makePlan()
+        let service = try #require(plan.stacks.first?.services.first)
+        #expect(service.strategies.first { $0.name == "cur" }?.resolvedPath == "/data/v1")
+        #expect(service.errors.contains(
+            "label backup.volume-path.gone=/data/gone of service files (container app-files-1): /data/gone does not "
+                + "exist in the container; create the directory or correct the label"), "\(service.errors)")
+        #expect(service.errors.contains { $0.contains("backup.volume-path.file=/data/file") && $0.contains("not a directory") })
+        #expect(plan.helperImage?.contains("fake://docker cannot run helper containers") == true, "\(plan.helperImage ?? "")")
+    }
+}

@@ -236,12 +236,7 @@ enum ArchiveTestSupport {
     /// Runs a bash script; returns its exit status and combined output.
     @discardableResult
     static func shell(_ script: String) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", script]
-        var environment = ProcessInfo.processInfo.environment
-        environment["LC_ALL"] = "C.UTF-8"
-        process.environment = environment
+        let process = bashProcess(script)
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe
@@ -249,6 +244,17 @@ enum ArchiveTestSupport {
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+    }
+
+    /// A bash process running `script` in the C.UTF-8 locale, not started yet.
+    static func bashProcess(_ script: String) -> Process {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/bin/bash")
+        process.arguments = ["-c", script]
+        var environment = ProcessInfo.processInfo.environment
+        environment["LC_ALL"] = "C.UTF-8"
+        process.environment = environment
+        return process
     }
 
     /// Single-quotes `string` for bash.

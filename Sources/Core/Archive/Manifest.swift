@@ -30,6 +30,8 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
         /// (manifest only).
         public var image: String? = nil
         public var imageID: String? = nil
+        /// The directory `sourcePath` resolved to when it is a symbolic link (manifest only).
+        public var resolvedPath: String? = nil
 
         enum CodingKeys: String, CodingKey {
             case service, type, archivePath, kind
@@ -37,9 +39,10 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
 
         public init(
             service: String, type: String, archivePath: String, kind: ComponentRecord.Kind,
-            container: String = "", name: String? = nil, sourcePath: String? = nil, image: String? = nil,
-            imageID: String? = nil
+            container: String = "", name: String? = nil, sourcePath: String? = nil, resolvedPath: String? = nil,
+            image: String? = nil, imageID: String? = nil
         ) {
+            self.resolvedPath = resolvedPath
             self.service = service
             self.type = type
             self.archivePath = archivePath
@@ -62,6 +65,7 @@ public struct ArchiveIndex: Codable, Sendable, Equatable {
             component.image = image
             component.imageID = imageID
             component.contents = contents
+            component.resolvedPath = resolvedPath
             return component
         }
     }
@@ -134,8 +138,11 @@ public struct Manifest: Codable, Sendable, Equatable {
         public var type: String
         /// The strategy's name for it (volume name, database name), if any.
         public var name: String?
-        /// Where the data came from (a path in the container), if any.
+        /// Where the data came from (a path in the container), if any: the label's path.
         public var sourcePath: String?
+        /// When `sourcePath` is a symbolic link: the directory it resolved to, whose content was copied (and is
+        /// restored into, the link left as it is).
+        public var resolvedPath: String? = nil
         public var archivePath: String
         public var kind: ComponentRecord.Kind
         public var sizeBytes: Int64

@@ -11,16 +11,24 @@ public final class DockerClient: DockerEngine {
     public static let maximumAPIVersion = (1, 47)
 
     public let endpoint: DockerEndpoint
-    private let http = HTTPClient()
+    let http = HTTPClient()
     private let negotiated = Mutex<String?>(nil)
+    /// `STACKVAULT_HELPER_IMAGE`, when set (see `HelperImage`).
+    public let helperImageOverride: String?
+    /// The helper image once resolved (see `helperImage()`).
+    let resolvedHelperImage = Mutex<HelperImage?>(nil)
 
-    public init(endpoint: DockerEndpoint) {
+    public init(endpoint: DockerEndpoint, helperImageOverride: String? = nil) {
         self.endpoint = endpoint
+        let trimmed = helperImageOverride?.trimmingCharacters(in: .whitespaces) ?? ""
+        self.helperImageOverride = trimmed.isEmpty ? nil : trimmed
     }
 
-    /// A client for `DOCKER_HOST` from the environment (default socket when unset).
+    /// A client for `DOCKER_HOST` from the environment (default socket when unset), with the helper image
+    /// `STACKVAULT_HELPER_IMAGE` names, if any.
     public convenience init(environment: [String: String] = ProcessInfo.processInfo.environment) throws {
-        self.init(endpoint: try DockerEndpoint(dockerHost: environment["DOCKER_HOST"]))
+        self.init(endpoint: try DockerEndpoint(dockerHost: environment["DOCKER_HOST"]),
+                  helperImageOverride: environment[HelperImage.environmentKey])
     }
 
     public var endpointDescription: String { endpoint.description }
@@ -161,10 +169,13 @@ public final class DockerClient: DockerEngine {
             let anonymous: [[String: Any]] = spec.anonymousVolumes.map { ["Type": "volume", "Target": $0] }
             hostConfig["Mounts"] = (hostConfig["Mounts"] as? [[String: Any]] ?? []) + anonymous
         }
+        if !spec.capDrop.isEmpty { hostConfig["CapDrop"] = spec.capDrop }
+        if !spec.capAdd.isEmpty { hostConfig["CapAdd"] = spec.capAdd }
+        if spec.noLogs { hostConfig["LogConfig"] = ["Type": "none", "Config": [String: String]()] }
         var body: [String: Any] = [
             "Image": spec.image, "Labels": spec.labels, "Env": spec.environment,
-            "OpenStdin": spec.openStdin, "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
-            "Tty": false, "HostConfig": hostConfig,
+            "OpenStdin": spec.openStdin, "StdinOnce": spec.openStdin, "AttachStdin": false, "AttachStdout": false,
+            "AttachStderr": false, "Tty": false, "HostConfig": hostConfig,
         ]
         // Docker takes the image's entrypoint and command for keys that are left out.
         if !spec.entrypoint.isEmpty {
@@ -299,7 +310,7 @@ public final class DockerClient: DockerEngine {
 
     // MARK: - Plumbing
 
-    private func makeRequest(
+    func makeRequest(
         _ method: String,
         _ path: String,
         headers: [(name: String, value: String)] = [],

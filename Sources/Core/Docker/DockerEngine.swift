@@ -47,6 +47,56 @@ public protocol DockerEngine: Sendable {
     /// key), keeping the rest of the spec, in one `POST /services/{id}/update` at the version just read (retried
     /// when another update came in between). Changing only these fields never restarts the service's other tasks.
     func scaleService(_ id: String, replicas: Int, labels: [String: String?]) async throws
+    /// What `path` is in the container, running or stopped, mounts included (`HEAD /containers/{id}/archive`);
+    /// nil when it does not exist. A symlink's `linkTarget` is the absolute path the whole chain resolves to.
+    func statPath(in container: String, path: String) async throws -> ContainerPathStat?
+    /// Runs a short-lived container as `spec` says and streams its output: creates it, attaches to its stdout and
+    /// stderr (and stdin, when `stdin` is given: the bytes `stdin` writes, then end of file), starts it, waits for
+    /// it to exit and removes it on every path (error, cancellation). Returns its exit code.
+    ///
+    /// Throws when it cannot be created or started, or when its output stream ends inside a frame.
+    func runHelper(
+        _ spec: ContainerCreateSpec,
+        stdin: (@Sendable (any ByteSink) throws -> Void)?,
+        stdout: any ByteSink,
+        stderr: any ByteSink
+    ) async throws -> Int
+    /// The image helper containers are made from, and why that one (see `HelperImage`); resolved once per engine.
+    /// `build: false` (for `plan`) changes nothing: a built image that is missing is reported, not imported.
+    func helperImage(build: Bool) async -> HelperImage
+}
+
+extension DockerEngine {
+    public func statPath(in container: String, path: String) async throws -> ContainerPathStat? {
+        throw StackVaultError(.dockerAPI, "\(endpointDescription) cannot look paths up in containers")
+    }
+
+    public func runHelper(
+        _ spec: ContainerCreateSpec,
+        stdin: (@Sendable (any ByteSink) throws -> Void)?,
+        stdout: any ByteSink,
+        stderr: any ByteSink
+    ) async throws -> Int {
+        throw StackVaultError(.dockerAPI, "\(endpointDescription) cannot run helper containers")
+    }
+
+    public func helperImage(build: Bool) async -> HelperImage {
+        .unavailable(reason: "\(endpointDescription) cannot run helper containers")
+    }
+}
+
+/// What a path in a container is (Docker's `X-Docker-Container-Path-Stat`, reduced).
+public struct ContainerPathStat: Sendable, Equatable {
+    public var isDirectory: Bool
+    public var isSymlink: Bool
+    /// For a symlink: the absolute path in the container that its chain of links resolves to.
+    public var linkTarget: String?
+
+    public init(isDirectory: Bool, isSymlink: Bool = false, linkTarget: String? = nil) {
+        self.isDirectory = isDirectory
+        self.isSymlink = isSymlink
+        self.linkTarget = linkTarget
+    }
 }
 
 /// What `createContainer` makes; only what short-lived helper containers need.
@@ -60,7 +110,8 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     /// `uid[:gid]` or a user name; nil keeps the image's user.
     public var user: String?
     public var labels: [String: String]
-    /// Containers whose volumes and bind mounts this one mounts at the same paths (`--volumes-from`).
+    /// Containers whose volumes and bind mounts this one mounts at the same paths (`--volumes-from`); an entry may
+    /// end in `:ro` or `:rw`.
     public var volumesFrom: [String]
     /// No network at all (`--network none`).
     public var networkDisabled: Bool
@@ -76,6 +127,11 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     /// Container paths that get a fresh anonymous volume each (`HostConfig.Mounts` of type `volume`, no source);
     /// removed with the container.
     public var anonymousVolumes: [String] = []
+    /// Linux capabilities removed (`--cap-drop`, e.g. `ALL`) and then added back (`--cap-add`).
+    public var capDrop: [String]
+    public var capAdd: [String]
+    /// No log driver (`--log-driver none`): a helper's output is a data stream, not something to keep on disk.
+    public var noLogs: Bool
 
     public init(
         name: String? = nil,
@@ -87,7 +143,10 @@ public struct ContainerCreateSpec: Sendable, Equatable {
         volumesFrom: [String] = [],
         networkDisabled: Bool = true,
         openStdin: Bool = false,
-        mounts: [ContainerMount] = []
+        mounts: [ContainerMount] = [],
+        capDrop: [String] = [],
+        capAdd: [String] = [],
+        noLogs: Bool = false
     ) {
         self.name = name
         self.image = image
@@ -99,6 +158,9 @@ public struct ContainerCreateSpec: Sendable, Equatable {
         self.networkDisabled = networkDisabled
         self.openStdin = openStdin
         self.mounts = mounts
+        self.capDrop = capDrop
+        self.capAdd = capAdd
+        self.noLogs = noLogs
     }
 }
 

@@ -1,8 +1,14 @@
 /// What StackVault would back up on a host: stacks, their services, and what happens to each.
 public struct BackupPlan: Sendable, Encodable, Equatable {
     public var stacks: [StackPlan]
+    /// The image directory copies run their helper containers from, and why (see `HelperImage`); nil when no
+    /// directory is copied.
+    public var helperImage: String?
 
-    public init(stacks: [StackPlan]) { self.stacks = stacks }
+    public init(stacks: [StackPlan], helperImage: String? = nil) {
+        self.stacks = stacks
+        self.helperImage = helperImage
+    }
 
     public var hasErrors: Bool { stacks.contains { $0.hasErrors } }
 
@@ -161,7 +167,7 @@ public struct PlannedComponent: Sendable, Equatable {
     {
         ArchiveIndex.IndexComponent(
             service: service, type: spec.type, archivePath: spec.archivePath, kind: kind, container: container,
-            name: spec.name, sourcePath: spec.path, image: image, imageID: imageID)
+            name: spec.name, sourcePath: spec.path, resolvedPath: spec.resolvedPath, image: image, imageID: imageID)
     }
 
     public static func == (lhs: PlannedComponent, rhs: PlannedComponent) -> Bool {

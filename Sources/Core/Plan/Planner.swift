@@ -46,7 +46,8 @@ public struct Planner: Sendable {
                 services[serviceID] = try await docker.inspectService(serviceID)
             }
         }
-        return plan(for: details, swarm: SwarmView(node: node, services: services))
+        return await checkDirectories(plan(for: details, swarm: SwarmView(node: node, services: services)),
+                                      containers: details)
     }
 
     /// What the planner knows of the swarm: this node, and the services of the tasks found (empty on a worker,

@@ -8,6 +8,9 @@ public struct ComponentSpec: Sendable, Hashable, Codable {
     public var name: String?
     /// For directories: the absolute path inside the container.
     public var path: String?
+    /// For directories whose `path` is a symbolic link: the directory it resolves to in the container (set by
+    /// the planner, which looks the path up).
+    public var resolvedPath: String? = nil
     /// Where the component lives in the archive: a file (`db/database/pg_dumpall.sql`) or a directory root
     /// (`files/volumes/data`).
     public var archivePath: String
@@ -45,6 +48,9 @@ public struct BackupContext: Sendable {
     public var logger: Logger
     public var stack: String
     public var service: String
+
+    /// The directory to read for a `path` component: the resolved one when the path is a symbolic link.
+    public static func directory(of component: ComponentSpec) -> String? { component.resolvedPath ?? component.path }
 
     public init(docker: any DockerEngine, logger: Logger, stack: String, service: String) {
         self.docker = docker

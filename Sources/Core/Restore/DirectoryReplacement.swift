@@ -10,9 +10,14 @@ extension StackVaultError.Code {
 /// through the Docker Engine API only (never host paths): afterwards the directory holds exactly the archived
 /// entries, with their modes, owners, times and links; whatever else was in it is gone.
 ///
-/// Docker's archive upload only adds and overwrites, so removing files needs one of two methods, chosen from the
-/// container's mounts:
-/// - the directory is on a volume or bind mount (the usual case): the tree is first uploaded beside the old
+/// The method is chosen from the container's mounts:
+/// - the directory is on a volume or bind mount (the usual case) and a helper image can be had (`HelperImage`):
+///   a helper container with the target's mounts read-write runs `stackvault helper tar-extract <dir>`, the
+///   archive's tree streamed to its stdin (`DirectoryHelper`): libarchive stages the tree inside the directory,
+///   swaps it in and removes the old content, restoring xattrs, ACLs, holes, owners, modes and times; until the
+///   swap the old content is intact. The target's image needs nothing (no shell).
+/// - the same without a helper image (fallback, with a warning: the archive API loses xattrs, ACLs and holes):
+///   Docker's archive upload only adds and overwrites, so the tree is first uploaded beside the old
 ///   content, into a hidden staging directory inside it (same file system); a short-lived helper container made
 ///   from the container's own image, with `--volumes-from` it, no network, as root, then deletes the old entries
 ///   and renames the staged ones into place; a last upload sets the directory's own mode, owner and times. Until
@@ -31,8 +36,8 @@ public struct DirectoryReplacement: Sendable {
         case writableLayer
     }
 
-    /// Label put on helper containers, with the name of the container they serve.
-    public static let helperLabel = "stackvault.restore-helper"
+    /// Label put on helper containers, with the name of the container they serve (the same as `DirectoryHelper`'s).
+    public static let helperLabel = HelperImage.containerLabel
 
     public let docker: any DockerEngine
     public let container: ContainerDetails
@@ -94,8 +99,27 @@ public struct DirectoryReplacement: Sendable {
             logger.info("\(place): replacing \(path) (in the container's own layer) with \(archivePath)")
             try await upload(into: parent.isEmpty ? "/" : parent, top: top, layout: .replacingTop)
         case .helperContainer:
-            try await replaceThroughHelper(parent: parent.isEmpty ? "/" : parent, top: top)
+            let image = await docker.helperImage(build: true)
+            switch DirectoryCopy.choose(path: path, mounts: container.mounts, helper: image) {
+            case .helper(let image):
+                try await replaceWithStackVaultTar(image, top: top)
+            case .archiveAPI(let why):
+                logger.warning("\(place): \(why)")
+                try await replaceThroughHelper(parent: parent.isEmpty ? "/" : parent, top: top)
+            }
         }
+    }
+
+    /// Streams the tree into `stackvault helper tar-extract` in a helper container (see `DirectoryHelper`).
+    private func replaceWithStackVaultTar(_ image: HelperImage, top: String) async throws {
+        logger.info("\(place): replacing \(path) with \(archivePath) through a helper container (\(image))")
+        let source = self.source
+        let archivePath = self.archivePath
+        let writer = DirectoryHelper(docker: docker, image: image, container: container, place: place)
+        let summary = try await writer.write(path) { sink in
+            try source.writeTree(archivePath, as: top, layout: .whole, into: sink)
+        }
+        for warning in summary.warnings { logger.warning("\(place): \(path): \(warning)") }
     }
 
     private func replaceThroughHelper(parent: String, top: String) async throws {

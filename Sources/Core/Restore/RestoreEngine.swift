@@ -102,6 +102,8 @@ public struct RestoreEngine: Sendable {
             if !list.contains(where: { $0.id == service.id }) { list.append(service) }
         }
         let stopGuard = ContainerStopGuard(docker: docker, stopTimeoutSeconds: stopTimeoutSeconds, logger: logger)
+        // A helper image still to be imported is made before anything stops (see `HelperImage`).
+        if plan.steps.contains(where: { $0.requirement == .stopped }) { _ = await docker.helperImage(build: true) }
         let scaleGuard = SwarmScaleGuard(docker: docker, host: host, logger: logger)
         do {
             let (fileResults, _) = try await stopGuard.run(toStop, stack: plan.targetStack, purpose: "restore") {

@@ -125,6 +125,9 @@ final class StackBackupSteps {
         guard !services.isEmpty else { return }
         let toStop = services.filter(\.stop)
         measures.containersStopped = toStop.count
+        // A helper image that must first be built and imported is made before anything stops, not during the
+        // downtime (see `HelperImage`).
+        _ = await docker.helperImage(build: true)
         let stopGuard = ContainerStopGuard(
             docker: docker, stopTimeoutSeconds: configuration.stopTimeoutSeconds, logger: log)
         // A Swarm task is never stopped (Swarm would start a replacement): its service is scaled to 0 and back, and

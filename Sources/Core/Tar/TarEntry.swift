@@ -31,6 +31,15 @@ struct TarEntry {
         self.owner = Owner(pointer)
     }
 
+    /// A copy of `other` (libarchive's `archive_entry_clone`: names, metadata, xattrs, ACLs, sparse map), owned.
+    init(cloning other: TarEntry) throws {
+        guard let pointer = archive_entry_clone(other.pointer) else {
+            throw StackVaultError(.archive, "libarchive: cannot copy an entry (out of memory?)")
+        }
+        self.pointer = pointer
+        self.owner = Owner(pointer)
+    }
+
     /// A new regular file entry owned by root, modified now.
     static func regularFile(path: [UInt8], size: Int64, permissions: UInt32) throws -> TarEntry {
         let entry = try TarEntry()
@@ -43,6 +52,13 @@ struct TarEntry {
         archive_entry_copy_uname(entry.pointer, "root")
         archive_entry_copy_gname(entry.pointer, "root")
         archive_entry_set_mtime(entry.pointer, time(nil), 0)
+        return entry
+    }
+
+    /// A new directory entry owned by root, modified now.
+    static func directory(path: [UInt8], permissions: UInt32) throws -> TarEntry {
+        let entry = try regularFile(path: path, size: 0, permissions: permissions)
+        archive_entry_set_filetype(entry.pointer, TarFileType.directory)
         return entry
     }
 
@@ -67,6 +83,24 @@ struct TarEntry {
     /// True for a regular file that is not a hard link.
     var isRegularFile: Bool {
         archive_entry_hardlink(pointer) == nil && TreeEntryType(fileType: fileType) == .file
+    }
+
+    /// The distinct names of the entry's extended attributes.
+    var extendedAttributeNames: Set<String> {
+        var names = Set<String>()
+        archive_entry_xattr_reset(pointer)
+        var name: UnsafePointer<CChar>?
+        var value: UnsafeRawPointer?
+        var size = 0
+        while archive_entry_xattr_next(pointer, &name, &value, &size) == ARCHIVE_OK {
+            if let name { names.insert(String(cString: name)) }
+        }
+        return names
+    }
+
+    /// True when the entry carries a POSIX access or default ACL.
+    var hasACL: Bool {
+        archive_entry_acl_count(pointer, ARCHIVE_ENTRY_ACL_TYPE_ACCESS | ARCHIVE_ENTRY_ACL_TYPE_DEFAULT) > 0
     }
 
     func setPath(_ path: [UInt8]) {

@@ -66,12 +66,17 @@ final class TarReader {
         try archiveCheck(status, archive, what())
     }
 
+    /// True when the current entry is sparse (GNU sparse formats): its data blocks skip the holes, a trailing one
+    /// included. Recorded when the header is read, as the entry's map may be cleared later.
+    private(set) var currentEntryIsSparse = false
+
     /// The next entry's header.
     func nextEntry() -> Next {
         var entryPointer: OpaquePointer?
         let status = withLibArchiveUTF8Locale { archive_read_next_header(archive, &entryPointer) }
         if status == ARCHIVE_EOF { return .end }
         if status == ARCHIVE_OK || status == ARCHIVE_WARN, let entryPointer {
+            currentEntryIsSparse = archive_entry_sparse_count(entryPointer) > 0
             return .entry(TarEntry(borrowing: entryPointer))
         }
         if status == ARCHIVE_FAILED || status == ARCHIVE_RETRY { return .damaged(archiveErrorString(archive)) }
@@ -118,13 +123,20 @@ final class TarReader {
         return UnsafeRawBufferPointer(buffer)
     }()
 
-    /// Passes the current entry's data to `body` in place, the holes of a sparse entry as zeros, at most `size`
-    /// bytes; returns the bytes passed. Throws ``BrokenData`` when the data cannot be read, or `body`'s error.
+    /// Passes the current entry's data to `body` in place, the holes of a sparse entry as zeros (a trailing hole
+    /// included), at most `size` bytes; returns the bytes passed. Throws ``BrokenData`` when the data cannot be
+    /// read, or `body`'s error.
     func readData(size: Int64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
         var copied: Int64 = 0
         while true {
             switch nextDataBlock() {
             case .end:
+                // A sparse entry that ends in a hole has no data block for it: pass its zeros too.
+                while currentEntryIsSparse && copied < size {
+                    let hole = min(Int64(Self.zeros.count), size - copied)
+                    try body(UnsafeRawBufferPointer(rebasing: Self.zeros[0..<Int(hole)]))
+                    copied += hole
+                }
                 return copied
             case .failed:
                 throw BrokenData(message: errorMessage)

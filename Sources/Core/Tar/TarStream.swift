@@ -50,3 +50,51 @@ private final class SizeCheckingSink: ByteSink {
         written += Int64(bytes.count)
     }
 }
+
+extension TarStream {
+    /// Writes into `sink` a tar stream of host files: each `(name, source)` becomes a regular file `name` (a
+    /// relative path, e.g. `lib/x86_64-linux-gnu/libc.so.6`) holding the content of `source` (symlinks followed),
+    /// owned by root with `source`'s permissions; every parent directory gets an entry (0755) before its first file.
+    /// This is the file system of an image for `docker import`.
+    public static func writeHostFiles(_ files: [(name: String, source: String)], into sink: any ByteSink) throws {
+        let writer = try TarStreamWriter(sink: sink, what: "the image file system")
+        var directories: Set<String> = []
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
+        defer { buffer.deallocate() }
+        for file in files {
+            let parts = file.name.split(separator: "/")
+            for depth in stride(from: 1, to: parts.count, by: 1) {
+                let directory = parts.prefix(depth).joined(separator: "/")
+                if directories.insert(directory).inserted {
+                    try writer.writeHeader(try TarEntry.directory(path: Array((directory + "/").utf8), permissions: 0o755),
+                                           shown: directory)
+                    try writer.finishEntry(shown: directory)
+                }
+            }
+            let fd = open(file.source, O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                throw StackVaultError(.io, "cannot read \(file.source): \(String(cString: strerror(errno)))")
+            }
+            defer { close(fd) }
+            var info = stat()
+            guard fstat(fd, &info) == 0 else {
+                throw StackVaultError(.io, "cannot stat \(file.source): \(String(cString: strerror(errno)))")
+            }
+            let entry = try TarEntry.regularFile(path: Array(file.name.utf8), size: Int64(info.st_size),
+                                                 permissions: UInt32(info.st_mode) & 0o755)
+            try writer.writeHeader(entry, shown: file.name)
+            var left = Int64(info.st_size)
+            while left > 0 {
+                let count = try FileDescriptorIO.read(fd, into: buffer, what: file.source)
+                guard count > 0 else {
+                    throw StackVaultError(.io, "\(file.source) shrank while it was read")
+                }
+                let take = Int(min(Int64(count), left))
+                try writer.writeData(UnsafeRawBufferPointer(rebasing: buffer[0..<take]), shown: file.name)
+                left -= Int64(take)
+            }
+            try writer.finishEntry(shown: file.name)
+        }
+        try writer.finish()
+    }
+}

@@ -52,16 +52,18 @@ final class TarStreamWriter {
         }
     }
 
-    func writeHeader(_ entry: TarEntry, shown: String) throws {
-        try wording { try writer.writeHeader(entry, shown: shown) }
+    /// Writes `entry`'s header; returns libarchive's warning, if it gave one (e.g. a name stored as raw bytes).
+    @discardableResult
+    func writeHeader(_ entry: TarEntry, shown: @autoclosure () -> String) throws -> String? {
+        try wording { try writer.writeHeader(entry, shown: shown()) }
     }
 
-    func writeData(_ bytes: UnsafeRawBufferPointer, shown: String) throws {
-        try wording { try writer.writeData(bytes, shown: shown) }
+    func writeData(_ bytes: UnsafeRawBufferPointer, shown: @autoclosure () -> String) throws {
+        try wording { try writer.writeData(bytes, shown: shown()) }
     }
 
-    func finishEntry(shown: String) throws {
-        try wording { try writer.finishEntry(shown: shown) }
+    func finishEntry(shown: @autoclosure () -> String) throws {
+        try wording { try writer.finishEntry(shown: shown()) }
     }
 
     /// Stops without finishing the entry or the stream (see ``TarWriter/abandon()``).

@@ -58,28 +58,28 @@ final class TarWriter {
 
     /// Writes `entry`'s header; returns libarchive's warning, if it gave one (e.g. a name stored as raw bytes).
     @discardableResult
-    func writeHeader(_ entry: TarEntry, shown: String) throws -> String? {
+    func writeHeader(_ entry: TarEntry, shown: @autoclosure () -> String) throws -> String? {
         let status = withLibArchiveUTF8Locale { archive_write_header(archive, entry.pointer) }
         if status == ARCHIVE_OK { return nil }
         if status == ARCHIVE_WARN { return archiveErrorString(archive) }
-        throw fail("writing the header of '\(shown)'")
+        throw fail("writing the header of '\(shown())'")
     }
 
     /// Writes data of the current entry; more than its header announced is an error.
-    func writeData(_ bytes: UnsafeRawBufferPointer, shown: String) throws {
+    func writeData(_ bytes: UnsafeRawBufferPointer, shown: @autoclosure () -> String) throws {
         var offset = 0
         while offset < bytes.count {
             let written = archive_write_data(archive, bytes.baseAddress! + offset, bytes.count - offset)
-            if written < 0 { throw fail("writing the data of '\(shown)'") }
-            if written == 0 { throw fail("writing the data of '\(shown)': more data than its header announced") }
+            if written < 0 { throw fail("writing the data of '\(shown())'") }
+            if written == 0 { throw fail("writing the data of '\(shown())': more data than its header announced") }
             offset += written
         }
     }
 
     /// Ends the current entry, padding its data to the size its header announced and to 512 bytes.
-    func finishEntry(shown: String) throws {
+    func finishEntry(shown: @autoclosure () -> String) throws {
         let status = archive_write_finish_entry(archive)
-        if status != ARCHIVE_OK && status != ARCHIVE_WARN { throw fail("finishing '\(shown)'") }
+        if status != ARCHIVE_OK && status != ARCHIVE_WARN { throw fail("finishing '\(shown())'") }
     }
 
     /// Writes the end-of-archive blocks.

@@ -1,0 +1,241 @@
+import Foundation
+import StackVaultCore
+import Testing
+
+/// Directories copied through the helper container (StackVault's own tar, issue #13): what Docker's archive API
+/// loses comes back (xattrs, ACLs, holes, special files, the longest paths), symlinked label paths are followed,
+/// bad paths and bad helpers fail clearly, and no helper container is ever left behind.
+extension Integration {
+    @Suite struct HelperCopyTests {
+        /// A standalone container (its own stack) with a named volume at /data, both removed by `remove()`.
+        struct Target {
+            let name: String
+            let volume: String
+            let backups: URL
+
+            static func make(labels: [String: String], prepare: String = "") throws -> Target {
+                let name = "svh13-\(UUID().uuidString.prefix(8).lowercased())"
+                let target = Target(name: name, volume: name, backups: try TestBed.temporaryDirectory("h13"))
+                try Shell.run(["docker", "volume", "create", "--label", "stackvault.test=true", name])
+                if !prepare.isEmpty {
+                    try Shell.run(["docker", "run", "--rm", "--label", "stackvault.test=true", "-v", "\(name):/data",
+                                   TestBed.busyboxImage, "sh", "-c", prepare])
+                }
+                var arguments = ["docker", "run", "-d", "--name", name, "--label", "stackvault.test=true",
+                                 "--label", "backup.enable=true", "-v", "\(name):/data"]
+                for (key, value) in labels.sorted(by: { $0.key < $1.key }) { arguments += ["--label", "\(key)=\(value)"] }
+                try Shell.run(arguments + [TestBed.busyboxImage, "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"])
+                return target
+            }
+
+            var mountpoint: String {
+                get throws {
+                    try Shell.run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", volume]).stdout
+                        .trimmingCharacters(in: .whitespacesAndNewlines)
+                }
+            }
+
+            func stackvault(_ arguments: [String], environment: [String: String] = [:]) throws -> CommandResult {
+                try StackVaultCLI.run(arguments + ["--target", backups.path], environment: environment)
+            }
+
+            func backup(environment: [String: String] = [:]) throws -> CommandResult {
+                try stackvault(["backup", "--stack", name], environment: environment)
+            }
+
+            func restore() throws -> CommandResult {
+                try stackvault(["restore", "--latest", "--stack", name, "--yes"])
+            }
+
+            /// Helper containers left for this target (must be none after every test).
+            func helpersLeft() throws -> String {
+                try Shell.run(["docker", "ps", "-aq", "--filter", "label=\(HelperImage.containerLabel)=\(name)"])
+                    .stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+
+            func remove() {
+                _ = try? Shell.run(["docker", "rm", "-f", name], check: false)
+                _ = try? Shell.run(["docker", "volume", "rm", "-f", volume], check: false)
+                try? FileManager.default.removeItem(at: backups)
+            }
+
+            /// Everything a copy must keep, as seen from the host: types, modes, owners, sizes, link counts,
+            /// mtimes of non-directories (to the second: entries without a PAX header keep whole seconds), xattrs
+            /// (`user.*`, and `security.capability`: other `security.*` names need CAP_SYS_ADMIN to be written,
+            /// which the helper does not get), ACLs (getfacl prints the mask and the group bits apart).
+            func snapshot() throws -> String {
+                let root = try mountpoint
+                let listing = try Shell.sh("cd '\(root)' && find . -mindepth 1 -printf '%p %y %m %U:%G %s %n "
+                    + "%TY-%Tm-%Td+%TH:%TM:%TS-%y\\n' | sed 's/\\.[0-9]*-/-/; s/[0-9:+-]*-d$/dir/' | sort").stdout
+                let xattrs = try Shell.sh("cd '\(root)' && getfattr -R -h -d -m '^(user|security)\\.' . 2>&1 | "
+                    + "grep -v '^$' | sort", check: false).stdout
+                let acls = try Shell.sh("cd '\(root)' && getfacl -R -P . 2>&1 | sort").stdout
+                return listing + "\n--xattrs--\n" + xattrs + "\n--acls--\n" + acls
+            }
+
+            func diskUsageKiB(_ relative: String) throws -> Int {
+                Int(try Shell.sh("du -k '\(try mountpoint)/\(relative)' | cut -f1").stdout
+                    .trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+            }
+        }
+
+        /// The path components below /data that make a file path of exactly 4,095 bytes in the container.
+        static let longPath: (directories: [String], file: String) = {
+            let directory = String(repeating: "d", count: 250)
+            let directories = Array(repeating: directory, count: 16)  // "/data" + 16 * 251 = 4,021 bytes
+            return (directories, String(repeating: "f", count: 4095 - 5 - 16 * 251 - 1))
+        }()
+
+        @Test func xattrsACLsHolesSpecialFilesAndLongPathsRoundTrip() async throws {
+            try TestBed.requireDocker()
+            let target = try Target.make(labels: ["backup.volume-path.data": "/data"])
+            defer { target.remove() }
+            let root = try target.mountpoint
+            let long = Self.longPath
+            try Shell.sh("""
+                set -e; cd '\(root)'
+                mkdir -p dir/sub && echo hello > dir/file && echo data > plain
+                setfattr -n user.color -v blue dir/file && setfattr -n user.empty dir
+                echo binary > capable && setcap cap_net_bind_service+ep capable
+                chown 1234:2345 dir/file && chmod 640 dir/file
+                setfacl -m u:1234:rwx,g::r--,m::rwx dir && setfacl -d -m u:1234:rwx,g::r-x dir
+                setfacl -m u:4321:r-- plain
+                echo secret > locked && chown 999:999 locked && chmod 000 locked && mkdir closed && chmod 000 closed
+                truncate -s 4G sparse && dd if=/dev/urandom of=sparse bs=4096 count=2 seek=262144 conv=notrunc 2>/dev/null
+                ln plain hardlink && mkfifo fifo && mknod null-device c 1 3 && ln -s dir/file relative-link
+                \(long.directories.map { "mkdir \($0) && cd \($0)" }.joined(separator: " && ")) && echo deep > \(long.file)
+                """)
+            let before = try target.snapshot()
+            let sparseBefore = try target.diskUsageKiB("sparse")
+            #expect(before.contains("user.color=\"blue\"") && before.contains("default:user:1234:rwx"), "\(before.prefix(3000))")
+            // A socket cannot be archived: it is left out with a warning (and so not part of the snapshot).
+            try Shell.sh("cd '\(root)' && python3 -c \"import socket; socket.socket(socket.AF_UNIX).bind('socket')\"")
+
+            let backup = try target.backup()
+            #expect(backup.ok, "\(backup.stdout)\n\(backup.stderr)")
+            #expect(backup.stderr.contains("1 socket(s)"), "the skipped socket is reported: \(backup.stderr.suffix(3000))")
+            #expect(try target.helpersLeft().isEmpty)
+            // STACK SERVICES SIZE DURATION DOWNTIME RESULT: 4 GiB of holes are not read, so the downtime is that
+            // of stopping, one helper and starting (13.7 s through the archive API on the machine of issue #13).
+            let row = backup.stdout.split(separator: "\n").first { $0.hasPrefix(target.name) } ?? ""
+            let columns = row.split(separator: " ", omittingEmptySubsequences: true)
+            let result = columns.firstIndex { $0.hasPrefix("ok:") || $0.hasPrefix("FAILED") } ?? 0
+            let downtime = result > 0 ? Double(columns[result - 1].dropLast()) ?? -1 : -1
+            print("4 GiB sparse file backed up with a downtime of \(downtime) s: \(row)")
+            #expect(downtime >= 0 && downtime < 20, "\(row)")
+
+            // Damage everything, then restore.
+            try Shell.sh("cd '\(root)' && rm -rf ./* && echo junk > junk && setfacl -b . ")
+            let restore = try target.restore()
+            #expect(restore.ok, "\(restore.stdout)\n\(restore.stderr)")
+            #expect(try target.helpersLeft().isEmpty)
+            let after = try target.snapshot()
+            if after != before {
+                try before.write(to: target.backups.appendingPathComponent("before.txt"), atomically: true, encoding: .utf8)
+                try after.write(to: target.backups.appendingPathComponent("after.txt"), atomically: true, encoding: .utf8)
+                let diff = try Shell.sh("cd '\(target.backups.path)' && diff before.txt after.txt", check: false).stdout
+                Issue.record("the restored tree differs from the original:\n\(diff.prefix(6000))")
+            }
+            let sparseAfter = try target.diskUsageKiB("sparse")
+            #expect(abs(sparseAfter - sparseBefore) <= 64, "du of the sparse file: \(sparseBefore) KiB before, \(sparseAfter) KiB after")
+            #expect(try Docker.isRunning(target.name))
+        }
+
+        @Test func symlinkedLabelPathsAreFollowedAndTheLinkKept() async throws {
+            try TestBed.requireDocker()
+            let target = try Target.make(
+                labels: ["backup.volume-path.rel": "/data/cur", "backup.volume-path.abs": "/data/abs"],
+                prepare: "mkdir -p /data/v1 /data/v2 && echo one > /data/v1/a && echo two > /data/v2/b "
+                    + "&& ln -s v1 /data/cur && ln -s /data/v2 /data/abs")
+            defer { target.remove() }
+            let plan = try target.stackvault(["plan"])
+            #expect(plan.stdout.contains("rel=/data/cur -> /data/v1") && plan.stdout.contains("abs=/data/abs -> /data/v2"),
+                    "\(plan.stdout)")
+            #expect(plan.stdout.contains("Helper image for directory copies:"), "\(plan.stdout)")
+            let backup = try target.backup()
+            #expect(backup.ok, "\(backup.stdout)\n\(backup.stderr)")
+            let dryRun = try target.stackvault(["restore", "--latest", "--stack", target.name, "--dry-run"])
+            #expect(dryRun.stdout.contains("replace the content of /data/v1")
+                && dryRun.stdout.contains("replace the content of /data/v2"), "\(dryRun.stdout)\n\(dryRun.stderr)")
+            let root = try target.mountpoint
+            try Shell.sh("cd '\(root)' && echo changed > v1/a && rm v2/b && echo extra > v2/c")
+            let restore = try target.restore()
+            #expect(restore.ok, "\(restore.stdout)\n\(restore.stderr)")
+            let tree = try Shell.sh("cd '\(root)' && ls -l cur abs | awk '{print $1, $NF}' && cat v1/a v2/b && ls v2").stdout
+            #expect(tree.contains("v1") && tree.contains("/data/v2"), "\(tree)")
+            #expect(try Shell.sh("readlink '\(root)/cur'; readlink '\(root)/abs'").stdout == "v1\n/data/v2\n")
+            #expect(try Shell.sh("cat '\(root)/v1/a' '\(root)/v2/b'; ls '\(root)/v2'").stdout == "one\ntwo\nb\n")
+            #expect(try target.helpersLeft().isEmpty)
+        }
+
+        @Test func aMissingPathIsAPlanErrorNamingLabelServiceAndContainer() async throws {
+            try TestBed.requireDocker()
+            let target = try Target.make(labels: ["backup.volume-path.gone": "/data/nowhere",
+                                                  "backup.volume-path.file": "/data/file"],
+                                         prepare: "echo x > /data/file")
+            defer { target.remove() }
+            let plan = try target.stackvault(["plan"])
+            #expect(plan.status == 1, "\(plan.stdout)\n\(plan.stderr)")
+            #expect(plan.stdout.contains("label backup.volume-path.gone=/data/nowhere of service \(target.name) "
+                + "(container \(target.name)): /data/nowhere does not exist in the container"), "\(plan.stdout)")
+            #expect(plan.stdout.contains("/data/file is not a directory"), "\(plan.stdout)")
+            let started = try Docker.startedAt(target.name)
+            let backup = try target.backup()
+            #expect(!backup.ok && backup.stdout.contains("/data/nowhere does not exist"), "\(backup.stdout)\n\(backup.stderr)")
+            #expect(try Docker.isRunning(target.name) && Docker.startedAt(target.name) == started, "never stopped")
+            #expect(try target.helpersLeft().isEmpty)
+        }
+
+        @Test func aMissingHelperImageFailsClearlyAndTheContainerRunsAgain() async throws {
+            try TestBed.requireDocker()
+            let target = try Target.make(labels: ["backup.volume-path.data": "/data"], prepare: "echo x > /data/x")
+            defer { target.remove() }
+            let image = "stackvault-test/no-such-helper-\(UUID().uuidString.prefix(6).lowercased()):tag"
+            let backup = try target.backup(environment: [HelperImage.environmentKey: image])
+            #expect(!backup.ok, "\(backup.stdout)\n\(backup.stderr)")
+            let output = backup.stdout + backup.stderr
+            for expected in [image, "service \(target.name)", "/data", HelperImage.environmentKey] {
+                #expect(output.contains(expected), "\(expected) in \(output.suffix(3000))")
+            }
+            #expect(try Docker.isRunning(target.name))
+            #expect(try target.helpersLeft().isEmpty)
+        }
+
+        /// Mid-stream, the helper is killed (`docker kill`) or StackVault gets SIGTERM: the stack fails with a
+        /// message naming service and path (helper killed) or stops (SIGTERM); the container runs again and no
+        /// helper is left either way.
+        @Test(arguments: ["kill-helper", "sigterm"])
+        func anInterruptedStreamFailsTheStackAndLeavesNothing(_ interruption: String) async throws {
+            try TestBed.requireDocker()
+            let target = try Target.make(labels: ["backup.volume-path.data": "/data"])
+            defer { target.remove() }
+            try Shell.sh("head -c 3G /dev/zero | tr '\\0' 'x' > '\(try target.mountpoint)/big'")
+            let log = target.backups.appendingPathComponent("run.log").path
+            let run = try StopInterruptTests.Run(["backup", "--stack", target.name, "--target", target.backups.path],
+                                                 environment: [:], logPath: log)
+            var helper = ""
+            let deadline = Date().addingTimeInterval(120)
+            while helper.isEmpty && Date() < deadline && run.process.isRunning {
+                helper = try target.helpersLeft()
+                try await Task.sleep(for: .milliseconds(100))
+            }
+            #expect(!helper.isEmpty, "no helper container appeared\n\(run.log.suffix(3000))")
+            try await Task.sleep(for: .milliseconds(700))
+            if interruption == "kill-helper" {
+                try Shell.run(["docker", "kill", helper], check: false)
+            } else {
+                kill(run.process.processIdentifier, SIGTERM)
+            }
+            let exitDeadline = Date().addingTimeInterval(120)
+            while run.process.isRunning && Date() < exitDeadline { try await Task.sleep(for: .milliseconds(200)) }
+            #expect(!run.process.isRunning, "stackvault did not exit\n\(run.log.suffix(3000))")
+            #expect(run.process.terminationStatus != 0, "\(run.log.suffix(3000))")
+            if interruption == "kill-helper" {
+                #expect(run.log.contains("helper container") && run.log.contains("/data")
+                    && run.log.contains("service \(target.name)") && run.log.contains("killed"), "\(run.log.suffix(3000))")
+            }
+            #expect(try Docker.isRunning(target.name), "\(run.log.suffix(3000))")
+            #expect(try target.helpersLeft().isEmpty, "\(run.log.suffix(3000))")
+        }
+    }
+}

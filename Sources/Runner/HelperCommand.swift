@@ -1,0 +1,79 @@
+import ArgumentParser
+import Foundation
+import StackVaultCore
+
+/// `stackvault helper ...`: hidden commands the helper container runs (its image is StackVault's own), not meant
+/// for people. No Docker, no environment, no logging set-up.
+///
+/// - `stackvault helper tar-create <dir>`: writes the PAX tar of `<dir>` to stdout (``DiskTarReader``): top entry
+///   `<basename of dir as given>/`, the rest below it, as Docker's archive API names them.
+/// - `stackvault helper tar-extract <dir>`: reads such a tar from stdin and replaces the content of `<dir>` with
+///   it (``DiskTarExtractor``: staged inside `<dir>`, swapped, old content removed; the top entry's name is
+///   ignored and its metadata applied to `<dir>` itself).
+///
+/// `<dir>` may be a symlink to a directory: it is resolved (`realpath`) and the summary's `resolvedPath` says where
+/// it led. stdout carries only tar bytes. On success: exit 0 and, as the last line on stderr, one line of JSON
+/// (``DiskTarSummary``: `operation`, `path`, `resolvedPath`, `entries`, `dataBytes`, `tarBytes`,
+/// `skippedSockets`, `skippedSocketPaths`, `skippedMountPoints`, `xattrs`, `aclEntries`, `sparseFiles`,
+/// `hardlinks`, `warnings`, and for tar-extract `oldContentRemoved`, `leftover`). On failure: exit 1 and one line
+/// `stackvault: <what failed, the path, what to do>` on stderr.
+struct HelperCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "helper",
+        abstract: "Commands run inside StackVault's helper container.",
+        shouldDisplay: false,
+        subcommands: [TarCreateCommand.self, TarExtractCommand.self]
+    )
+}
+
+/// `stackvault helper tar-create <dir>`: the PAX tar of a directory to stdout.
+struct TarCreateCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tar-create",
+        abstract: "Writes a PAX tar of a directory to stdout (xattrs, ACLs, sparse files, hard links kept).",
+        shouldDisplay: false
+    )
+
+    @Argument(help: "The directory (a symlink to one is resolved).")
+    var directory: String
+
+    func run() throws {
+        signal(SIGPIPE, SIG_IGN)  // a reader that went away is a write error with a message, not a silent death
+        try reportingSummary("tar-create", directory) {
+            try DiskTarReader.write(directory: directory, toFileDescriptor: STDOUT_FILENO,
+                                    what: "standard output (the tar stream of '\(directory)')")
+        }
+    }
+}
+
+/// `stackvault helper tar-extract <dir>`: replaces a directory's content with the PAX tar on stdin.
+struct TarExtractCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tar-extract",
+        abstract: "Replaces the content of a directory with the PAX tar read from stdin (staged, then swapped).",
+        shouldDisplay: false
+    )
+
+    @Argument(help: "The directory to replace the content of (a symlink to one is resolved).")
+    var directory: String
+
+    func run() throws {
+        try reportingSummary("tar-extract", directory) {
+            try DiskTarExtractor.replaceContents(of: directory, from: STDIN_FILENO,
+                                                 what: "the tar stream on standard input")
+        }
+    }
+}
+
+/// Runs a helper command's `body`: its summary as one JSON line on stderr, or its error as one `stackvault:` line
+/// and exit code 1.
+private func reportingSummary(_ command: String, _ directory: String, _ body: () throws -> DiskTarSummary) throws {
+    let summary: DiskTarSummary
+    do {
+        summary = try body()
+    } catch {
+        printError("helper \(command) \(directory): \(error)")
+        throw ExitCode(1)
+    }
+    FileHandle.standardError.write(Data((summary.jsonLine() + "\n").utf8))
+}
