@@ -76,6 +76,16 @@ public final class BackupMetrics: Sendable {
         }
     }
 
+    /// Counts containers that a dead StackVault had stopped in `stack` and that this process started again
+    /// (`StackLocker.recover`).
+    public func recordRecovered(stack: String, containers: Int) {
+        registry.makeCounter(
+            descriptor: Self.descriptor(Name.recoveredContainers, "Containers a StackVault that died had left "
+                + "stopped, started again by this daemon, since it started."),
+            labels: hostLabel + [("stack", stack)]
+        ).increment(by: Int64(containers))
+    }
+
     /// The metrics in the Prometheus text exposition format.
     public func exposition() -> [UInt8] {
         registry.emitToBuffer()
@@ -98,6 +108,7 @@ public final class BackupMetrics: Sendable {
         public static let stackBytesWritten = "stackvault_stack_last_written_bytes"
         public static let stackContainersStopped = "stackvault_stack_last_containers_stopped"
         public static let stackDowntime = "stackvault_stack_last_downtime_seconds"
+        public static let recoveredContainers = "stackvault_stopped_containers_recovered_total"
     }
 
     private func runsTotal(_ outcome: RunOutcome) -> Counter {

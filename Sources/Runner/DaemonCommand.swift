@@ -42,6 +42,7 @@ struct DaemonCommand: AsyncParsableCommand {
         let stateStore: DaemonStateStore
         let ttl: Int
         let onStart: Bool
+        let locker: StackLocker
         var metricsServer: MetricsServer?
         do {
             environment = try Environment(options: options, logs: .standardOutput)
@@ -55,18 +56,19 @@ struct DaemonCommand: AsyncParsableCommand {
                 ?? 60
             let metricsAddress = try MetricsAddress(environment: variables)
             let stackBackup = try await environment.makeStackBackup(target: options.target)
-            let locker = StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
-                                     logger: environment.logger)
+            let host = stackBackup.configuration.hostName
+            let metrics = BackupMetrics(host: host)
+            locker = StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
+                                 logger: environment.logger, docker: environment.docker,
+                                 onRecovered: { metrics.recordRecovered(stack: $0, containers: $1) })
             let runner = BackupRun(docker: environment.docker, strategies: environment.strategies,
                                    stackBackup: stackBackup, locker: locker, stackFilter: stack,
                                    notifier: try Notifier(environment: variables, logger: environment.logger),
                                    busyStack: .skip, logger: environment.logger)
             let file = stateFile.map(StateFile.init(path:)) ?? StateFile(environment: variables)
-            let host = stackBackup.configuration.hostName
             stateStore = DaemonStateStore(state: Self.initialState(cron, file: file, host: host), file: file,
                                           logger: environment.logger)
             try await stateStore.save()
-            let metrics = BackupMetrics(host: host)
             let recordRun: @Sendable (RunRecord) async -> Void = { metrics.record($0) }
             daemon = BackupDaemon(schedule: cron, runner: runner, state: stateStore, backupOnStart: onStart,
                                   logger: environment.logger, onRunEnded: metricsAddress == nil ? nil : recordRun)
@@ -94,6 +96,9 @@ struct DaemonCommand: AsyncParsableCommand {
         logger.info("\(startLine)")
         do {
             _ = try await environment.docker.apiVersion()
+            // Before anything else: what a dead StackVault (this container's previous life included) had stopped
+            // runs again, and its stale locks are gone.
+            _ = await locker.recoverAbandonedLocks()
         } catch {
             logger.error("\(error) -- runs will fail until Docker answers")
         }

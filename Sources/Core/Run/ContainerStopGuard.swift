@@ -33,6 +33,10 @@ public struct ContainersLeftStopped: Error, CustomStringConvertible, Sendable {
 /// Stops containers together, runs work while they are stopped, and starts them again on every path: success,
 /// error, cancellation (SIGTERM). Shared by the backup and the restore engines.
 ///
+/// Inside `StackLocker.withLock` the containers are recorded in the lock's `StopJournal` before they are stopped
+/// (and cleared once they run again), so a StackVault that takes the lock after this process died without
+/// unwinding (SIGKILL, OOM kill, its container stopped, a reboot) starts them again.
+///
 /// Once a stop request has been sent, Docker goes on stopping the container (and kills it after the stop timeout)
 /// whether or not the request is answered, cancelled or failed on our side. So a container is started again only
 /// after inspect shows it has left the running state (polled every `pollInterval`, for at most the stop timeout
@@ -75,6 +79,17 @@ public struct ContainerStopGuard: Sendable {
     ) async throws -> (T, Double) {
         let log = logger
         guard !containers.isEmpty else { return (try await body(), 0) }
+        // Recorded in the stack's lock first, so that whoever takes the lock after this process died (SIGKILL,
+        // OOM, reboot) starts them again (`StackLocker.recover`). Unrecorded, nothing is stopped.
+        let held = HeldLock.current
+        if let held {
+            do {
+                try await held.recordStopping(containers)
+            } catch {
+                throw StackVaultError(.dockerAPI, "nothing was stopped: could not record in the lock of stack "
+                    + "\(stack) which containers this \(purpose) stops: \(error)")
+            }
+        }
         let stopStarted = ContinuousClock.now
         let timeout = stopTimeoutSeconds
         let docker = self.docker
@@ -125,6 +140,11 @@ public struct ContainerStopGuard: Sendable {
         if restartFailures.isEmpty {
             let names = containers.map(\.name).joined(separator: ", ")
             log.info("started \(names) again \(String(format: "(downtime %.1f s)", downtime))")
+            do {
+                try await held?.recordStarted()
+            } catch {
+                log.warning("could not record in the lock of stack \(stack) that \(names) run again: \(error)")
+            }
         } else {
             let names = containers.map(\.name).joined(separator: " ")
             log.critical("CONTAINERS LEFT STOPPED in stack \(stack): \(restartFailures.joined(separator: "; ")). Start them by hand: docker start \(names)")

@@ -34,7 +34,7 @@ final class StackBackupSteps {
     /// The steps, in order.
     func run() async throws -> StoredObject {
         try checkPlan()
-        let archive = try openArchive()
+        let archive = try await openArchive()
         try await dump(into: archive)
         try await stopAndCopy(into: archive)
         try await sealAndVerify(archive)
@@ -76,14 +76,21 @@ final class StackBackupSteps {
     // MARK: 2. Open the archive
 
     /// Checks free space, creates the partial archive and writes its index. Cleanup: remove the partial archive.
-    private func openArchive() throws -> OpenArchive {
+    /// Inside a lock, the partial archive is recorded in the lock's journal first (whoever breaks the lock of a
+    /// dead run removes it), and this stack's partial archives older than the lease (dead runs' whose lock is
+    /// gone) are removed.
+    private func openArchive() async throws -> OpenArchive {
         let directory = settings.storage.localDirectory ?? configuration.workDirectory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        if let held = HeldLock.current {
+            PartialArchives.removeStale(in: directory, stack: stack.name, olderThan: held.ttl.seconds, logger: log)
+        }
         try checkFreeSpace(in: directory)
         let startedAt = Date()
         let name = ArchiveName.make(stack: stack.name, date: startedAt, encrypted: !configuration.recipients.isEmpty)
         let temporaryPath = "\(directory)/.\(name).partial"
+        try await HeldLock.current?.recordPartial(temporaryPath)
         let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: settings.compressor,
                                        recipients: configuration.recipients)
         self.writer = writer
