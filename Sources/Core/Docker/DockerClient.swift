@@ -107,7 +107,9 @@ public final class DockerClient: DockerEngine {
             }
         }
         var mounts = (row.Mounts ?? []).compactMap { mount in
-            mount.Destination.map { ContainerMount(type: mount.`Type` ?? "", destination: $0) }
+            mount.Destination.map {
+                ContainerMount(type: mount.`Type` ?? "", destination: $0, name: mount.Name, source: mount.Source)
+            }
         }
         // Keys are container paths; options are the values. Should a client have left `:options` on a key, the
         // path still ends at the colon.
@@ -124,7 +126,8 @@ public final class DockerClient: DockerEngine {
             isRunning: row.State?.Running ?? false,
             labels: row.Config?.Labels ?? [:],
             environment: environment,
-            mounts: mounts
+            mounts: mounts,
+            networkMode: row.HostConfig?.NetworkMode
         )
     }
 
@@ -366,11 +369,14 @@ private struct ContainerInspectRow: Decodable {
     struct Mount: Decodable {
         var `Type`: String?
         var Destination: String?
+        var Name: String?
+        var Source: String?
     }
 
     struct HostConfig: Decodable {
         /// `--tmpfs` mounts: container path -> mount options.
         var Tmpfs: [String: String]?
+        var NetworkMode: String?
     }
 
     var Id: String

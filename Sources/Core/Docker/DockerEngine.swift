@@ -79,10 +79,16 @@ public struct ContainerMount: Sendable, Equatable, Codable {
     public var type: String
     /// The absolute path inside the container.
     public var destination: String
+    /// The volume's name (`volume` mounts); nil for others.
+    public var name: String?
+    /// The host path: a bind mount's source, a local volume's `_data` directory; nil when unknown (tmpfs).
+    public var source: String?
 
-    public init(type: String, destination: String) {
+    public init(type: String, destination: String, name: String? = nil, source: String? = nil) {
         self.type = type
         self.destination = destination
+        self.name = name
+        self.source = source
     }
 
     /// True when the absolute, normalized path `inner` lies strictly below the directory `outer`.
@@ -122,6 +128,8 @@ public struct ContainerDetails: Sendable, Equatable {
     /// Volumes, bind mounts and tmpfs mounts: `Mounts`, plus each path of `HostConfig.Tmpfs` (`--tmpfs`, Compose
     /// `tmpfs:`, which Docker does not list in `Mounts`) as a mount of type `tmpfs`.
     public var mounts: [ContainerMount]
+    /// `HostConfig.NetworkMode`: `container:<id>` when it shares another container's network namespace.
+    public var networkMode: String?
 
     public init(
         id: String,
@@ -130,8 +138,10 @@ public struct ContainerDetails: Sendable, Equatable {
         isRunning: Bool,
         labels: [String: String],
         environment: [String: String],
-        mounts: [ContainerMount] = []
+        mounts: [ContainerMount] = [],
+        networkMode: String? = nil
     ) {
+        self.networkMode = networkMode
         self.id = id
         self.name = name
         self.image = image

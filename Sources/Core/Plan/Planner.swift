@@ -14,13 +14,21 @@ public struct Planner: Sendable {
     }
 
     /// Discovers every container labelled `backup.enable=true`, running or stopped, grouped into stacks.
+    /// Running containers without the label are inspected too: those that share a copied directory are stopped
+    /// with it (`StopSet`).
     public func makePlan() async throws -> BackupPlan {
-        let summaries = try await docker.listContainers(labelFilters: [Self.enableLabel])
+        let summaries = try await docker.listContainers(labelFilters: [])
         var details: [ContainerDetails] = []
-        for summary in summaries where Self.isEnabled(summary.labels[Self.enableLabel]) {
-            details.append(try await docker.inspectContainer(summary.id))
+        for summary in summaries where Self.isEnabled(summary.labels[Self.enableLabel]) || summary.state == "running" {
+            do {
+                details.append(try await docker.inspectContainer(summary.id))
+            } catch let error as StackVaultError where error.code == .dockerAPI
+                && !Self.isEnabled(summary.labels[Self.enableLabel])
+            {
+                continue  // removed since it was listed
+            }
         }
-        return plan(for: details)
+        return plan(for: details, ownContainer: HolderIdentity.ownContainerID())
     }
 
     /// `true` (any case) enables; anything else does not.
@@ -28,8 +36,11 @@ public struct Planner: Sendable {
         value?.trimmingCharacters(in: .whitespaces).lowercased() == "true"
     }
 
-    /// The plan for already-inspected containers.
-    public func plan(for containers: [ContainerDetails]) -> BackupPlan {
+    /// The plan for already-inspected containers: the labelled ones are backed up, any of them may be stopped
+    /// (`StopSet`).
+    public func plan(for containers: [ContainerDetails], ownContainer: String? = nil)
+        -> BackupPlan
+    {
         var byStack: [String: [ContainerDetails]] = [:]
         for container in containers where Self.isEnabled(container.labels[Self.enableLabel]) {
             byStack[container.composeProject ?? container.name, default: []].append(container)
@@ -45,7 +56,9 @@ public struct Planner: Sendable {
                 let folder = serviceCounts[service, default: 0] > 1 ? container.name : service
                 return planService(folder: folder, container: container)
             }
-            return StackPlan(name: name, services: services)
+            let plain = StackPlan(name: name, services: services)
+            let (stops, warnings) = StopSet.plan(plain, containers: containers, own: ownContainer)
+            return StackPlan(name: name, services: services, stops: stops, stopWarnings: warnings)
         }
         return BackupPlan(stacks: stacks)
     }

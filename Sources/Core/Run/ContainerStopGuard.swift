@@ -6,10 +6,23 @@ public struct StoppedContainer: Sendable, Hashable {
     public var id: String
     /// The name, for messages and the `docker start` hint.
     public var name: String
+    /// The id of the container whose network namespace this one shares (`NetworkMode: container:<id>`), when
+    /// that one is stopped too: this one is stopped before it and started after it.
+    public var provider: String?
 
-    public init(id: String, name: String) {
+    public init(id: String, name: String, provider: String? = nil) {
         self.id = id
         self.name = name
+        self.provider = provider
+    }
+
+    /// `containers` in tiers to start one after the other: providers first, then the containers sharing their
+    /// network namespace. Stopping goes through the tiers in reverse.
+    static func startTiers(_ containers: [StoppedContainer]) -> [[StoppedContainer]] {
+        let ids = Set(containers.map(\.id))
+        let dependents = containers.filter { $0.provider.map(ids.contains) == true }
+        let providers = containers.filter { c in !dependents.contains(c) }
+        return [providers, dependents].filter { !$0.isEmpty }
     }
 }
 
@@ -95,20 +108,9 @@ public struct ContainerStopGuard: Sendable {
         let docker = self.docker
         log.info("stopping \(containers.map(\.name).joined(separator: ", "))")
         // Every container we asked to stop is started again, even when its stop call failed half-way.
-        let stopErrors = await withTaskGroup(of: String?.self) { group in
-            for container in containers {
-                group.addTask {
-                    do {
-                        try await docker.stopContainer(container.id, timeoutSeconds: timeout)
-                        return nil
-                    } catch {
-                        return "\(container.name): \(error)"
-                    }
-                }
-            }
-            var errors: [String] = []
-            for await error in group { if let error { errors.append(error) } }
-            return errors
+        var stopErrors: [String] = []
+        for tier in StoppedContainer.startTiers(containers).reversed() where stopErrors.isEmpty {
+            stopErrors += await Self.stopAll(tier, docker: docker, timeout: timeout)
         }
 
         // The restart runs once, in an unstructured task (cancelling this run must not cancel it), as soon as
@@ -154,9 +156,44 @@ public struct ContainerStopGuard: Sendable {
         return (try outcome.get(), downtime)
     }
 
-    /// Starts every container again, once Docker has stopped it (see the type's documentation), three tries each;
-    /// a try counts when inspect shows the container running afterwards. Returns the failures.
+    /// Sends the stop requests of `containers` at once; returns the failures.
+    static func stopAll(_ containers: [StoppedContainer], docker: any DockerEngine, timeout: Int) async -> [String] {
+        await withTaskGroup(of: String?.self) { group in
+            for container in containers {
+                group.addTask {
+                    do {
+                        try await docker.stopContainer(container.id, timeoutSeconds: timeout)
+                        return nil
+                    } catch {
+                        return "\(container.name): \(error)"
+                    }
+                }
+            }
+            var errors: [String] = []
+            for await error in group { if let error { errors.append(error) } }
+            return errors
+        }
+    }
+
+    /// Starts every container again, providers before the containers that share their network namespace, once
+    /// Docker has stopped it (see the type's documentation), three tries each; a try counts when inspect shows
+    /// the container running afterwards. Returns the failures.
     static func startAll(
+        _ containers: [StoppedContainer],
+        docker: any DockerEngine,
+        stoppedBy deadline: ContinuousClock.Instant,
+        pollInterval: Duration,
+        logger: Logger
+    ) async -> [String] {
+        var failures: [String] = []
+        for tier in StoppedContainer.startTiers(containers) {
+            failures += await startTier(tier, docker: docker, stoppedBy: deadline, pollInterval: pollInterval,
+                                        logger: logger)
+        }
+        return failures
+    }
+
+    private static func startTier(
         _ containers: [StoppedContainer],
         docker: any DockerEngine,
         stoppedBy deadline: ContinuousClock.Instant,

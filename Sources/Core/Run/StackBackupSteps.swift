@@ -127,13 +127,13 @@ final class StackBackupSteps {
     private func stopAndCopy(into archive: OpenArchive) async throws {
         let services = stack.services.filter { !$0.components(needing: .stopped).isEmpty }
         guard !services.isEmpty else { return }
-        let toStop = services.filter(\.stop)
+        let toStop = stack.stops
         measures.containersStopped = toStop.count
         let stopGuard = ContainerStopGuard(
             docker: docker, stopTimeoutSeconds: configuration.stopTimeoutSeconds, logger: log)
         do {
             _ = try await stopGuard.run(
-                toStop.map { StoppedContainer(id: $0.containerID, name: $0.container) }, stack: stack.name,
+                toStop.map(\.stoppedContainer), stack: stack.name,
                 purpose: "backup", recordDowntime: { measures.downtime = $0 }
             ) {
                 for service in services {
