@@ -3,6 +3,7 @@ import Logging
 @testable import StackVaultCore
 import StackVaultStrategies
 import StackVaultTestKit
+import StackVaultStorage
 import Synchronization
 import Testing
 
@@ -76,5 +77,33 @@ import Testing
             .fake(name: "writer", mounts: [Self.volume]),
         ])
         #expect(stack.stops.map(\.container) == ["shop-web-1"])
+    }
+}
+
+/// A copy that breaks off names the running containers that mount the copied path.
+@Suite struct BrokenCopyMessageTests {
+    @Test func aCopyThatEndsInsideAFileNamesTheRunningWritersOfThePath() async throws {
+        let volume = StopSetTests.volume
+        let docker = FakeDockerEngine(containers: [
+            .fake(name: "app_files_1", project: "app", service: "files",
+                  labels: ["backup.enable": "true", "backup.volume-path.data": "/data"], mounts: [volume]),
+            .fake(name: "app_writer_1", labels: ["backup.stop": "false"], mounts: [volume]),
+        ])
+        let tar = try StackBackupTests.sampleTar()
+        docker.setArchive(Array(tar.prefix(60_000)), for: "app_files_1", path: "/data")
+        let target = FileManager.default.temporaryDirectory.appendingPathComponent("sv-broken-\(UUID().uuidString)")
+        defer { try? FileManager.default.removeItem(at: target) }
+        let backup = StackBackup(
+            docker: docker, storage: LocalDirectoryBackend(directory: target.path),
+            compressor: try ZstdCompressor(settings: .init(level: 1, threads: 1)),
+            configuration: BackupConfiguration(workDirectory: target.path, minimumFreeBytes: 0, hostName: "h"),
+            logger: Logger(label: "test"))
+        let plan = try await Planner(docker: docker, strategies: try BuiltinStrategies.registry()).makePlan()
+        let result = await backup.backup(try #require(plan.stack(named: "app")))
+        #expect(!result.succeeded)
+        let error = result.error ?? ""
+        #expect(error.contains("a file changed while it was read: app_writer_1 mounts /data of app_files_1 and was "
+            + "running"), "\(error)")
+        #expect(docker.isRunning("app_files_1"))
     }
 }

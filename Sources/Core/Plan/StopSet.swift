@@ -53,14 +53,7 @@ enum StopSet {
         guard !stops.isEmpty else { return ([], []) }
         let stopped = { (id: String) in stops.contains { $0.containerID == id } }
         for other in containers where other.isRunning && !stopped(other.id) && other.id != own {
-            let shared = copied.first { entry in
-                other.mounts.contains { mount in
-                    guard let source = mount.source, mount.type == "volume" || mount.type == "bind" else { return false }
-                    return source == entry.path || ContainerMount.isPath(source, below: entry.path)
-                        || ContainerMount.isPath(entry.path, below: source)
-                }
-            }
-            guard let shared else { continue }
+            guard let shared = copied.first(where: { mounts(other, $0.path) }) else { continue }
             let reason = "mounts \(shared.what), copied for service \(shared.service)"
             if other.labels[keepRunningLabel]?.lowercased() == "false" {
                 warnings.append("container \(other.name) \(reason), but is labelled \(keepRunningLabel)=false: it "
@@ -81,6 +74,25 @@ enum StopSet {
                                      provider: provider.containerID))
         }
         return (stops, warnings)
+    }
+
+    /// Whether `container` mounts the host directory `path`, a parent or a child of it (volume or bind).
+    static func mounts(_ container: ContainerDetails, _ path: String) -> Bool {
+        container.mounts.contains { mount in
+            guard let source = mount.source, mount.type == "volume" || mount.type == "bind" else { return false }
+            return source == path || ContainerMount.isPath(source, below: path) || ContainerMount.isPath(path, below: source)
+        }
+    }
+
+    /// The running containers among `others` (not `container` itself) that mount what copying `path` of
+    /// `container` reads: who may have changed a file while it was read.
+    static func runningWriters(of path: String, in container: ContainerDetails, among others: [ContainerDetails])
+        -> [String]
+    {
+        let directories = hostDirectories(of: path, in: container, service: "").map(\.path)
+        return others.filter { other in
+            other.isRunning && other.id != container.id && directories.contains { mounts(other, $0) }
+        }.map(\.name)
     }
 
     /// The host directories that copying `path` of `container` reads: the part of the mount it lies on, and every

@@ -220,13 +220,34 @@ final class StackBackupSteps {
             record = try await component.strategy.backup(component.spec, container: container, context: context,
                                                          into: writer)
         } catch let error as StackVaultError {
-            throw error
+            guard component.requirement == .stopped, let path = component.spec.path else { throw error }
+            throw await explainBrokenCopy(error, path: path, container: container)
         } catch {
             throw StackVaultError(.archive, "\(component.summary) of service \(service.service) "
                 + "(container \(container.name)) failed: \(error)", cause: nil)
         }
         let elapsed = String(format: "%.1f s", (ContinuousClock.now - started).seconds)
         log.info("\(service.service): \(component.summary) done, \(ByteCount(record.sizeBytes)) in \(elapsed)")
+    }
+
+    /// A copy whose tar stream broke off or ended early: a file changed size while it was read. Names the
+    /// running containers that mount the path (labelled `backup.stop=false`, or started meanwhile).
+    private func explainBrokenCopy(_ error: StackVaultError, path: String, container: ContainerDetails) async
+        -> StackVaultError
+    {
+        let text = "\(error)"
+        guard text.contains("broke off") || text.contains("ended inside the entry") else { return error }
+        var others: [ContainerDetails] = []
+        for summary in (try? await docker.listContainers(labelFilters: [])) ?? [] where summary.state == "running" {
+            if let details = try? await docker.inspectContainer(summary.id) { others.append(details) }
+        }
+        let writers = StopSet.runningWriters(of: path, in: container, among: others)
+        let cause = writers.isEmpty
+            ? "most likely a file changed while it was read (no other running container mounts \(path) now)"
+            : "a file changed while it was read: \(writers.joined(separator: ", ")) mount\(writers.count == 1 ? "s" : "") "
+                + "\(path) of \(container.name) and \(writers.count == 1 ? "was" : "were") running (labelled "
+                + "\(StopSet.keepRunningLabel)=false, or started during the copy)"
+        return StackVaultError(error.code, "\(error.message); \(cause)")
     }
 
     private func checkFreeSpace(in directory: String) throws {
