@@ -98,7 +98,8 @@ struct DaemonCommand: AsyncParsableCommand {
             _ = try await environment.docker.apiVersion()
             // Before anything else: what a dead StackVault (this container's previous life included) had stopped
             // runs again, and its stale locks are gone.
-            _ = await locker.recoverAbandonedLocks()
+            let failures = await locker.recoverAbandonedLocks()
+            await stateStore.update { $0.containersLeftStopped = failures.isEmpty ? nil : failures }
         } catch {
             logger.error("\(error) -- runs will fail until Docker answers")
         }

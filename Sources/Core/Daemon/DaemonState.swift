@@ -23,6 +23,9 @@ public struct DaemonState: Codable, Sendable, Equatable {
     public var lastSuccessAt: Date?
     /// Schedule times skipped because the previous run was still going.
     public var skippedTicks: Int
+    /// Containers a dead StackVault had stopped that the daemon could not start again at its start (`name: error`),
+    /// until a run succeeds; health is unhealthy meanwhile. Nil when there are none.
+    public var containersLeftStopped: [String]?
 
     public init(schedule: String, timeZone: String, host: String, pid: Int32, daemonStartedAt: Date) {
         self.formatVersion = Self.currentFormatVersion
