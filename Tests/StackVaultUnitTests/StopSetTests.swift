@@ -70,6 +70,21 @@ import Testing
             < order.lastIndex { $0.contains("start") && $0.hasSuffix(":proxy") }!, "\(order)")
     }
 
+    @Test func whenADependentCannotBeStoppedItsProviderIsLeftRunningAndUntouched() async throws {
+        var sidecar = ContainerDetails.fake(name: "proxy")
+        sidecar.networkMode = "container:id-shop-web-1"
+        let stack = try await plan([Self.web, sidecar])
+        let docker = FakeDockerEngine(containers: [Self.web, sidecar])
+        docker.fail("stop", on: "proxy", message: "Docker could not stop it")
+        let stopGuard = ContainerStopGuard(docker: docker, stopTimeoutSeconds: 1, logger: Logger(label: "test"),
+                                           stopMarginSeconds: 0, pollInterval: .milliseconds(10))
+        await #expect(throws: (any Error).self) {
+            _ = try await stopGuard.run(stack.stops.map(\.stoppedContainer), stack: "shop", purpose: "backup") {}
+        }
+        #expect(!docker.calls.contains { $0.hasSuffix(":shop-web-1") }, "\(docker.calls)")
+        #expect(docker.isRunning("shop-web-1") && docker.isRunning("proxy"))
+    }
+
     @Test func aPathInTheContainersOwnLayerSharesNothing() async throws {
         let stack = try await plan([
             .fake(name: "shop-web-1", project: "shop", service: "web",

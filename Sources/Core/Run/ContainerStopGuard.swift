@@ -108,8 +108,11 @@ public struct ContainerStopGuard: Sendable {
         let docker = self.docker
         log.info("stopping \(containers.map(\.name).joined(separator: ", "))")
         // Every container we asked to stop is started again, even when its stop call failed half-way.
+        // Dependents first; a failed tier leaves the later ones running (and they are not started again).
         var stopErrors: [String] = []
+        var asked: [StoppedContainer] = []
         for tier in StoppedContainer.startTiers(containers).reversed() where stopErrors.isEmpty {
+            asked += tier
             stopErrors += await Self.stopAll(tier, docker: docker, timeout: timeout)
         }
 
@@ -117,8 +120,9 @@ public struct ContainerStopGuard: Sendable {
         // the body ends or, on cancellation (SIGTERM), at once: abandoned work need not finish unwinding first.
         let stoppedBy = stopStarted + .seconds(timeout + stopMarginSeconds)
         let interval = pollInterval
+        let toStart = asked
         let restart = RunOnce {
-            (failures: await Self.startAll(containers, docker: docker, stoppedBy: stoppedBy, pollInterval: interval,
+            (failures: await Self.startAll(toStart, docker: docker, stoppedBy: stoppedBy, pollInterval: interval,
                                            logger: log),
              at: ContinuousClock.now)
         }
