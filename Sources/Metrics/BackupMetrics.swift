@@ -91,6 +91,16 @@ public final class BackupMetrics: Sendable {
         }
     }
 
+    /// Counts containers that a dead StackVault had stopped in `stack` and that this process started again
+    /// (`StackLocker.recover`).
+    public func recordRecovered(stack: String, containers: Int) {
+        registry.makeCounter(
+            descriptor: Self.descriptor(Name.recoveredContainers, "Containers a StackVault that died had left "
+                + "stopped, started again by this daemon, since it started."),
+            labels: hostLabel + [("stack", stack)]
+        ).increment(by: Int64(containers))
+    }
+
     /// The metrics in the Prometheus text exposition format.
     public func exposition() -> [UInt8] {
         registry.emitToBuffer()
@@ -115,6 +125,7 @@ public final class BackupMetrics: Sendable {
         public static let stackDowntime = "stackvault_stack_last_downtime_seconds"
         public static let stackLastDrillSuccess = "stackvault_stack_last_drill_success_timestamp_seconds"
         public static let stackDrillFailures = "stackvault_stack_drill_failures_total"
+        public static let recoveredContainers = "stackvault_stopped_containers_recovered_total"
     }
 
     private func runsTotal(_ outcome: RunOutcome) -> Counter {

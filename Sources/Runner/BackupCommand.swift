@@ -60,7 +60,8 @@ struct BackupCommand: AsyncParsableCommand {
         // one; a stack another StackVault is backing up fails (the user asked for it now).
         let run = BackupRun(
             docker: environment.docker, strategies: environment.strategies, stackBackup: stackBackup,
-            locker: StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger),
+            locker: StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger,
+                                docker: environment.docker),
             stackFilter: stack, notifier: notifier, busyStack: .fail, logger: environment.logger)
         let record = try await runCancellably(logger: environment.logger) {
             await run.run(trigger: .manual, due: Date())

@@ -46,6 +46,7 @@ struct DaemonCommand: AsyncParsableCommand {
         let ttl: Int
         let onStart: Bool
         let hostName: String
+        let locker: StackLocker
         var metricsServer: MetricsServer?
         var drills: DrillService?
         do {
@@ -60,21 +61,23 @@ struct DaemonCommand: AsyncParsableCommand {
                 ?? 60
             let metricsAddress = try MetricsAddress(environment: variables)
             let stackBackup = try await environment.makeStackBackup(target: options.target)
-            let locker = StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
-                                     logger: environment.logger)
+            let host = stackBackup.configuration.hostName
+            let metrics = BackupMetrics(host: host)
+            locker = StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
+                                 logger: environment.logger, docker: environment.docker,
+                                 onRecovered: { metrics.recordRecovered(stack: $0, containers: $1) })
             let runner = BackupRun(docker: environment.docker, strategies: environment.strategies,
                                    stackBackup: stackBackup, locker: locker, stackFilter: stack,
                                    notifier: try Notifier(environment: variables, logger: environment.logger),
                                    busyStack: .skip, logger: environment.logger)
             let file = stateFile.map(StateFile.init(path:)) ?? StateFile(environment: variables)
-            let host = stackBackup.configuration.hostName
             hostName = host
             stateStore = DaemonStateStore(state: Self.initialState(cron, file: file, host: host), file: file,
                                           logger: environment.logger)
             try await stateStore.save()
-            let metrics = BackupMetrics(host: host)
             if let drillSchedule = try Self.drillSchedule(environment: variables) {
-                let maxAge = try variables["DRILL_MAX_AGE"].flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
+                let maxAge = try variables["DRILL_MAX_AGE"]
+                    .flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
                     .map { try EnvironmentValue.integer("DRILL_MAX_AGE", $0, range: 60...Int.max, unit: "seconds") ?? 0 }
                 _ = try environment.drillOptions(workDir: nil)  // DRILL_* sizes checked at start
                 await stateStore.update {
@@ -115,12 +118,13 @@ struct DaemonCommand: AsyncParsableCommand {
         logger.info("\(startLine)")
         do {
             _ = try await environment.docker.apiVersion()
+            // Before anything else: what a dead StackVault (this container's previous life included) had stopped
+            // runs again, and its stale locks are gone.
+            let failures = await locker.recoverAbandonedLocks()
+            await stateStore.update { $0.containersLeftStopped = failures.isEmpty ? nil : failures }
             // A Swarm service left at 0 by this host's killed StackVault runs again now, not at the next run.
-            await SwarmScaleGuard.recoverInterrupted(
-                docker: environment.docker, host: hostName,
-                locker: StackLocker(store: DockerLockStore(client: environment.docker), ttl: .seconds(ttl),
-                                    logger: logger),
-                logger: logger)
+            await SwarmScaleGuard.recoverInterrupted(docker: environment.docker, host: hostName, locker: locker,
+                                                     logger: logger)
         } catch {
             logger.error("\(error) -- runs will fail until Docker answers")
         }

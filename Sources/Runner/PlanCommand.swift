@@ -104,7 +104,17 @@ enum PlanRendering {
                 for warning in service.warnings { out += "      warning: \(warning)\n" }
                 for error in service.errors { out += "      ERROR: \(error)\n" }
             }
+            if !stack.stops.isEmpty {
+                out += "  Stopped while the directories are copied (in this order; started again in reverse):\n"
+                for stop in stack.stops.reversed() where stop.provider != nil { out += "    - \(line(stop))\n" }
+                for stop in stack.stops where stop.provider == nil { out += "    - \(line(stop))\n" }
+            }
+            for warning in stack.stopWarnings { out += "  warning: \(warning)\n" }
         }
         return out
+    }
+
+    private static func line(_ stop: PlannedStop) -> String {
+        "\(stop.container)" + (stop.service.map { " (service \($0))" } ?? "") + ": \(stop.reason)"
     }
 }

@@ -46,6 +46,8 @@ struct RestoreCommand: AsyncParsableCommand {
         let archive: LocalArchive
         let plan: RestorePlan
         let engine: RestoreEngine
+        let manifest: Manifest
+        let restoreOptions: RestoreOptions
         do {
             environment = try Environment(options: options)
             let map = try RestoreOptions.parseMap(mappings)
@@ -56,19 +58,19 @@ struct RestoreCommand: AsyncParsableCommand {
                     + "AGE_IDENTITY_FILE (or AGE_PASSPHRASE) to the key it was encrypted to. Nothing was changed.")
                 throw ExitStatus.failure
             }
-            guard check.ok, let manifest = check.report.manifest else {
+            guard check.ok, let verified = check.report.manifest else {
                 printError("refusing to restore \(archive.name): it failed verification, nothing was changed:\n"
                     + check.problems.map { "  - \($0)" }.joined(separator: "\n"))
                 throw ExitStatus.failure
             }
+            manifest = verified
             environment.logger.info("\(archive.name) verified: \(manifest.components.count) component(s)")
             engine = RestoreEngine(
                 docker: environment.docker, strategies: environment.strategies,
                 stopTimeoutSeconds: try environment.stopTimeoutSeconds(), host: try await environment.host(),
                 logger: environment.logger)
-            plan = try await engine.plan(
-                manifest: manifest, origin: archive.origin,
-                options: RestoreOptions(services: services, intoStack: intoStack, containerMap: map))
+            restoreOptions = RestoreOptions(services: services, intoStack: intoStack, containerMap: map)
+            plan = try await engine.plan(manifest: manifest, origin: archive.origin, options: restoreOptions)
         } catch let exit as ExitCode {
             throw exit
         } catch {
@@ -84,7 +86,8 @@ struct RestoreCommand: AsyncParsableCommand {
         try confirm()
 
         // The same per-stack lock as backups: no scheduled backup stops or copies the stack half-way through.
-        let locker = StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger)
+        let locker = StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger,
+                                 docker: environment.docker)
         await SwarmScaleGuard.recoverInterrupted(docker: environment.docker, host: engine.host, locker: locker,
                                                  logger: environment.logger)
         let outcome = try await runCancellably(logger: environment.logger) {
@@ -93,7 +96,11 @@ struct RestoreCommand: AsyncParsableCommand {
                 let locked = try await locker.withLock(on: plan.targetStack, purpose: "restore") {
                     () async -> (results: [RestoreStepResult], failure: String?) in
                     do {
-                        return (try await engine.run(plan, source: archive), nil)
+                        // Planned again under the lock: taking it may have started containers that a dead
+                        // StackVault had left stopped, and those must be stopped for their directories.
+                        let current = try await engine.plan(manifest: manifest, origin: archive.origin,
+                                                            options: restoreOptions)
+                        return (try await engine.run(current, source: archive), nil)
                     } catch {
                         return ([], "\(error)")
                     }

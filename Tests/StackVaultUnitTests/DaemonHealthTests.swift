@@ -37,6 +37,14 @@ import Testing
             + "2024-01-16T02:00:00+00:00"))
     }
 
+    @Test func containersADeadStackVaultLeftStoppedAreUnhealthy() {
+        var state = Self.state()
+        state.containersLeftStopped = ["shop-web-1: Docker could not start it"]
+        let verdict = verdict(state, at: "2024-01-15 01:30")
+        #expect(!verdict.healthy)
+        #expect(verdict.message.contains("shop-web-1") && verdict.message.contains("still down"))
+    }
+
     @Test func aSucceededRunIsGoodUntilTheSecondScheduleTimeAfterItsDueTime() {
         let state = Self.state(lastRun: Self.run(due: "2024-01-15 02:00", outcome: .succeeded,
                                                  stacks: [.init(stack: "app", status: .succeeded)]))

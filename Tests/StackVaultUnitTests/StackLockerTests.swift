@@ -12,6 +12,7 @@ final class InMemoryLockStore: LockStore {
         var renewals = 0
         var removals = 0
         var nextID = 0
+        var journals: [String: StopJournal] = [:]  // lock id -> journal
     }
 
     let state = Mutex(State())
@@ -47,6 +48,18 @@ final class InMemoryLockStore: LockStore {
     }
 
     func isContainerRunning(_ id: String) async throws -> Bool? { state.withLock { $0.containers[id] } }
+
+    func writeJournal(id: String, _ journal: StopJournal) async throws -> Bool {
+        state.withLock { state in
+            guard state.locks.values.contains(where: { $0.id == id }) else { return false }
+            state.journals[id] = journal
+            return true
+        }
+    }
+
+    func readJournal(id: String) async throws -> StopJournal? { state.withLock { $0.journals[id] } }
+
+    func lockNames() async throws -> [String] { lockNames }
 
     /// Puts a lock of another holder in place.
     func plant(stack: String, holder: HolderIdentity, expiresAt: Date) {

@@ -39,7 +39,10 @@ public struct BackupDaemon: Sendable {
             await state.update {
                 $0.currentRun = nil
                 $0.lastRun = record
-                if record.succeeded { $0.lastSuccessAt = record.finishedAt }
+                if record.succeeded {
+                    $0.lastSuccessAt = record.finishedAt
+                    $0.containersLeftStopped = nil  // every stack's lock was taken, and with it recovered
+                }
             }
             await onRunEnded?(record)
         }

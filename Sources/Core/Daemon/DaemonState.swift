@@ -30,6 +30,9 @@ public struct DaemonState: Codable, Sendable, Equatable {
     public var nextDrillDue: Date?
     /// The last drill of each stack, by stack (kept across daemon restarts).
     public var drills: [String: DrillRecord]?
+    /// Containers a dead StackVault had stopped that the daemon could not start again at its start (`name: error`),
+    /// until a run succeeds; health is unhealthy meanwhile. Nil when there are none.
+    public var containersLeftStopped: [String]?
 
     public init(schedule: String, timeZone: String, host: String, pid: Int32, daemonStartedAt: Date) {
         self.formatVersion = Self.currentFormatVersion

@@ -14,6 +14,7 @@ public struct DockerLockStore: LockStore {
     public static let image = "stackvault-lock:1"
     public static let labelPrefix = "org.stackvault.lock"
     static let leasePath = "/stackvault-lease"
+    static let journalPath = "/stackvault-journal"
 
     public let client: DockerClient
     private let http = HTTPClient()
@@ -73,14 +74,42 @@ public struct DockerLockStore: LockStore {
 
     public func renew(id: String, holder: String, until: Date) async throws -> Bool {
         let content = "stackvault-lease holder=\(holder) expires=\(until.formatted(.iso8601))\n"
-        let tar = try Self.tar(name: String(Self.leasePath.dropFirst()), contents: Array(content.utf8))
+        return try await writeFile(Self.leasePath, content, into: id, doing: "renew the lease of lock \(id.prefix(12))")
+    }
+
+    public func writeJournal(id: String, _ journal: StopJournal) async throws -> Bool {
+        try await writeFile(Self.journalPath, journal.text, into: id,
+                            doing: "record stopped containers in lock \(id.prefix(12))")
+    }
+
+    /// Writes the file `path` (in `/`) into the lock container `id`; false when the container is gone.
+    private func writeFile(_ path: String, _ content: String, into id: String, doing what: String) async throws
+        -> Bool
+    {
+        let tar = try Self.tar(name: String(path.dropFirst()), contents: Array(content.utf8))
         let response = try await send("PUT", "/containers/\(percentEncode(id))/archive?path=%2F", body: tar,
                                       contentType: "application/x-tar")
         switch response.status {
         case 200: return true
         case 404: return false
-        default: throw failure(response, doing: "renew the lease of lock \(id.prefix(12))")
+        default: throw failure(response, doing: what)
         }
+    }
+
+    public func readJournal(id: String) async throws -> StopJournal? {
+        let response = try await send(
+            "GET", "/containers/\(percentEncode(id))/archive?path=\(percentEncode(Self.journalPath))")
+        if response.status == 404 { return nil }
+        guard response.status == 200 else { throw failure(response, doing: "read the journal of lock \(id.prefix(12))") }
+        return StopJournal(parsing: String(decoding: response.body, as: UTF8.self))
+    }
+
+    public func lockNames() async throws -> [String] {
+        let filters = percentEncode("{\"label\":[\"\(Self.labelPrefix).stack\"]}")
+        let response = try await send("GET", "/containers/json?all=1&filters=\(filters)")
+        guard response.status == 200 else { throw failure(response, doing: "list the stack locks") }
+        let rows = try JSONSerialization.jsonObject(with: Data(response.body)) as? [[String: Any]] ?? []
+        return rows.compactMap { ($0["Names"] as? [String])?.first }.map(\.trimmingLeadingSlash)
     }
 
     public func remove(id: String) async throws {

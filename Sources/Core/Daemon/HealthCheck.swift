@@ -27,6 +27,11 @@ public enum HealthCheck {
         }
         func show(_ date: Date) -> String { schedule.describe(Int64(date.timeIntervalSince1970)).iso8601 }
 
+        if let down = state.containersLeftStopped, !down.isEmpty {
+            return HealthReport(healthy: false, message: "UNHEALTHY: containers a StackVault stopped are still down "
+                + "(a StackVault died while they were stopped, and starting them failed): "
+                + down.joined(separator: "; "))
+        }
         if let last = state.lastRun, last.outcome != .succeeded {
             let what = last.outcome == .interrupted
                 ? "was interrupted before it finished" + (last.error.map { " (\($0))" } ?? " (SIGTERM/SIGINT)")

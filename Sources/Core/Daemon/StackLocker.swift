@@ -16,6 +16,12 @@ public protocol LockStore: Sendable {
     func remove(id: String) async throws
     /// Whether container `id` exists and runs; nil when there is no such container.
     func isContainerRunning(_ id: String) async throws -> Bool?
+    /// Replaces the journal of lock `id`; false when the lock no longer exists.
+    func writeJournal(id: String, _ journal: StopJournal) async throws -> Bool
+    /// The journal of lock `id`; nil when it never wrote one (or the lock is gone).
+    func readJournal(id: String) async throws -> StopJournal?
+    /// The names of every lock in the store.
+    func lockNames() async throws -> [String]
 }
 
 /// Who holds a lock, and until when.
@@ -114,14 +120,22 @@ public struct StackLocker: Sendable {
     public let identity: HolderIdentity
     public let ttl: Duration
     public let logger: Logger
+    /// Starts what a dead holder had stopped (see `StopJournal`); nil: such containers are only reported.
+    public let docker: (any DockerEngine)?
+    /// Told, per stack, how many containers a dead holder had stopped were started again (the metrics).
+    public let onRecovered: @Sendable (_ stack: String, _ containers: Int) -> Void
     let now: @Sendable () -> Date
 
     public init(store: any LockStore, identity: HolderIdentity = .current(), ttl: Duration = .seconds(60),
-                logger: Logger, now: @escaping @Sendable () -> Date = Date.init) {
+                logger: Logger, docker: (any DockerEngine)? = nil,
+                onRecovered: @escaping @Sendable (String, Int) -> Void = { _, _ in },
+                now: @escaping @Sendable () -> Date = Date.init) {
         self.store = store
         self.identity = identity
         self.ttl = ttl
         self.logger = logger
+        self.docker = docker
+        self.onRecovered = onRecovered
         self.now = now
     }
 
@@ -168,6 +182,7 @@ public struct StackLocker: Sendable {
             let message = "breaking the stale lock \(name) of stack \(stack), held by \(existing.record.holder) "
                 + "since \(existing.record.acquiredAt.iso8601): \(reason)"
             logger.warning("\(message)")
+            try await recover(existing)
             try await store.remove(id: existing.id)
         }
         guard let lockID else {
@@ -175,9 +190,10 @@ public struct StackLocker: Sendable {
                 + "(other processes kept taking it)", isTransient: true)
         }
         logger.debug("took the lock \(name)")
+        let held = HeldLock(id: lockID, stack: stack, ttl: ttl, store: store)
         let result = await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.renew(lockID, name: name) }
-            let result = await body()
+            let result = await HeldLock.$current.withValue(held) { await body() }
             group.cancelAll()
             return result
         }
@@ -194,10 +210,93 @@ public struct StackLocker: Sendable {
         return .ran(result)
     }
 
+    /// Undoes what the dead holder of `lock` left (its `StopJournal`): starts the containers it had stopped that
+    /// are still stopped, logging a warning with their names and how long they were down, and removes its partial
+    /// archives. Throws when a container could not be started: the lock then stays, with its journal, so the next
+    /// StackVault tries again, and the stack is not backed up meanwhile.
+    func recover(_ lock: StoredLock) async throws {
+        guard let journal = try await store.readJournal(id: lock.id), !journal.isEmpty else { return }
+        let stack = lock.record.stack
+        for path in journal.partials where FileManager.default.fileExists(atPath: path) {
+            do {
+                try FileManager.default.removeItem(atPath: path)
+                logger.warning("removed the partial archive \(path) of a dead \(lock.record.purpose) of stack \(stack)")
+            } catch {
+                logger.warning("could not remove the partial archive \(path) of a dead run: \(error)")
+            }
+        }
+        guard !journal.stopped.isEmpty else { return }
+        let names = journal.stopped.map(\.name).joined(separator: ", ")
+        guard let docker else {
+            throw StackVaultError(.containerRestart, "a dead StackVault (\(lock.record.holder)) had stopped \(names) "
+                + "of stack \(stack); start them: docker start \(journal.stopped.map(\.name).joined(separator: " "))")
+        }
+        var down: [StoppedContainer] = []
+        for container in journal.stopped {
+            do {
+                if try await !docker.inspectContainer(container.id).isRunning { down.append(container) }
+            } catch let error as StackVaultError where error.code == .dockerAPI {
+                logger.warning("\("\(container.name), stopped by a dead \(lock.record.purpose) of stack \(stack), ")\("no longer exists: \(error)")")
+            }
+        }
+        let seconds = journal.stoppedAt.map { now().timeIntervalSince($0) } ?? 0
+        let failures = await ContainerStopGuard.startAll(
+            down, docker: docker, stoppedBy: .now, pollInterval: .milliseconds(200), logger: logger)
+        let started = down.count - failures.count
+        if started > 0 { onRecovered(stack, started) }
+        let others = journal.stopped.filter { c in !down.contains(c) }.map(\.name)
+        let message = "a StackVault \(lock.record.purpose) of stack \(stack) (\(lock.record.holder)) died while "
+            + "its containers were stopped: started \(down.map(\.name).joined(separator: ", ")) again after "
+            + String(format: "%.1f s down", seconds)
+            + (others.isEmpty ? "" : "; \(others.joined(separator: ", ")) already ran again or are gone")
+        guard failures.isEmpty else {
+            logger.critical("\(message); but could NOT start: \(failures.joined(separator: "; "))")
+            throw StackVaultError(.containerRestart, "could not start again what a dead StackVault had stopped in "
+                + "stack \(stack): \(failures.joined(separator: "; ")); start them by hand: docker start "
+                + journal.stopped.map(\.name).joined(separator: " "))
+        }
+        logger.warning("\(message)")
+    }
+
+    /// For the daemon's start: breaks every stale lock of the host (of any stack), first starting what its dead
+    /// holder had stopped (`recover`). Locks of live holders are left alone. Returns the stacks whose recovery
+    /// failed, with the reason.
+    public func recoverAbandonedLocks() async -> [String] {
+        var failures: [String] = []
+        let names: [String]
+        do {
+            names = try await store.lockNames()
+        } catch {
+            logger.error("could not list the stack locks to start what a dead StackVault stopped: \(error)")
+            return ["cannot list the stack locks: \(error)"]
+        }
+        for name in names {
+            do {
+                guard let lock = try await store.read(name: name), let reason = try await staleness(of: lock) else {
+                    continue
+                }
+                let message = "breaking the stale lock \(name) of stack \(lock.record.stack), held by "
+                    + "\(lock.record.holder) since \(lock.record.acquiredAt.iso8601): \(reason)"
+                logger.warning("\(message)")
+                try await recover(lock)
+                try await store.remove(id: lock.id)
+            } catch {
+                logger.error("stale lock \(name): \(error)")
+                failures.append("\(name): \(error)")
+            }
+        }
+        return failures
+    }
+
     /// Why `lock` is stale, or nil when its holder may still be working.
     func staleness(of lock: StoredLock) async throws -> String? {
         let holder = lock.record.holder
         if holder.id == identity.id { return "this process took it and did not release it" }
+        if let container = holder.container, container == identity.container, let namespace = holder.pidNamespace,
+           let mine = identity.pidNamespace, namespace != mine
+        {
+            return "it was taken in an earlier life of this container (which has been restarted since)"
+        }
         if let namespace = holder.pidNamespace, namespace == identity.pidNamespace, !Self.processExists(holder.pid) {
             return "its holder process \(holder.pid) has exited"
         }

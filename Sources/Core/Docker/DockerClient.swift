@@ -115,10 +115,8 @@ public final class DockerClient: DockerEngine {
             }
         }
         var mounts = (row.Mounts ?? []).compactMap { mount in
-            mount.Destination.map { destination in
-                let type = mount.`Type` ?? ""
-                return ContainerMount(type: type, destination: destination,
-                                      source: type == "volume" ? mount.Name : type == "bind" ? mount.Source : nil)
+            mount.Destination.map {
+                ContainerMount(type: mount.`Type` ?? "", destination: $0, name: mount.Name, source: mount.Source)
             }
         }
         // Keys are container paths; options are the values. Should a client have left `:options` on a key, the
@@ -137,7 +135,8 @@ public final class DockerClient: DockerEngine {
             labels: row.Config?.Labels ?? [:],
             environment: environment,
             mounts: mounts,
-            imageID: row.Image
+            imageID: row.Image,
+            networkMode: row.HostConfig?.NetworkMode
         )
     }
 
@@ -418,6 +417,7 @@ private struct ContainerInspectRow: Decodable {
     struct HostConfig: Decodable {
         /// `--tmpfs` mounts: container path -> mount options.
         var Tmpfs: [String: String]?
+        var NetworkMode: String?
     }
 
     var Id: String

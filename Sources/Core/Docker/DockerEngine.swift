@@ -170,26 +170,39 @@ public struct ContainerMount: Sendable, Equatable, Codable {
     public var type: String
     /// The absolute path inside the container.
     public var destination: String
-    /// The volume's name (`Name`) for a volume, the host path (`Source`) for a bind mount; nil for others.
+    /// The volume's name (`volume` mounts); nil for others.
+    public var name: String?
+    /// The host path: a bind mount's source, a local volume's `_data` directory; nil when unknown (tmpfs).
     public var source: String?
 
-    public init(type: String, destination: String, source: String? = nil) {
+    public init(type: String, destination: String, name: String? = nil, source: String? = nil) {
         self.type = type
         self.destination = destination
+        self.name = name
         self.source = source
+    }
+
+    /// What names the mount to Docker when another container mounts it too: the volume's name for a volume, the
+    /// host path for a bind mount (`HostConfig.Mounts[].Source`); nil for others.
+    public var reference: String? {
+        switch type {
+        case "volume": name
+        case "bind": source
+        default: nil
+        }
     }
 
     /// True for a volume Docker named itself (64 hex digits): an anonymous volume, removed with its container when
     /// Docker removes it with its volumes (as Swarm does with the containers of the tasks it removes).
     public var isAnonymousVolume: Bool {
-        guard type == "volume", let source, source.utf8.count == 64 else { return false }
-        return source.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
+        guard type == "volume", let name, name.utf8.count == 64 else { return false }
+        return name.utf8.allSatisfy { (48...57).contains($0) || (97...102).contains($0) }
     }
 
     /// True for a named volume or a bind mount: what outlives a Swarm task's container, which Swarm removes (with its
     /// own layer and anonymous volumes) when the service is scaled down.
     public var outlivesSwarmTask: Bool {
-        ["volume", "bind"].contains(type) && source != nil && !isAnonymousVolume
+        reference != nil && !isAnonymousVolume
     }
 
     /// The mount `path` is on: the one with the longest destination equal to or above it; nil when none is.
@@ -238,6 +251,8 @@ public struct ContainerDetails: Sendable, Equatable {
     /// The id of the image the container runs (`Image`, `sha256:...`), which names it even when `image` (the
     /// reference it was created from, e.g. `name:tag@sha256:digest` in a Swarm task) does not resolve locally.
     public var imageID: String?
+    /// `HostConfig.NetworkMode`: `container:<id>` when it shares another container's network namespace.
+    public var networkMode: String?
 
     public init(
         id: String,
@@ -247,8 +262,10 @@ public struct ContainerDetails: Sendable, Equatable {
         labels: [String: String],
         environment: [String: String],
         mounts: [ContainerMount] = [],
-        imageID: String? = nil
+        imageID: String? = nil,
+        networkMode: String? = nil
     ) {
+        self.networkMode = networkMode
         self.id = id
         self.name = name
         self.image = image

@@ -19,14 +19,32 @@ public struct BackupPlan: Sendable, Encodable, Equatable {
 public struct StackPlan: Sendable, Encodable, Equatable {
     public var name: String
     public var services: [ServicePlan]
+    /// Every container stopped while the directories are copied, labelled or not, with why (`StopSet`).
+    public var stops: [PlannedStop]
+    /// Warnings about containers that are not services of the stack (`backup.stop=false`).
+    public var stopWarnings: [String]
 
-    public init(name: String, services: [ServicePlan]) {
+    public init(name: String, services: [ServicePlan], stops: [PlannedStop]? = nil, stopWarnings: [String] = []) {
         self.name = name
         self.services = services
+        self.stops = stops ?? services.filter(\.stop).map(PlannedStop.init(service:))
+        self.stopWarnings = stopWarnings
     }
 
     public var hasErrors: Bool { services.contains { !$0.errors.isEmpty } }
-    public var warnings: [String] { services.flatMap { s in s.warnings.map { "\(s.service): \($0)" } } }
+    public var warnings: [String] {
+        services.flatMap { s in s.warnings.map { "\(s.service): \($0)" } } + stopWarnings
+    }
+
+    private enum CodingKeys: String, CodingKey { case name, services, stops, warnings }
+
+    public func encode(to encoder: any Encoder) throws {
+        var out = encoder.container(keyedBy: CodingKeys.self)
+        try out.encode(name, forKey: .name)
+        try out.encode(services, forKey: .services)
+        try out.encode(stops, forKey: .stops)
+        try out.encode(stopWarnings, forKey: .warnings)
+    }
 }
 
 /// One container of a stack and what will be done to it.

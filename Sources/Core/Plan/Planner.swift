@@ -14,20 +14,22 @@ public struct Planner: Sendable {
     }
 
     /// Discovers every container labelled `backup.enable=true`, running or stopped, grouped into stacks; on a Swarm
-    /// manager also the running tasks on this node of services labelled so in their spec (`deploy.labels`).
+    /// manager also the running tasks on this node of services labelled so in their spec (`deploy.labels`). Running
+    /// containers without the label are inspected too: those that share a copied directory are stopped with it
+    /// (`StopSet`).
     public func makePlan() async throws -> BackupPlan {
         // Only a node with Swarm tasks asks for its swarm state: plain Compose hosts (also behind a socket proxy that
         // refuses GET /info) plan as before.
         let hasTasks = !(try await docker.listContainers(labelFilters: [ContainerDetails.swarmServiceIDLabel]).isEmpty)
         let node = hasTasks ? try await docker.swarmNode() : .inactive
         var ids: [String] = []
-        for summary in try await docker.listContainers(labelFilters: [Self.enableLabel])
-        where Self.isEnabled(summary.labels[Self.enableLabel]) {
+        var labelled: Set<String> = []
+        for summary in try await docker.listContainers(labelFilters: []) {
+            let enabled = Self.isEnabled(summary.labels[Self.enableLabel])
+            if enabled { labelled.insert(summary.id) }
             // A task's exited containers are Swarm's task history, not data: only running tasks count.
-            guard summary.labels[ContainerDetails.swarmServiceIDLabel] == nil || summary.state == "running" else {
-                continue
-            }
-            ids.append(summary.id)
+            let isTask = summary.labels[ContainerDetails.swarmServiceIDLabel] != nil
+            if summary.state == "running" || (enabled && !isTask) { ids.append(summary.id) }
         }
         if node.isActive && node.isManager {
             for service in try await docker.listServices(labelFilters: [Self.enableLabel])
@@ -40,14 +42,20 @@ public struct Planner: Sendable {
         var details: [ContainerDetails] = []
         var services: [String: SwarmService] = [:]
         for id in ids {
-            let container = try await docker.inspectContainer(id)
+            let container: ContainerDetails
+            do {
+                container = try await docker.inspectContainer(id)
+            } catch let error as StackVaultError where error.code == .dockerAPI && !labelled.contains(id) {
+                continue  // removed since it was listed
+            }
             details.append(container)
             if let serviceID = container.swarmServiceID, node.isManager, services[serviceID] == nil {
                 services[serviceID] = try await docker.inspectService(serviceID)
             }
         }
-        return await checkDirectories(plan(for: details, swarm: SwarmView(node: node, services: services)),
-                                      containers: details)
+        let plan = plan(for: details, swarm: SwarmView(node: node, services: services),
+                        ownContainer: HolderIdentity.ownContainerID())
+        return await checkDirectories(plan, containers: details)
     }
 
     /// What the planner knows of the swarm: this node, and the services of the tasks found (empty on a worker,
@@ -100,8 +108,11 @@ public struct Planner: Sendable {
         return (labels, sources, warnings)
     }
 
-    /// The plan for already-inspected containers (and, for Swarm tasks, what is known of their services).
-    public func plan(for containers: [ContainerDetails], swarm: SwarmView = .none) -> BackupPlan {
+    /// The plan for already-inspected containers (and, for Swarm tasks, what is known of their services): the
+    /// labelled ones are backed up, any of them may be stopped (`StopSet`); `ownContainer` (this process's) never is.
+    public func plan(for containers: [ContainerDetails], swarm: SwarmView = .none, ownContainer: String? = nil)
+        -> BackupPlan
+    {
         var byStack: [String: [ContainerDetails]] = [:]
         var merged: [String: (sources: [String: String], warnings: [String])] = [:]
         for var container in containers {
@@ -148,7 +159,9 @@ public struct Planner: Sendable {
                 }
                 return plan
             }
-            return StackPlan(name: name, services: services)
+            let plain = StackPlan(name: name, services: services)
+            let (stops, warnings) = StopSet.plan(plain, containers: containers, own: ownContainer)
+            return StackPlan(name: name, services: services, stops: stops, stopWarnings: warnings)
         }
         return BackupPlan(stacks: stacks)
     }

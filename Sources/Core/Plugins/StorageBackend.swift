@@ -58,10 +58,16 @@ public protocol StorageBackend: Sendable {
     /// (S3 ranged GETs) override it.
     func read(_ name: String, from offset: Int64, into sink: any ByteSink) async throws
     func delete(_ name: String) async throws
+    /// Aborts the uploads of archives (names `ArchiveName` parses) that runs started and never finished, begun
+    /// more than `seconds` ago, logging each; returns their names. Only backends with resumable uploads (S3
+    /// multipart uploads) have any: the default does nothing.
+    func abortAbandonedUploads(olderThan seconds: Double) async throws -> [String]
 }
 
 extension StorageBackend {
     public var planDescription: String { description }
+
+    public func abortAbandonedUploads(olderThan seconds: Double) async throws -> [String] { [] }
 
     public func read(_ name: String, from offset: Int64, into sink: any ByteSink) async throws {
         guard offset > 0 else { return try await read(name, into: sink) }

@@ -33,6 +33,8 @@ public struct BackupRun: Sendable {
     public let notifier: Notifier?
     public let busyStack: BusyStack
     public let logger: Logger
+    /// Seconds after which an upload no run finished counts as abandoned (a day: no upload lasts that long).
+    public static let abandonedUploadAge = 86_400.0
 
     public init(docker: any DockerEngine, strategies: StrategyRegistry, stackBackup: StackBackup,
                 locker: StackLocker?, stackFilter: [String] = [], notifier: Notifier? = nil,
@@ -88,6 +90,12 @@ public struct BackupRun: Sendable {
         log.info("\(startLine)")
         if names.isEmpty && stackFilter.isEmpty {
             log.warning("no container is labelled backup.enable=true: nothing to back up")
+        }
+        // Uploads of runs that died mid-upload (S3 keeps and bills their parts until aborted).
+        do {
+            _ = try await stackBackup.storage.abortAbandonedUploads(olderThan: Self.abandonedUploadAge)
+        } catch {
+            log.warning("could not look for abandoned uploads in \(stackBackup.storage.description): \(error)")
         }
 
         // Back each stack up.

@@ -6,10 +6,23 @@ public struct StoppedContainer: Sendable, Hashable {
     public var id: String
     /// The name, for messages and the `docker start` hint.
     public var name: String
+    /// The id of the container whose network namespace this one shares (`NetworkMode: container:<id>`), when
+    /// that one is stopped too: this one is stopped before it and started after it.
+    public var provider: String?
 
-    public init(id: String, name: String) {
+    public init(id: String, name: String, provider: String? = nil) {
         self.id = id
         self.name = name
+        self.provider = provider
+    }
+
+    /// `containers` in tiers to start one after the other: providers first, then the containers sharing their
+    /// network namespace. Stopping goes through the tiers in reverse.
+    static func startTiers(_ containers: [StoppedContainer]) -> [[StoppedContainer]] {
+        let ids = Set(containers.map(\.id))
+        let dependents = containers.filter { $0.provider.map(ids.contains) == true }
+        let providers = containers.filter { c in !dependents.contains(c) }
+        return [providers, dependents].filter { !$0.isEmpty }
     }
 }
 
@@ -32,6 +45,10 @@ public struct ContainersLeftStopped: Error, CustomStringConvertible, Sendable {
 
 /// Stops containers together, runs work while they are stopped, and starts them again on every path: success,
 /// error, cancellation (SIGTERM). Shared by the backup and the restore engines.
+///
+/// Inside `StackLocker.withLock` the containers are recorded in the lock's `StopJournal` before they are stopped
+/// (and cleared once they run again), so a StackVault that takes the lock after this process died without
+/// unwinding (SIGKILL, OOM kill, its container stopped, a reboot) starts them again.
 ///
 /// Once a stop request has been sent, Docker goes on stopping the container (and kills it after the stop timeout)
 /// whether or not the request is answered, cancelled or failed on our side. So a container is started again only
@@ -75,33 +92,37 @@ public struct ContainerStopGuard: Sendable {
     ) async throws -> (T, Double) {
         let log = logger
         guard !containers.isEmpty else { return (try await body(), 0) }
+        // Recorded in the stack's lock first, so that whoever takes the lock after this process died (SIGKILL,
+        // OOM, reboot) starts them again (`StackLocker.recover`). Unrecorded, nothing is stopped.
+        let held = HeldLock.current
+        if let held {
+            do {
+                try await held.recordStopping(containers)
+            } catch {
+                throw StackVaultError(.dockerAPI, "nothing was stopped: could not record in the lock of stack "
+                    + "\(stack) which containers this \(purpose) stops: \(error)")
+            }
+        }
         let stopStarted = ContinuousClock.now
         let timeout = stopTimeoutSeconds
         let docker = self.docker
         log.info("stopping \(containers.map(\.name).joined(separator: ", "))")
         // Every container we asked to stop is started again, even when its stop call failed half-way.
-        let stopErrors = await withTaskGroup(of: String?.self) { group in
-            for container in containers {
-                group.addTask {
-                    do {
-                        try await docker.stopContainer(container.id, timeoutSeconds: timeout)
-                        return nil
-                    } catch {
-                        return "\(container.name): \(error)"
-                    }
-                }
-            }
-            var errors: [String] = []
-            for await error in group { if let error { errors.append(error) } }
-            return errors
+        // Dependents first; a failed tier leaves the later ones running (and they are not started again).
+        var stopErrors: [String] = []
+        var asked: [StoppedContainer] = []
+        for tier in StoppedContainer.startTiers(containers).reversed() where stopErrors.isEmpty {
+            asked += tier
+            stopErrors += await Self.stopAll(tier, docker: docker, timeout: timeout)
         }
 
         // The restart runs once, in an unstructured task (cancelling this run must not cancel it), as soon as
         // the body ends or, on cancellation (SIGTERM), at once: abandoned work need not finish unwinding first.
         let stoppedBy = stopStarted + .seconds(timeout + stopMarginSeconds)
         let interval = pollInterval
+        let toStart = asked
         let restart = RunOnce {
-            (failures: await Self.startAll(containers, docker: docker, stoppedBy: stoppedBy, pollInterval: interval,
+            (failures: await Self.startAll(toStart, docker: docker, stoppedBy: stoppedBy, pollInterval: interval,
                                            logger: log),
              at: ContinuousClock.now)
         }
@@ -125,6 +146,11 @@ public struct ContainerStopGuard: Sendable {
         if restartFailures.isEmpty {
             let names = containers.map(\.name).joined(separator: ", ")
             log.info("started \(names) again \(String(format: "(downtime %.1f s)", downtime))")
+            do {
+                try await held?.recordStarted()
+            } catch {
+                log.warning("could not record in the lock of stack \(stack) that \(names) run again: \(error)")
+            }
         } else {
             let names = containers.map(\.name).joined(separator: " ")
             log.critical("CONTAINERS LEFT STOPPED in stack \(stack): \(restartFailures.joined(separator: "; ")). Start them by hand: docker start \(names)")
@@ -134,9 +160,44 @@ public struct ContainerStopGuard: Sendable {
         return (try outcome.get(), downtime)
     }
 
-    /// Starts every container again, once Docker has stopped it (see the type's documentation), three tries each;
-    /// a try counts when inspect shows the container running afterwards. Returns the failures.
+    /// Sends the stop requests of `containers` at once; returns the failures.
+    static func stopAll(_ containers: [StoppedContainer], docker: any DockerEngine, timeout: Int) async -> [String] {
+        await withTaskGroup(of: String?.self) { group in
+            for container in containers {
+                group.addTask {
+                    do {
+                        try await docker.stopContainer(container.id, timeoutSeconds: timeout)
+                        return nil
+                    } catch {
+                        return "\(container.name): \(error)"
+                    }
+                }
+            }
+            var errors: [String] = []
+            for await error in group { if let error { errors.append(error) } }
+            return errors
+        }
+    }
+
+    /// Starts every container again, providers before the containers that share their network namespace, once
+    /// Docker has stopped it (see the type's documentation), three tries each; a try counts when inspect shows
+    /// the container running afterwards. Returns the failures.
     static func startAll(
+        _ containers: [StoppedContainer],
+        docker: any DockerEngine,
+        stoppedBy deadline: ContinuousClock.Instant,
+        pollInterval: Duration,
+        logger: Logger
+    ) async -> [String] {
+        var failures: [String] = []
+        for tier in StoppedContainer.startTiers(containers) {
+            failures += await startTier(tier, docker: docker, stoppedBy: deadline, pollInterval: pollInterval,
+                                        logger: logger)
+        }
+        return failures
+    }
+
+    private static func startTier(
         _ containers: [StoppedContainer],
         docker: any DockerEngine,
         stoppedBy deadline: ContinuousClock.Instant,

@@ -34,7 +34,7 @@ final class StackBackupSteps {
     /// The steps, in order.
     func run() async throws -> StoredObject {
         try checkPlan()
-        let archive = try openArchive()
+        let archive = try await openArchive()
         try await dump(into: archive)
         try await stopAndCopy(into: archive)
         try await sealAndVerify(archive)
@@ -76,14 +76,21 @@ final class StackBackupSteps {
     // MARK: 2. Open the archive
 
     /// Checks free space, creates the partial archive and writes its index. Cleanup: remove the partial archive.
-    private func openArchive() throws -> OpenArchive {
+    /// Inside a lock, the partial archive is recorded in the lock's journal first (whoever breaks the lock of a
+    /// dead run removes it), and this stack's partial archives older than the lease (dead runs' whose lock is
+    /// gone) are removed.
+    private func openArchive() async throws -> OpenArchive {
         let directory = settings.storage.localDirectory ?? configuration.workDirectory
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true,
                                                 attributes: [.posixPermissions: 0o700])
+        if let held = HeldLock.current {
+            PartialArchives.removeStale(in: directory, stack: stack.name, olderThan: held.ttl.seconds, logger: log)
+        }
         try checkFreeSpace(in: directory)
         let startedAt = Date()
         let name = ArchiveName.make(stack: stack.name, date: startedAt, encrypted: !configuration.recipients.isEmpty)
         let temporaryPath = "\(directory)/.\(name).partial"
+        try await HeldLock.current?.recordPartial(temporaryPath)
         let writer = try ArchiveWriter(outputPath: temporaryPath, compressor: settings.compressor,
                                        recipients: configuration.recipients)
         self.writer = writer
@@ -123,7 +130,8 @@ final class StackBackupSteps {
     private func stopAndCopy(into archive: OpenArchive) async throws {
         let services = stack.services.filter { !$0.components(needing: .stopped).isEmpty }
         guard !services.isEmpty else { return }
-        let toStop = services.filter(\.stop)
+        // The stop set (labelled containers and those sharing what is copied; never a Swarm task, see `StopSet`).
+        let toStop = stack.stops
         measures.containersStopped = toStop.count
         // A helper image that must first be built and imported is made before anything stops, not during the
         // downtime (see `HelperImage`).
@@ -132,16 +140,15 @@ final class StackBackupSteps {
             docker: docker, stopTimeoutSeconds: configuration.stopTimeoutSeconds, logger: log)
         // A Swarm task is never stopped (Swarm would start a replacement): its service is scaled to 0 and back, and
         // its volumes are read through a reader container (see `SwarmScaleGuard`).
-        let toScale = toStop.compactMap { service in
+        let toScale = services.filter(\.stop).compactMap { service in
             service.swarmService.map { ScaledService(id: $0.id, name: $0.name, taskContainerID: service.containerID) }
         }
         let scaleGuard = SwarmScaleGuard(docker: docker, host: configuration.hostName, logger: log)
         let started = ContinuousClock.now
         do {
             _ = try await stopGuard.run(
-                toStop.filter { $0.swarmService == nil }
-                    .map { StoppedContainer(id: $0.containerID, name: $0.container) },
-                stack: stack.name, purpose: "backup", recordDowntime: { measures.downtime = $0 }
+                toStop.map(\.stoppedContainer), stack: stack.name,
+                purpose: "backup", recordDowntime: { measures.downtime = $0 }
             ) {
                 try await scaleGuard.run(toScale, stack: stack.name, purpose: "backup") { readers in
                     for service in services {
@@ -232,13 +239,34 @@ final class StackBackupSteps {
             record = try await component.strategy.backup(component.spec, container: container, context: context,
                                                          into: writer)
         } catch let error as StackVaultError {
-            throw error
+            guard component.requirement == .stopped, let path = component.spec.path else { throw error }
+            throw await explainBrokenCopy(error, path: path, container: container)
         } catch {
             throw StackVaultError(.archive, "\(component.summary) of service \(service.service) "
                 + "(container \(container.name)) failed: \(error)", cause: nil)
         }
         let elapsed = String(format: "%.1f s", (ContinuousClock.now - started).seconds)
         log.info("\(service.service): \(component.summary) done, \(ByteCount(record.sizeBytes)) in \(elapsed)")
+    }
+
+    /// A copy whose tar stream broke off or ended early: a file changed size while it was read. Names the
+    /// running containers that mount the path (labelled `backup.stop=false`, or started meanwhile).
+    private func explainBrokenCopy(_ error: StackVaultError, path: String, container: ContainerDetails) async
+        -> StackVaultError
+    {
+        let text = "\(error)"
+        guard text.contains("broke off") || text.contains("ended inside the entry") else { return error }
+        var others: [ContainerDetails] = []
+        for summary in (try? await docker.listContainers(labelFilters: [])) ?? [] where summary.state == "running" {
+            if let details = try? await docker.inspectContainer(summary.id) { others.append(details) }
+        }
+        let writers = StopSet.runningWriters(of: path, in: container, among: others)
+        let cause = writers.isEmpty
+            ? "most likely a file changed while it was read (no other running container mounts \(path) now)"
+            : "a file changed while it was read: \(writers.joined(separator: ", ")) mount\(writers.count == 1 ? "s" : "") "
+                + "\(path) of \(container.name) and \(writers.count == 1 ? "was" : "were") running (labelled "
+                + "\(StopSet.keepRunningLabel)=false, or started during the copy)"
+        return StackVaultError(error.code, "\(error.message); \(cause)")
     }
 
     private func checkFreeSpace(in directory: String) throws {

@@ -55,6 +55,10 @@ public struct RetryingBackend: StorageBackend {
         }
     }
 
+    public func abortAbandonedUploads(olderThan seconds: Double) async throws -> [String] {
+        try await inner.abortAbandonedUploads(olderThan: seconds)
+    }
+
     public func delete(_ name: String) async throws {
         try await policy.run("deleting \(name) from \(description)", logger: logger) { _ in
             try await inner.delete(name)

@@ -213,6 +213,52 @@ extension S3Backend {
         }
     }
 
+    /// Lists the multipart uploads under this backend's prefix (ListMultipartUploads, paged by key and upload id
+    /// markers) and aborts those of archive names begun more than `seconds` ago: parts of a run that died (SIGKILL,
+    /// a reboot) mid-upload, which S3 keeps, and bills, until they are aborted.
+    public func abortAbandonedUploads(olderThan seconds: Double) async throws -> [String] {
+        let dates = S3DateParser()
+        let cutoff = Date().addingTimeInterval(-seconds)
+        var stale: [(key: String, uploadID: String, initiated: Date)] = []
+        var markers: (key: String, upload: String)?
+        await client.credentials.beginOperation()
+        repeat {
+            var query: [(name: String, value: String)] = [("uploads", ""), ("prefix", configuration.prefix)]
+            if let markers { query += [("key-marker", markers.key), ("upload-id-marker", markers.upload)] }
+            let response = try await client.send(S3Client.Unsigned(method: "GET", key: nil, query: query),
+                                                 operation: "listing the multipart uploads in \(description)")
+            guard let root = S3XML.parse(response.body), root.name == "ListMultipartUploadsResult" else {
+                throw StackVaultError(.storage, "listing the multipart uploads in \(description) failed: the "
+                    + "server's answer is not a ListMultipartUploadsResult: \(response.bodyText.prefix(300))")
+            }
+            for upload in root.children("Upload") {
+                guard let key = upload.value("Key"), let id = upload.value("UploadId"),
+                      let initiated = upload.value("Initiated").flatMap(dates.parse), initiated < cutoff,
+                      key.hasPrefix(configuration.prefix),
+                      ArchiveName.parse(String(key.dropFirst(configuration.prefix.count))) != nil
+                else { continue }
+                stale.append((key, id, initiated))
+            }
+            markers = nil
+            if root.value("IsTruncated")?.lowercased() == "true", let key = root.value("NextKeyMarker"),
+               let upload = root.value("NextUploadIdMarker"), !key.isEmpty
+            {
+                markers = (key, upload)
+            }
+        } while markers != nil
+        var aborted: [String] = []
+        for upload in stale {
+            let name = String(upload.key.dropFirst(configuration.prefix.count))
+            _ = try await client.send(
+                S3Client.Unsigned(method: "DELETE", key: upload.key, query: [("uploadId", upload.uploadID)],
+                                  timeoutSeconds: 30),
+                operation: "aborting the abandoned multipart upload of \(name)", accepting: [404])
+            logger.warning("S3: aborted the multipart upload of \(name) begun \(upload.initiated.formatted(.iso8601)) by a run that never finished it")
+            aborted.append(name)
+        }
+        return aborted
+    }
+
     /// `<CompleteMultipartUpload>` listing the parts in order.
     static func completionDocument(_ parts: [S3CompletedPart]) -> [UInt8] {
         var xml = "<CompleteMultipartUpload xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"

@@ -1,0 +1,82 @@
+import Foundation
+import StackVaultCore
+import Testing
+
+/// Containers that share a copied volume are stopped with the labelled one, whether or not they carry labels; a
+/// container in a stopped one's network namespace is stopped first and started after it; `backup.stop=false` keeps
+/// a container running, with a plan warning.
+extension Integration {
+    @Suite struct StopSetTests {
+        @Test func anUnlabelledWriterIsStoppedWithTheLabelledServiceAndEveryArchiveHoldsWholeFiles() async throws {
+            try TestBed.requireDocker()
+            let project = "svtest-stopset-\(UUID().uuidString.prefix(6).lowercased())"
+            let volume = "\(project)_data"
+            let (app, writer, keeper, dependent) = ("\(project)-app", "\(project)-writer", "\(project)-keeper",
+                                                    "\(project)-dep")
+            let all = [dependent, app, writer, keeper]
+            defer {
+                for name in all { _ = try? Shell.run(["docker", "rm", "-f", name], check: false) }
+                _ = try? Shell.run(["docker", "volume", "rm", "-f", volume], check: false)
+            }
+            try Shell.run(["docker", "volume", "create", "--label", "stackvault.test=true", volume])
+            func run(_ name: String, _ extra: [String], _ script: String) throws {
+                try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true"]
+                              + extra + [TestBed.busyboxImage, "sh", "-c", script])
+            }
+            try run(app, ["--label", "com.docker.compose.project=\(project)", "--label",
+                          "com.docker.compose.service=app", "--label", "backup.enable=true",
+                          "--label", "backup.volume-path.data=/data", "-v", "\(volume):/data"],
+                    "echo hello > /data/hello.txt; exec sleep 1000000")
+            // Rewrites a 1 MiB file (written whole, then renamed into place) and renames files, without end.
+            try run(writer, ["-v", "\(volume):/d"], """
+                i=0; while true; do head -c 1048576 /dev/urandom > /d/big.tmp && mv /d/big.tmp /d/big; \
+                i=$((i+1)); touch /d/f$i; [ -e /d/f$((i-1)) ] && mv /d/f$((i-1)) /d/g$i; rm -f /d/g$((i-1)); done
+                """)
+            try run(keeper, ["--label", "backup.stop=false", "-v", "\(volume):/k:ro"], "exec sleep 1000000")
+            try run(dependent, ["--network", "container:\(app)"], "exec sleep 1000000")
+
+            let plan = try StackVaultCLI.run(["plan", "--json"])
+            let stack = try #require(((try JSONSerialization.jsonObject(with: Data(plan.stdout.utf8))
+                as? [String: Any])?["stacks"] as? [[String: Any]])?.first { $0["name"] as? String == project })
+            let stops = (stack["stops"] as? [[String: Any]] ?? []).map {
+                "\($0["container"] ?? ""): \($0["reason"] ?? "")"
+            }
+            #expect(stops.contains("\(writer): mounts volume \(volume), copied for service app"), "\(stops)")
+            #expect(stops.contains { $0.hasPrefix(dependent + ": shares the network namespace of \(app)") },
+                    "\(stops)")
+            #expect(!stops.contains { $0.hasPrefix(keeper) }, "\(stops)")
+            let warnings = stack["warnings"] as? [String] ?? []
+            #expect(warnings.contains { $0.contains(keeper) && $0.contains("backup.stop=false") }, "\(warnings)")
+            let text = try StackVaultCLI.run(["plan"]).stdout
+            #expect(text.contains("\(writer): mounts volume \(volume), copied for service app"), "\(text)")
+
+            let directory = try TestBed.temporaryDirectory("stopset")
+            defer { try? FileManager.default.removeItem(at: directory) }
+            let keeperStarted = try Docker.startedAt(keeper)
+            for round in 1...3 {
+                let before = try all.map { try Docker.startedAt($0) }
+                let backup = try StackVaultCLI.run(["backup", "--stack", project, "--target",
+                                                    "file://\(directory.path)"], environment: ["STOP_TIMEOUT": "2"])
+                #expect(backup.ok, "round \(round): \(backup.stdout)\n\(backup.stderr)")
+                for (name, started) in zip(all, before) where name != keeper {
+                    #expect(try Docker.isRunning(name), "\(name) is left stopped")
+                    #expect(try Docker.startedAt(name) != started, "\(name) was not stopped and started again")
+                }
+                // Started after its provider, the dependent has the provider's (new) network namespace.
+                #expect(try Docker.startedAt(dependent) > Docker.startedAt(app))
+            }
+            #expect(try Docker.startedAt(keeper) == keeperStarted, "backup.stop=false was stopped")
+            #expect(try Docker.exec(dependent, "ip -o link | grep -c eth0 || true").contains("1"),
+                    "the container sharing the network namespace has no network afterwards")
+
+            let archives = TestBed.hostFiles(directory).filter { $0.hasSuffix(".tar.zst") }
+            #expect(archives.count == 3)
+            for archive in archives {
+                let path = TestBed.hostFolder(directory).appendingPathComponent(archive).path
+                let listing = try Shell.run(["tar", "--zstd", "-tvf", path]).stdout
+                let big = listing.split(separator: "\n").first { $0.hasSuffix("/big") }
+                #expect(big?.contains(" 1048576 ") == true, "\(archive): \(big ?? "no big file")")
+            }
+        }
+    }
+}
