@@ -174,7 +174,7 @@ public final class FakeDockerEngine: DockerEngine {
         let details = try find(container)
         try record("archive", details, ":\(path)")
         // Else through the volume or bind mount the path is on (a reader container of a Swarm task's volumes).
-        let key = ContainerMount.covering(path, in: details.mounts)?.source.map { "volume:\($0):\(path)" }
+        let key = ContainerMount.covering(path, in: details.mounts)?.reference.map { "volume:\($0):\(path)" }
         guard let tar = state.withLock({ s in s.archives["\(details.name):\(path)"] ?? key.flatMap { s.archives[$0] } })
         else {
             throw StackVaultError(.dockerAPI, "Docker could not read \(path): no such file or directory")

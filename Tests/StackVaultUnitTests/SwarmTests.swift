@@ -17,7 +17,7 @@ import Testing
                          environment: environment, mounts: mounts)
     }
 
-    static let dataVolume = ContainerMount(type: "volume", destination: "/data", source: "app_files-data")
+    static let dataVolume = ContainerMount(type: "volume", destination: "/data", name: "app_files-data")
 
     /// A manager node with stack `app`: `db` (container labels), `files` (2 replicas, container labels, a named
     /// volume) and `tagged` (labels only in the service spec, as `deploy.labels`).
@@ -35,7 +35,7 @@ import Testing
                                        labels: ["backup.enable": "true", "backup.volume-path.srv": "/srv"],
                                        mode: .replicated(1)), stack: "app",
                           template: task(mounts: [ContainerMount(type: "volume", destination: "/srv",
-                                                                 source: "app_tagged-data")]))
+                                                                 name: "app_tagged-data")]))
         return docker
     }
 
@@ -89,7 +89,7 @@ import Testing
         docker.addService(SwarmService(id: "s-web", name: "web", labels: [:], mode: .replicated(1)),
                           template: Self.task(labels: ["backup.enable": "true", "backup.volume-path.data": "/data"],
                                               mounts: [ContainerMount(type: "volume", destination: "/data",
-                                                                      source: "web")]))
+                                                                      name: "web")]))
         let plan = try await plan(docker)
         #expect(plan.stacks.map(\.name) == ["web"])
         #expect(plan.stacks[0].services.map(\.service) == ["web"])
@@ -117,7 +117,7 @@ import Testing
                           template: Self.task(labels: ["backup.enable": "true", "backup.volume-path.data": "/data",
                                                        "backup.volume-path.layer": "/var/lib/x"],
                                               mounts: [ContainerMount(type: "volume", destination: "/data",
-                                                                      source: anonymous)]))
+                                                                      name: anonymous)]))
         let services = try #require(try await plan(docker).stack(named: "app")).services
         let global = try #require(services.first { $0.service == "g" })
         #expect(global.errors.count == 1 && global.errors[0].contains("global"))
@@ -151,7 +151,7 @@ import Testing
         let readers = docker.created
         #expect(readers.map(\.mounts) == [[Self.dataVolume],
                                           [ContainerMount(type: "volume", destination: "/srv",
-                                                          source: "app_tagged-data")]])
+                                                          name: "app_tagged-data")]])
         #expect(readers.allSatisfy { $0.labels[SwarmScaleGuard.readerLabel] != nil })
         let firstCopy = try #require(calls.firstIndex { $0.hasPrefix("archive:") })
         #expect(calls.firstIndex(of: "scale:app_tagged=0")! < firstCopy)

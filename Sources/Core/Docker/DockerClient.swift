@@ -159,7 +159,7 @@ public final class DockerClient: DockerEngine {
         var hostConfig: [String: Any] = ["VolumesFrom": spec.volumesFrom]
         if !spec.mounts.isEmpty {
             hostConfig["Mounts"] = spec.mounts.map { mount -> [String: Any] in
-                ["Type": mount.type, "Source": mount.source ?? "", "Target": mount.destination]
+                ["Type": mount.type, "Source": mount.reference ?? "", "Target": mount.destination]
             }
         }
         if spec.networkDisabled { hostConfig["NetworkMode"] = "none" }

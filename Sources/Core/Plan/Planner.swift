@@ -221,7 +221,7 @@ public struct Planner: Sendable {
                 + "to 0 (for the copy) makes Swarm remove the task container with its own layer and anonymous "
                 + "volumes, so there would be nothing to copy: keep the data on a named volume")
         }
-        let sources = { (task: ContainerDetails) in task.mounts.compactMap(\.source).sorted() }
+        let sources = { (task: ContainerDetails) in task.mounts.compactMap(\.reference).sorted() }
         for other in tasks.dropFirst() where sources(other) != sources(container) {
             plan.warnings.append("task \(other.name) of \(name) on this node has other volumes than \(container.name) "
                 + "(\(sources(other).joined(separator: ", "))); only \(container.name)'s are copied")

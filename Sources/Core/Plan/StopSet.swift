@@ -53,9 +53,10 @@ enum StopSet {
         }
         guard !copied.isEmpty || !stops.isEmpty else { return ([], []) }
         let stopped = { (id: String) in stops.contains { $0.containerID == id } }
-        let scaled = Set(stack.services.filter { $0.stop && $0.swarmService != nil }.map(\.containerID))
+        // The tasks of a service that is scaled to 0 go with it.
+        let scaled = Set(stack.services.filter(\.stop).compactMap { $0.swarmService?.id })
         for other in containers where other.isRunning && !stopped(other.id) && other.id != own
-            && !scaled.contains(other.id)
+            && !(other.swarmServiceID.map(scaled.contains) ?? false)
         {
             guard let shared = copied.first(where: { mounts(other, $0.path) }) else { continue }
             let reason = "mounts \(shared.what), copied for service \(shared.service)"
