@@ -211,6 +211,13 @@ extension Integration {
             let red = try #require(state.drills?[bad])
             #expect(!red.passed && red.problems.joined().contains("relation \"ref\" does not exist"), "\(red)")
 
+            // `list` shows each stack's drilled archive (from the daemon's state file).
+            let list = try StackVaultCLI.run(["list", "--target", "file://\(target.path)"],
+                                             environment: ["STATE_FILE": daemon.stateFile.path])
+            let lines = list.stdout.split(separator: "\n")
+            #expect(lines.contains { $0.contains(good) && $0.contains("passed ") }, "\(list.stdout)")
+            #expect(lines.contains { $0.contains(bad) && $0.contains("FAILED ") }, "\(list.stdout)")
+
             let health = try StackVaultCLI.run(["health"], environment: ["STATE_FILE": daemon.stateFile.path])
             #expect(health.status == 1, "\(health.stdout)\n\(health.stderr)")
             #expect((health.stdout + health.stderr).contains("restore drill of stack \(bad)"))
@@ -220,6 +227,36 @@ extension Integration {
             #expect(metrics.contains("stackvault_stack_drill_failures_total\(labels(bad)) 1"), "\(metrics)")
             #expect(metrics.contains("stackvault_stack_last_drill_success_timestamp_seconds\(labels(good))"))
             #expect(daemon.stop() == 0)
+            #expect(try Self.leftovers().containers.isEmpty)
+        }
+
+        @Test func aRestoreDrillsFirstAndRefusesADumpThatDoesNotReplayLeavingTheTargetAsItWas() throws {
+            try TestBed.requireDocker()
+            let pg = "svtest-drill-restore-\(id)"
+            defer { _ = try? Shell.run(["docker", "rm", "-f", "-v", pg], check: false) }
+            try Self.postgres(pg)
+            try Self.psql(pg, """
+                CREATE TABLE ref (a int); INSERT INTO ref VALUES (1);
+                CREATE FUNCTION pos(x int) RETURNS bool LANGUAGE sql IMMUTABLE AS 'SELECT x >= (SELECT min(a) FROM ref)';
+                CREATE TABLE t (a int CHECK (pos(a))); INSERT INTO t SELECT g FROM generate_series(1, 100) g;
+                """)
+            let target = try TestBed.temporaryDirectory("drill-restore")
+            defer { try? FileManager.default.removeItem(at: target) }
+            #expect(try StackVaultCLI.run(["backup", "--stack", pg, "--target", "file://\(target.path)"]).ok)
+            try Self.psql(pg, "INSERT INTO t VALUES (101); CREATE DATABASE after_backup;")
+            let databases = "SELECT string_agg(datname, ',' ORDER BY datname) FROM pg_database"
+            let state = { () throws -> String in
+                try Docker.exec(pg, "psql -U postgres -tAc 'SELECT count(*) FROM t' && psql -U postgres -tAc \"\(databases)\"",
+                                env: ["PGPASSWORD": "live-\(pg)"])
+            }
+            let before = try state()
+
+            let restore = try StackVaultCLI.run(["restore", "--latest", "--stack", pg, "--yes",
+                                                 "--target", "file://\(target.path)"])
+            #expect(restore.status == 1, "\(restore.stdout)\n\(restore.stderr)")
+            #expect(restore.stderr.contains("refusing to restore") && restore.stderr.contains("relation \"ref\" does not exist"),
+                    "\(restore.stderr)")
+            #expect(try state() == before, "the target changed")
             #expect(try Self.leftovers().containers.isEmpty)
         }
     }

@@ -63,9 +63,15 @@ struct ListCommand: AsyncParsableCommand {
                 archives = (try await catalog.archives(ofHost: host, stack: stack) + unfiled)
                     .sorted { ($0.listing.date, $0.listing.name) > ($1.listing.date, $1.listing.name) }
             }
+            // The daemon's restore drills, from its state file when this process can read it (inside the sidecar).
+            let drills = (try? StateFile(environment: environment.variables).read())?.drills ?? [:]
             for archive in archives {
                 let listing = archive.listing
                 var row = ListRendering.Row(host: archive.host, listing: listing, verified: "at backup", problems: [])
+                if let drill = drills[listing.stack], drill.archive == listing.name {
+                    row.drilled = (drill.passed ? "passed " : "FAILED ")
+                        + RestorePlan.format(drill.finishedAt).replacingOccurrences(of: " UTC", with: "")
+                }
                 if verify {
                     do {
                         let storage = try archive.host.map { try catalog.storage(forHost: $0) } ?? catalog.root
@@ -101,16 +107,19 @@ enum ListRendering {
         /// `at backup`, or the outcome of `--verify`.
         var verified: String
         var problems: [String]
+        /// The daemon's last restore drill of this archive (`passed <time>` / `FAILED <time>`, UTC), if known.
+        var drilled: String? = nil
     }
 
     static func text(_ rows: [Row], target: String, hostColumn: Bool) -> String {
         guard !rows.isEmpty else { return "No archives in \(target).\n" }
-        var table = [(hostColumn ? ["HOST"] : []) + ["STACK", "TIME (UTC)", "SIZE", "ENCRYPTED", "VERIFIED", "ARCHIVE"]]
+        var table = [(hostColumn ? ["HOST"] : [])
+            + ["STACK", "TIME (UTC)", "SIZE", "ENCRYPTED", "VERIFIED", "DRILLED (UTC)", "ARCHIVE"]]
         for row in rows {
             table.append((hostColumn ? [row.host ?? "-"] : []) + [
                 row.listing.stack, RestorePlan.format(row.listing.date).replacingOccurrences(of: " UTC", with: ""),
                 "\(ByteCount(row.listing.sizeBytes))", ArchiveName.isEncrypted(row.listing.name) ? "age" : "no",
-                row.verified, row.listing.name])
+                row.verified, row.drilled ?? "-", row.listing.name])
         }
         var out = "Archives in \(target), newest first:\n" + Table.render(table)
         for row in rows where !row.problems.isEmpty {
@@ -130,6 +139,8 @@ enum ListRendering {
             var encrypted: Bool
             var verified: String
             var problems: [String]
+            /// The daemon's last restore drill of this archive, if known.
+            var drilled: String?
         }
         struct Document: Encodable {
             var target: String
@@ -138,7 +149,7 @@ enum ListRendering {
         let entries = rows.map {
             Entry(host: $0.host, name: $0.listing.name, stack: $0.listing.stack, time: $0.listing.date,
                   sizeBytes: $0.listing.sizeBytes, encrypted: ArchiveName.isEncrypted($0.listing.name),
-                  verified: $0.verified, problems: $0.problems)
+                  verified: $0.verified, problems: $0.problems, drilled: $0.drilled)
         }
         return try prettyJSON(Document(target: target, archives: entries))
     }

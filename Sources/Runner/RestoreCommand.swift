@@ -9,8 +9,11 @@ struct RestoreCommand: AsyncParsableCommand {
         commandName: "restore",
         abstract: "Restores an archive into a stack's containers: database dumps are replayed, directories replaced.",
         discussion: "The archive is verified in full first (as `verify` does) and refused, before anything on this "
-            + "host is touched, when any check fails. Existing data is REPLACED: databases are dropped and recreated "
-            + "from the dump, directories end up holding exactly the archived files. --dry-run prints what would be "
+            + "host is touched, when any check fails. Then its dumps are drilled (replayed into throwaway containers "
+            + "of the target's images, row counts compared; --no-drill skips this) and a failed drill refuses the "
+            + "restore, nothing changed. Existing data is REPLACED: databases are set aside and replaced by the "
+            + "dump's (put back if the replay fails), directories end up holding exactly the archived files. "
+            + "--dry-run prints what would be "
             + "done to which container. Without a terminal, a restore needs --yes. Exit code 0 when every component "
             + "was restored, 1 when the archive was refused or a component failed, 2 when Docker or the target "
             + "cannot be used or the options are wrong."
@@ -34,6 +37,9 @@ struct RestoreCommand: AsyncParsableCommand {
 
     @Flag(help: "Do not ask for confirmation (required when standard input is not a terminal).")
     var yes = false
+
+    @Flag(help: "Do not drill the dumps in throwaway containers of the target's images before replacing anything.")
+    var noDrill = false
 
     func validate() throws {
         if selection.latest && selection.stack == nil {
@@ -84,6 +90,7 @@ struct RestoreCommand: AsyncParsableCommand {
             return
         }
         try confirm()
+        if !noDrill { try await drillDumpsFirst(plan, manifest: manifest, archive: archive, environment: environment) }
 
         // The same per-stack lock as backups: no scheduled backup stops or copies the stack half-way through.
         let locker = StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger,
@@ -119,6 +126,66 @@ struct RestoreCommand: AsyncParsableCommand {
         print(RestoreRendering.summary(results, plan: plan, failure: failure), terminator: "")
         if failure != nil || results.count < plan.steps.count || results.contains(where: { $0.outcome != .restored }) {
             throw ExitStatus.failure
+        }
+    }
+
+    /// Before anything is replaced: the plan's dumps are replayed into throwaway containers of the target containers'
+    /// own images (``DrillEngine``, as `stackvault drill` does, row counts compared); a failure refuses the restore
+    /// with the drill's findings, the target untouched. Directories are not drilled: their replacement is staged and
+    /// swapped, so a failed one leaves the old data in place anyway.
+    private func drillDumpsFirst(_ plan: RestorePlan, manifest: Manifest, archive: LocalArchive,
+                                 environment: Environment) async throws
+    {
+        let dumps = plan.steps.filter { $0.component.kind == .file }
+        guard !dumps.isEmpty else { return }
+        let scoped = { () -> Manifest in
+            var scoped = manifest
+            scoped.components = dumps.map(\.component)
+            return scoped
+        }()
+        let engine: DrillEngine
+        do {
+            var options = try environment.drillOptions(workDir: selection.workDir)
+            for step in dumps {
+                let target = try await environment.docker.inspectContainer(step.containerID)
+                options.images[step.service] = target.imageID ?? target.image
+            }
+            engine = DrillEngine(docker: environment.docker, strategies: environment.strategies,
+                                 stopTimeoutSeconds: try environment.stopTimeoutSeconds(), logger: environment.logger,
+                                 options: options)
+        } catch {
+            printError("\(error)")
+            throw ExitStatus.code(for: error)
+        }
+        print("Drilling \(dumps.count) dump(s) first, in throwaway containers of the target's image(s); nothing is "
+            + "changed until it passes (--no-drill skips this).")
+        let outcome = try await runCancellably(logger: environment.logger) { () -> Result<DrillReport, any Error> in
+            do {
+                return .success(try await engine.drill(scoped, name: archive.name, origin: archive.origin,
+                                                        source: archive))
+            } catch {
+                return .failure(error)
+            }
+        }
+        switch outcome {
+        case nil:
+            printError("the restore was stopped during its drill: nothing was changed")
+            throw ExitStatus.failure
+        case .failure(let error)?:
+            printError("refusing to restore \(archive.name): its drill could not run (\(error)); nothing was changed. "
+                + "--no-drill restores without it")
+            throw ExitStatus.failure
+        case .success(let report)?:
+            guard report.passed else {
+                printError("refusing to restore \(archive.name): its dump does not restore cleanly into the target's "
+                    + "image, nothing was changed (--no-drill restores anyway; the replay would then fail and be "
+                    + "undone, or lose what is listed):\n" + report.checks.filter { !$0.passed }
+                    .flatMap { check in check.problems.map { "  - \(check.archivePath): \($0)" } }
+                    .joined(separator: "\n"))
+                throw ExitStatus.failure
+            }
+            print("Drill passed in \(String(format: "%.1f", report.seconds)) s: "
+                + report.checks.flatMap(\.checked).filter { $0.contains("row(s)") }.joined(separator: "; "))
         }
     }
 

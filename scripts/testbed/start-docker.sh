@@ -19,6 +19,11 @@ if docker info >/dev/null 2>&1; then
 else
   command -v dockerd >/dev/null || tb_die "dockerd not found; run scripts/install-deps.sh"
   [ "$(id -u)" = 0 ] || tb_die "starting dockerd needs root"
+  # A daemon that is still shutting down (it does not answer, its process lives): wait for it to go, up to 30 s.
+  for _ in $(seq 1 60); do
+    [ -f /var/run/docker.pid ] && kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null || break
+    sleep 0.5
+  done
   # A stale pid file from a killed daemon makes dockerd refuse to start.
   if [ -f /var/run/docker.pid ] && ! kill -0 "$(cat /var/run/docker.pid)" 2>/dev/null; then
     rm -f /var/run/docker.pid

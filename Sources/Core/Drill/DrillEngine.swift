@@ -37,6 +37,8 @@ public struct DrillOptions: Sendable {
     /// Where the re-read of a restored directory is written while its digest is computed (a temporary file,
     /// removed at once).
     public var workDirectory: String
+    /// Images to drill with instead of the archived ones, by service (a restore drills with its target's images).
+    public var images: [String: String] = [:]
 
     public init(memoryLimitBytes: Int64 = 2 << 30, readinessTimeout: Duration = .seconds(300),
                 maxDirectoryBytes: Int64? = nil, workDirectory: String = NSTemporaryDirectory())
@@ -191,11 +193,12 @@ private final class DrillRun: @unchecked Sendable {
 
     /// Creates the service's drill container and, when it holds a database, starts it and waits until it serves.
     func prepare(service: String, components: [Manifest.ManifestComponent]) async throws {
-        guard let image = components.lazy.compactMap({ $0.imageID ?? $0.image }).first else {
+        let archived = components.lazy.compactMap { $0.imageID ?? $0.image }.first
+        guard let image = engine.options.images[service] ?? archived else {
             throw StackVaultError(.restoreFailed, "the archive records no image for service \(service) (it was "
                 + "written by an earlier StackVault): back the stack up again to drill it")
         }
-        let named = components.lazy.compactMap(\.image).first ?? image
+        let named = engine.options.images[service] ?? components.lazy.compactMap(\.image).first ?? image
         guard try await docker.imageExists(image) else {
             throw StackVaultError(.restoreFailed, "the image of service \(service), \(named) (\(image)), no longer "
                 + "exists on this host: pull or build it again (or drill a newer archive)")
