@@ -67,6 +67,13 @@ extension Integration {
             #expect(Self.sample("stackvault_stack_failures_total\(stack)", in: metrics) == 0)
             #expect(Self.sample("stackvault_runs_total{host=\"\(TestBed.engineHost)\",outcome=\"succeeded\"}", in: metrics) == 1)
             #expect(metrics.contains("# TYPE stackvault_stack_failures_total counter"))
+            // The target's archive count of the stack, and the next scheduled run (1 January, 03:00).
+            #expect(Self.sample("stackvault_stack_archives\(stack)", in: metrics) == Double(try daemon.archives().count),
+                    "\(metrics)")
+            let nextRun = Self.sample("stackvault_next_run_timestamp_seconds{host=\"\(TestBed.engineHost)\"}",
+                                      in: metrics)
+            let now = Date().timeIntervalSince1970
+            #expect((nextRun ?? 0) > now && (nextRun ?? 0) <= now + 367 * 86400, "\(metrics)")
 
             let health = try Self.fetch("\(base)/healthz")
             #expect(health.status == 200, "\(health.body)")

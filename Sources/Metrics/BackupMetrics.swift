@@ -60,6 +60,10 @@ public final class BackupMetrics: Sendable {
             case .skipped, .cancelled:
                 continue
             }
+            if let count = stack.archivesInTarget {
+                gauge(Name.stackArchives, "Archives of the stack in this host's folder of the target, counted after "
+                      + "its last successful backup and retention.", labels).set(Double(count))
+            }
             if let duration = stack.durationSeconds {
                 gauge(Name.stackDuration, "Seconds the stack's last backup took (successful or not).", labels)
                     .set(duration)
@@ -74,6 +78,13 @@ public final class BackupMetrics: Sendable {
             gauge(Name.stackDowntime, "Seconds the stack's containers were stopped in its last backup.", labels)
                 .set(stack.downtimeSeconds ?? 0)
         }
+    }
+
+    /// Records when the daemon's next scheduled run is due (`DaemonState.nextRunDue`); nil leaves the last value.
+    public func recordNextRun(_ due: Date?) {
+        guard let due else { return }
+        gauge(Name.nextRun, "Unix time the daemon's next scheduled backup run is due.")
+            .set(due.timeIntervalSince1970)
     }
 
     /// Records a restore drill of `stack` that ended.
@@ -115,6 +126,7 @@ public final class BackupMetrics: Sendable {
         public static let runBytesWritten = "stackvault_last_run_written_bytes"
         public static let runContainersStopped = "stackvault_last_run_containers_stopped"
         public static let runDowntime = "stackvault_last_run_downtime_seconds"
+        public static let nextRun = "stackvault_next_run_timestamp_seconds"
         public static let stackLastSuccess = "stackvault_stack_last_success_timestamp_seconds"
         public static let stackDuration = "stackvault_stack_last_duration_seconds"
         public static let stackArchiveSize = "stackvault_stack_last_archive_size_bytes"
@@ -123,6 +135,7 @@ public final class BackupMetrics: Sendable {
         public static let stackBytesWritten = "stackvault_stack_last_written_bytes"
         public static let stackContainersStopped = "stackvault_stack_last_containers_stopped"
         public static let stackDowntime = "stackvault_stack_last_downtime_seconds"
+        public static let stackArchives = "stackvault_stack_archives"
         public static let stackLastDrillSuccess = "stackvault_stack_last_drill_success_timestamp_seconds"
         public static let stackDrillFailures = "stackvault_stack_drill_failures_total"
         public static let recoveredContainers = "stackvault_stopped_containers_recovered_total"

@@ -1,3 +1,4 @@
+public import Foundation
 public import StackVaultCore
 
 /// What the metrics server answers, without the network: `GET /metrics` and `GET /healthz`.
@@ -14,10 +15,14 @@ public struct MetricsEndpoint: Sendable {
     public let metrics: BackupMetrics
     /// The daemon's health now (`HealthCheck.evaluate` over its state).
     public let health: @Sendable () async -> HealthReport
+    /// When the daemon's next scheduled run is due (`DaemonState.nextRunDue`), read at each scrape.
+    public let nextRun: (@Sendable () async -> Date?)?
 
-    public init(metrics: BackupMetrics, health: @escaping @Sendable () async -> HealthReport) {
+    public init(metrics: BackupMetrics, health: @escaping @Sendable () async -> HealthReport,
+                nextRun: (@Sendable () async -> Date?)? = nil) {
         self.metrics = metrics
         self.health = health
+        self.nextRun = nextRun
     }
 
     /// The response to `method` on `uri` (a query string is ignored).
@@ -31,6 +36,7 @@ public struct MetricsEndpoint: Sendable {
             return Self.text(405, "method \(method) not allowed: use GET\n")
         }
         if path == "/metrics" {
+            if let nextRun { metrics.recordNextRun(await nextRun()) }
             return Response(status: 200, contentType: BackupMetrics.contentType, body: metrics.exposition())
         }
         let report = await health()

@@ -96,9 +96,9 @@ struct DaemonCommand: AsyncParsableCommand {
                                   logger: environment.logger, onRunEnded: metricsAddress == nil ? nil : recordRun)
             if let metricsAddress {
                 let store = stateStore
-                let endpoint = MetricsEndpoint(metrics: metrics) {
-                    HealthCheck.evaluate(await store.state, now: Date())
-                }
+                let endpoint = MetricsEndpoint(
+                    metrics: metrics, health: { HealthCheck.evaluate(await store.state, now: Date()) },
+                    nextRun: { await store.state.nextRunDue })
                 metricsServer = try await MetricsServer.bind(metricsAddress, endpoint: endpoint,
                                                              logger: environment.logger)
             }

@@ -15,8 +15,9 @@ struct RestoreCommand: AsyncParsableCommand {
             + "dump's (put back if the replay fails), directories end up holding exactly the archived files. "
             + "--dry-run prints what would be "
             + "done to which container. Without a terminal, a restore needs --yes. Exit code 0 when every component "
-            + "was restored, 1 when the archive was refused or a component failed, 2 when Docker or the target "
-            + "cannot be used or the options are wrong."
+            + "was restored, 1 when the archive was refused, the restore was not confirmed (no terminal and no "
+            + "--yes, or an answer other than 'yes'), the stack was locked or a component failed, 2 when Docker or "
+            + "the target cannot be used, the archive is not there or the options are wrong."
     )
 
     @OptionGroup var options: GlobalOptions
@@ -195,7 +196,7 @@ struct RestoreCommand: AsyncParsableCommand {
         guard isatty(STDIN_FILENO) == 1 else {
             printError("this restore replaces existing data: run it again with --yes (standard input is not a "
                 + "terminal, so it cannot ask), or with --dry-run to only see the plan")
-            throw ExitStatus.unreachable
+            throw ExitStatus.failure
         }
         print("Type 'yes' to replace the data listed above: ", terminator: "")
         guard readLine()?.trimmingCharacters(in: .whitespaces).lowercased() == "yes" else {

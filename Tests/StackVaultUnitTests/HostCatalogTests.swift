@@ -95,6 +95,28 @@ extension InMemoryStorageBackend {
         #expect(none?.message.contains("from before host folders") == true)
     }
 
+    /// `verify`/`restore`/`drill --latest --stack nope` (issue #20): the message names the missing stack and the
+    /// stacks this host does have archives of, not "no archives at all".
+    @Test func latestOfAMissingStackNamesTheStacksThatExist() async throws {
+        let root = InMemoryStorageBackend()
+        let catalog = HostCatalog(root: root) { FolderView(base: root, folder: $0) }
+        try await root.put("alpha/" + Self.name("app", "20261101-010000"))
+        try await root.put("alpha/" + Self.name("db", "20261101-020000"))
+        try await root.put("beta/" + Self.name("web", "20261101-030000"))
+        let nope = await #expect(throws: StackVaultError.self) {
+            _ = try await catalog.select(name: nil, latest: true, stack: "nope", host: "alpha")
+        }
+        let message = nope?.message ?? ""
+        #expect(message.contains("the host 'alpha' has no archive of the stack 'nope'"), "\(message)")
+        #expect(message.contains("(stacks it has archives of: app, db)"), "\(message)")
+        #expect(!message.contains("hosts that have"), "\(message)")
+        let empty = await #expect(throws: StackVaultError.self) {
+            _ = try await catalog.select(name: nil, latest: true, stack: "web", host: "gamma")
+        }
+        #expect(empty?.message.contains("(it has no archives at all there); hosts that have: beta") == true,
+                "\(String(describing: empty))")
+    }
+
     /// A, B, A, B and A, B, B with keep-last 2 in one object store: each host keeps its own last two.
     @Test(arguments: [["alpha", "beta", "alpha", "beta"], ["alpha", "beta", "beta"]])
     func retentionIsPerHost(_ order: [String]) async throws {

@@ -130,6 +130,58 @@ import Testing
         #expect(s["stackvault_stack_last_read_bytes{stack=\"app\"}"] == Double(outcome.bytesRead ?? -1))
         #expect((s["stackvault_stack_last_success_timestamp_seconds{stack=\"app\"}"] ?? 0) > 1_700_000_000)
         #expect(s["stackvault_runs_total{outcome=\"succeeded\"}"] == 1)
+        // No retention policy: the stack's archives are counted from one listing of its names.
+        #expect(outcome.archivesInTarget == 1)
+        #expect(s["stackvault_stack_archives{stack=\"app\"}"] == 1)
+    }
+
+    /// The archive count comes from the listing retention uses: what is left after the prune, of this stack only.
+    @Test func theArchiveCountIsWhatRetentionLeft() async throws {
+        let fixture = try StackBackupTests.Fixture()
+        defer { try? FileManager.default.removeItem(at: fixture.target) }
+        try FileManager.default.createDirectory(at: fixture.target, withIntermediateDirectories: true)
+        let uuid = "0f0e0d0c-0b0a-4908-8706-050403020100"
+        for old in ["backup-app-20200101-000000-\(uuid).tar.zst", "backup-app-20200102-000000-\(uuid).tar.zst",
+                    "backup-app-2-20200103-000000-\(uuid).tar.zst", "backup-other-20200104-000000-\(uuid).tar.zst"] {
+            try Data("x".utf8).write(to: fixture.target.appendingPathComponent(old))
+        }
+        var configuration = fixture.stackBackup.configuration
+        configuration.retention = RetentionPolicy(keepLast: 2)
+        let stackBackup = StackBackup(docker: fixture.docker, storage: fixture.stackBackup.storage,
+                                      compressor: fixture.stackBackup.compressor, configuration: configuration,
+                                      logger: Logger(label: "test"))
+        let runner = BackupRun(docker: fixture.docker, strategies: try BuiltinStrategies.registry(),
+                               stackBackup: stackBackup, locker: nil, logger: Logger(label: "test"))
+        let record = await runner.run(trigger: .start, due: Date())
+        let outcome = try #require(record.stacks.first)
+        #expect(outcome.status == .succeeded, "\(outcome.detail ?? "")")
+        #expect(outcome.archivesInTarget == 2, "the new one and 20200102; app-2 and other are other stacks")
+        #expect(!fixture.files.contains("backup-app-20200101-000000-\(uuid).tar.zst"))
+        let metrics = BackupMetrics(host: "alpha")
+        metrics.record(record)
+        #expect(try Self.samples(metrics)["stackvault_stack_archives{host=\"alpha\",stack=\"app\"}"] == 2)
+
+        // A failed stack has no count: its series keeps the last one.
+        metrics.record(Self.run(.failed, stacks: [StackOutcome(stack: "app", status: .failed, detail: "x")]))
+        #expect(try Self.samples(metrics)["stackvault_stack_archives{host=\"alpha\",stack=\"app\"}"] == 2)
+    }
+
+    /// `stackvault_next_run_timestamp_seconds` is the state's next due time, read at each scrape.
+    @Test func theNextRunIsReadFromTheStateAtEachScrape() async throws {
+        let metrics = BackupMetrics(host: "alpha")
+        let path = FileManager.default.temporaryDirectory.appendingPathComponent("sv-state-\(UUID().uuidString).json")
+        defer { try? FileManager.default.removeItem(at: path) }
+        let state = DaemonStateStore(
+            state: DaemonState(schedule: "0 2 * * *", timeZone: "UTC", host: "alpha", pid: 1, daemonStartedAt: Date()),
+            file: StateFile(path: path.path), logger: Logger(label: "test"))
+        let endpoint = MetricsEndpoint(metrics: metrics, health: { HealthCheck.evaluate(await state.state, now: Date()) },
+                                       nextRun: { await state.state.nextRunDue })
+        let series = "stackvault_next_run_timestamp_seconds{host=\"alpha\"}"
+        #expect(!(await endpoint.respond(method: "GET", uri: "/metrics").text.contains(series)), "not due yet: absent")
+        await state.update { $0.nextRunDue = Date(timeIntervalSince1970: 1_700_006_400) }
+        #expect(await endpoint.respond(method: "GET", uri: "/metrics").text.contains("\(series) 1700006400.0"))
+        await state.update { $0.nextRunDue = Date(timeIntervalSince1970: 1_700_092_800) }
+        #expect(await endpoint.respond(method: "GET", uri: "/metrics").text.contains("\(series) 1700092800.0"))
     }
 
     @Test func theEndpointServesMetricsAndHealth() async throws {

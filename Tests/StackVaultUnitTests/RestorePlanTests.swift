@@ -44,6 +44,19 @@ import Testing
         #expect(throws: StackVaultError.self) { try ArchiveCatalog.latest([], stack: nil, target: "file:///b") }
     }
 
+    /// A stack without archives in a target that has others: the message lists them (it once said "no archives
+    /// at all", from a listing narrowed to the missing stack's prefix).
+    @Test func selectLatestOfAMissingStackListsTheStacksThere() async throws {
+        let storage = InMemoryStorageBackend()
+        try await storage.put(Self.object("app", "20261101-020000").name)
+        try await storage.put(Self.object("db", "20261101-030000").name)
+        let error = await #expect(throws: StackVaultError.self) {
+            _ = try await ArchiveCatalog.select(name: nil, latest: true, stack: "nope", storage: storage)
+        }
+        #expect(error?.message.contains("no archive of the stack 'nope' (stacks with archives: app, db)") == true,
+                "\(String(describing: error))")
+    }
+
     @Test func selectNeedsExactlyOneOfNameAndLatest() async throws {
         let storage = LocalDirectoryBackend(directory: "/nonexistent-\(UUID().uuidString)")
         #expect(try await ArchiveCatalog.select(name: "x.tar.zst", latest: false, stack: nil, storage: storage)

@@ -121,13 +121,20 @@ public struct HostCatalog: Sendable {
         }
     }
 
-    /// The error for "`host` has no archive of `stack`", naming the hosts that have one and unfiled ones.
+    /// The error for "`host` has no archive of `stack`", naming the stacks `host` does have archives of, the hosts
+    /// that have one of `stack`, and unfiled ones.
     private func missing(stack: String?, host: String) async throws -> StackVaultError {
         let all = try await allArchives(stack: stack)
         let others = Array(Set(all.compactMap(\.host))).sorted()
         let unfiled = all.filter { $0.host == nil }
         var message = "the host '\(host)' has no archive" + (stack.map { " of the stack '\($0)'" } ?? "")
             + " in \(root.description)"
+        if stack != nil {
+            let own = Array(Set(try await archives(ofHost: host).map(\.listing.stack))).sorted()
+            message += own.isEmpty
+                ? " (it has no archives at all there)"
+                : " (stacks it has archives of: " + own.joined(separator: ", ") + ")"
+        }
         if !others.isEmpty {
             message += "; hosts that have: " + others.joined(separator: ", ")
                 + " (restore from one with --host NAME)"

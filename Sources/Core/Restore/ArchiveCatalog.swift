@@ -62,8 +62,9 @@ public enum ArchiveCatalog {
         case (.some(let name), false):
             return name
         case (.none, true):
-            let objects = try await storage.list(prefix: stack.map { "backup-\($0)-" } ?? "backup-")
-            return try self.latest(objects, stack: stack, target: storage.description).name
+            // Every archive, not only the stack's: the error for a missing stack lists the stacks there are.
+            return try self.latest(try await storage.list(prefix: "backup-"), stack: stack,
+                                   target: storage.description).name
         case (.some, true):
             throw StackVaultError(.invalidConfiguration, "name an archive or use --latest, not both")
         case (.none, false):

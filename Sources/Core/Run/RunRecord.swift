@@ -92,6 +92,10 @@ public struct StackOutcome: Codable, Sendable, Equatable {
     public var services: Int?
     /// The plan's warnings about the stack. Not kept in the state file.
     public var warnings: [String] = []
+    /// The stack's archives in this host's folder of the target once the backup was stored and pruned, from the
+    /// listing retention uses (nil: not counted, e.g. the backup failed or the listing did). For the metrics; not
+    /// kept in the state file.
+    public var archivesInTarget: Int?
 
     private enum CodingKeys: String, CodingKey {
         case stack, status, archive, sizeBytes, durationSeconds, detail, downtimeSeconds, bytesRead, bytesWritten
@@ -101,7 +105,7 @@ public struct StackOutcome: Codable, Sendable, Equatable {
     public init(stack: String, status: Status, archive: String? = nil, sizeBytes: Int64? = nil,
                 durationSeconds: Double? = nil, detail: String? = nil, downtimeSeconds: Double? = nil,
                 bytesRead: Int64? = nil, bytesWritten: Int64? = nil, containersStopped: Int? = nil,
-                services: Int? = nil, warnings: [String] = []) {
+                services: Int? = nil, warnings: [String] = [], archivesInTarget: Int? = nil) {
         self.stack = stack
         self.status = status
         self.archive = archive
@@ -114,6 +118,7 @@ public struct StackOutcome: Codable, Sendable, Equatable {
         self.containersStopped = containersStopped
         self.services = services
         self.warnings = warnings
+        self.archivesInTarget = archivesInTarget
     }
 
     public var succeeded: Bool { status == .succeeded }

@@ -43,7 +43,7 @@ public struct StackBackup: Sendable {
                 stack: stack.name, status: .succeeded, archive: stored.name, sizeBytes: stored.sizeBytes,
                 durationSeconds: duration, downtimeSeconds: measures.downtime, bytesRead: measures.bytesRead,
                 bytesWritten: measures.bytesWritten, containersStopped: measures.containersStopped,
-                services: stack.services.count, warnings: stack.warnings)
+                services: stack.services.count, warnings: stack.warnings, archivesInTarget: measures.archivesInTarget)
         } catch {
             let message = "\(error)" + steps.unwind().joined()
             let measures = steps.measures
@@ -66,6 +66,8 @@ struct StackMeasures: Sendable {
     /// The compressed archive.
     var bytesWritten: Int64 = 0
     var containersStopped = 0
+    /// The stack's archives in this host's folder of the target after the store and the prune (nil: not counted).
+    var archivesInTarget: Int?
 }
 
 /// A step failed with a message that already says what and where.

@@ -207,15 +207,26 @@ final class StackBackupSteps {
 
     // MARK: 7. Prune
 
-    /// Prunes the stack's older archives by the configured policy. A failure here is logged and never fails the
-    /// backup that just succeeded.
+    /// Prunes the stack's older archives by the configured policy, and counts the ones left (`measures`) from the
+    /// same listing; without a policy, one listing of the stack's names counts them. A failure here is logged and
+    /// never fails the backup that just succeeded.
     private func prune(protecting name: String) async {
-        guard !configuration.retention.isEmpty else { return }
+        guard !configuration.retention.isEmpty else {
+            do {
+                measures.archivesInTarget = try await ArchiveCatalog.load(from: settings.storage, stack: stack.name).count
+            } catch {
+                log.warning("counting the archives of stack \(stack.name) failed (the backup itself succeeded): \(error)")
+            }
+            return
+        }
         do {
             let outcomes = try await Pruner(storage: settings.storage, policy: configuration.retention, logger: log)
                 .prune(stacks: [stack.name], dryRun: false, protecting: [name])
-            let removed = outcomes.flatMap(\.decisions).filter { !$0.keep }.count
-            log.info("retention: kept \(outcomes.flatMap(\.decisions).count - removed), removed \(removed) archive(s)")
+            let decisions = outcomes.flatMap(\.decisions)
+            let removed = decisions.filter { !$0.keep }.count
+            // An archive whose deletion failed is still there.
+            measures.archivesInTarget = decisions.count - removed + outcomes.reduce(0) { $0 + $1.failures.count }
+            log.info("retention: kept \(decisions.count - removed), removed \(removed) archive(s)")
         } catch {
             log.warning("retention for stack \(stack.name) failed (the backup itself succeeded): \(error)")
         }
