@@ -259,5 +259,34 @@ extension Integration {
             #expect(try state() == before, "the target changed")
             #expect(try Self.leftovers().containers.isEmpty)
         }
+
+        @Test func directoriesWithACLsXattrsAndASymlinkedLabelPathDrillGreen() throws {
+            try TestBed.requireDocker()
+            let name = "svtest-drill-acl-\(id)", volume = "svtest-drill-acl-\(id)-data"
+            defer {
+                _ = try? Shell.run(["docker", "rm", "-f", "-v", name], check: false)
+                _ = try? Shell.run(["docker", "volume", "rm", "-f", volume], check: false)
+            }
+            try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true",
+                           "--label", "backup.enable=true", "--label", "backup.volume-path.data=/data",
+                           "--label", "backup.volume-path.lnk=/link", "-v", "\(volume):/data", TestBed.busyboxImage,
+                           "sh", "-c", "ln -s /data /link && sleep 100000"])
+            try Docker.exec(name, "echo hello > /data/f && mkdir /data/d && echo x > /data/d/g")
+            // An access ACL (its mask becomes the group bits stat shows), a default ACL and an xattr, set on the host.
+            let mountpoint = try Shell.run(["docker", "volume", "inspect", "-f", "{{.Mountpoint}}", volume]).stdout
+                .trimmingCharacters(in: .whitespacesAndNewlines)
+            try Shell.run(["setfacl", "-m", "u:1234:rwx", "\(mountpoint)/f"])
+            try Shell.run(["setfacl", "-d", "-m", "u:1234:rx", "\(mountpoint)/d"])
+            try Shell.run(["setfattr", "-n", "user.drill", "-v", "1", "\(mountpoint)/f"])
+
+            let target = try TestBed.temporaryDirectory("drill-acl")
+            defer { try? FileManager.default.removeItem(at: target) }
+            let backup = try StackVaultCLI.run(["backup", "--stack", name, "--target", "file://\(target.path)"])
+            #expect(backup.ok, "\(backup.stdout)\n\(backup.stderr)")
+            let drill = try StackVaultCLI.run(["drill", "--latest", "--stack", name, "--target", "file://\(target.path)"])
+            #expect(drill.status == 0, "\(drill.stdout)\n\(drill.stderr)")
+            #expect(drill.stdout.components(separatedBy: "tree digest").count == 3, "both directories: \(drill.stdout)")
+            #expect(try Self.leftovers().containers.isEmpty)
+        }
     }
 }

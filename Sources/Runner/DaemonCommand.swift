@@ -75,17 +75,24 @@ struct DaemonCommand: AsyncParsableCommand {
             stateStore = DaemonStateStore(state: Self.initialState(cron, file: file, host: host), file: file,
                                           logger: environment.logger)
             try await stateStore.save()
-            if let drillSchedule = try Self.drillSchedule(environment: variables) {
-                let maxAge = try variables["DRILL_MAX_AGE"]
-                    .flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
-                    .map { try EnvironmentValue.integer("DRILL_MAX_AGE", $0, range: 60...Int.max, unit: "seconds") ?? 0 }
-                _ = try environment.drillOptions(workDir: nil)  // DRILL_* sizes checked at start
+            // Every DRILL_* value is checked at start, drills scheduled or not (a typo must not pass unnoticed).
+            let maxAge = try variables["DRILL_MAX_AGE"]
+                .flatMap { $0.trimmingCharacters(in: .whitespaces).isEmpty ? nil : $0 }
+                .map { try EnvironmentValue.integer("DRILL_MAX_AGE", $0, range: 60...Int.max, unit: "seconds") ?? 0 }
+            _ = try environment.drillOptions(workDir: nil)
+            let drillOnStart = try Self.flag("DRILL_ON_START", in: variables)
+            let drillSchedule = try Self.drillSchedule(environment: variables)
+            if drillSchedule == nil && (drillOnStart || maxAge != nil) {
+                throw StackVaultError(.invalidConfiguration, "DRILL_ON_START and DRILL_MAX_AGE need DRILL_SCHEDULE "
+                    + "(the cron schedule of restore drills, such as \"0 4 * * 0\"): set it, or unset them")
+            }
+            if let drillSchedule {
                 await stateStore.update {
                     $0.drillSchedule = drillSchedule.expression.source
                     $0.drillMaxAgeSeconds = maxAge.map(Double.init)
                 }
                 drills = DrillService(
-                    schedule: drillSchedule, onStart: try Self.flag("DRILL_ON_START", in: variables),
+                    schedule: drillSchedule, onStart: drillOnStart,
                     environment: environment, target: options.target, workDir: nil, host: host, stacks: stack,
                     locker: locker, state: stateStore, metrics: metrics,
                     notifier: try Notifier(environment: variables, logger: environment.logger),

@@ -77,6 +77,11 @@ struct DrillCommand: AsyncParsableCommand {
         switch outcome {
         case .success(let made): report = made
         case .failure(let error):
+            if error is CancellationError || (error as? StackVaultError)?.code == .cancelled {
+                printError("the drill of \(archive.name) was stopped (SIGTERM/SIGINT) before it ended; its containers "
+                    + "were removed")
+                throw ExitStatus.failure
+            }
             printError("the drill of \(archive.name) could not run: \(error)")
             throw ExitStatus.code(for: error)
         }
@@ -110,6 +115,10 @@ extension Environment {
         }
         if let memory = variables["DRILL_MEMORY_LIMIT"], !memory.isEmpty {
             options.memoryLimitBytes = try ByteSize.parse(memory, variable: "DRILL_MEMORY_LIMIT")
+            guard options.memoryLimitBytes >= 64 << 20 else {
+                throw StackVaultError(.invalidConfiguration, "DRILL_MEMORY_LIMIT='\(memory)' is below 64MiB, too "
+                    + "little for a database server: give a size such as 2GiB (a bare number is bytes)")
+            }
         }
         options.workDirectory = workDir ?? variables["STACKVAULT_WORK_DIR"] ?? NSTemporaryDirectory()
         return options

@@ -93,7 +93,8 @@ struct ListCommand: AsyncParsableCommand {
             throw ExitStatus.code(for: error)
         }
         print(json ? try ListRendering.json(rows, target: target)
-                   : ListRendering.text(rows, target: target, hostColumn: allHosts || rows.contains { $0.host == nil }),
+                   : ListRendering.text(rows, target: target, hostColumn: allHosts || rows.contains { $0.host == nil },
+                                        stack: stack),
               terminator: json ? "\n" : "")
         if rows.contains(where: { !$0.problems.isEmpty }) { throw ExitStatus.failure }
     }
@@ -111,8 +112,11 @@ enum ListRendering {
         var drilled: String? = nil
     }
 
-    static func text(_ rows: [Row], target: String, hostColumn: Bool) -> String {
-        guard !rows.isEmpty else { return "No archives in \(target).\n" }
+    static func text(_ rows: [Row], target: String, hostColumn: Bool, stack: String? = nil) -> String {
+        guard !rows.isEmpty else {
+            return stack.map { "No archive of the stack '\($0)' in \(target) (list without --stack shows the stacks "
+                + "it has archives of).\n" } ?? "No archives in \(target).\n"
+        }
         var table = [(hostColumn ? ["HOST"] : [])
             + ["STACK", "TIME (UTC)", "SIZE", "ENCRYPTED", "VERIFIED", "DRILLED (UTC)", "ARCHIVE"]]
         for row in rows {

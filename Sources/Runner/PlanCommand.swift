@@ -16,9 +16,12 @@ struct PlanCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
+    @Option(name: .long, help: "Show only this stack (repeatable; default: every labelled stack).")
+    var stack: [String] = []
+
     func run() async throws {
         let environment: Environment
-        let plan: BackupPlan
+        var plan: BackupPlan
         var targetDescription: String
         var targetError: (any Error)?
         do {
@@ -40,6 +43,14 @@ struct PlanCommand: AsyncParsableCommand {
                 targetError = targetError ?? error
             }
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
+            if !stack.isEmpty {
+                let known = plan.stacks.map(\.name)
+                if let unknown = stack.first(where: { !known.contains($0) }) {
+                    throw StackVaultError(.invalidConfiguration, "no labelled stack named \(unknown); known: "
+                        + (known.isEmpty ? "none" : known.joined(separator: ", ")))
+                }
+                plan.stacks = plan.stacks.filter { stack.contains($0.name) }
+            }
         } catch {
             printError("\(error)")
             throw ExitStatus.code(for: error)

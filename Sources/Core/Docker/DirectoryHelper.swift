@@ -105,7 +105,14 @@ public struct DirectoryHelper: Sendable {
             code = try await docker.runHelper(spec, stdin: stdin, stdout: stdout, stderr: stderr)
         } catch let error as StackVaultError where error.code == .cancelled {
             throw error
+        } catch is CancellationError {
+            throw CancellationError()
         } catch {
+            // Stopped (SIGTERM/SIGINT) while the helper streamed: say so, the helper image is not at fault.
+            if Task.isCancelled {
+                throw StackVaultError(.cancelled, "stopped (SIGTERM/SIGINT) while a helper container was to \(doing) "
+                    + "of \(place); the helper was removed")
+            }
             throw StackVaultError(
                 .dockerAPI,
                 "could not \(doing) of \(place) through a helper container from the image \(image): \(error); "

@@ -218,7 +218,9 @@ private final class DrillRun: @unchecked Sendable {
         var full = spec
         full.environment = dumps.flatMap { $0.drillEnvironment(password: password) }
         full.memoryLimitBytes = engine.options.memoryLimitBytes
-        full.anonymousVolumes = Array(Set(components.filter { $0.kind == .tree }.compactMap(\.sourcePath))).sorted()
+        // At the directory each copy read (the resolved one for a label path that was a symbolic link).
+        full.anonymousVolumes = Array(Set(components.filter { $0.kind == .tree }
+            .compactMap { $0.resolvedPath ?? $0.sourcePath })).sorted()
         let id = try await docker.createContainer(full)
         var container = try await docker.inspectContainer(id)
         containers[service] = container
@@ -271,10 +273,14 @@ private final class DrillRun: @unchecked Sendable {
         }
     }
 
-    /// Reads the restored directory back the way a backup reads it, and compares its digest, size and entries.
+    /// Reads the restored directory back exactly as a backup reads it (the strategy's own `backup`, through a
+    /// helper container when it can have one), and compares its digest, size and entries with the manifest's.
     func checkTree(_ component: Manifest.ManifestComponent, in container: ContainerDetails) async {
-        guard let path = component.sourcePath else {
+        guard let path = component.resolvedPath ?? component.sourcePath else {
             return fail(component, "the manifest records no source path for \(component.archivePath)")
+        }
+        guard let strategy = engine.strategies.strategy(forType: component.type) else {
+            return fail(component, "no strategy for \(component.type) to read \(path) back with")
         }
         let file = (engine.options.workDirectory as NSString)
             .appendingPathComponent(".stackvault-drill-\(id)-\(checks.count).tar.zst")
@@ -287,9 +293,12 @@ private final class DrillRun: @unchecked Sendable {
                 ArchiveIndex.IndexComponent(service: component.service, type: component.type,
                                             archivePath: component.archivePath, kind: .tree),
             ]))
-            _ = try await writer.addTar(at: component.archivePath) { sink in
-                try await self.docker.getArchive(from: container.id, path: path, into: sink)
-            }
+            let spec = ComponentSpec(type: component.type, name: component.name, path: path,
+                                     archivePath: component.archivePath)
+            let current = try await docker.inspectContainer(container.id)
+            _ = try await strategy.backup(spec, container: current, context: BackupContext(
+                docker: docker, logger: logger, stack: "stackvault-drill-\(id)", service: component.service),
+                into: writer)
             let report = try await writer.finish(Manifest.Header(
                 toolVersion: StackVault.version, host: manifest.host, stack: manifest.stack,
                 archiveName: "drill", compression: "zstd", startedAt: Date(), warnings: []))
