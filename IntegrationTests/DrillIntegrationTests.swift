@@ -44,6 +44,8 @@ extension Integration {
                 INSERT INTO items SELECT g, 'item ' || g FROM generate_series(1, 3000) g;
                 CREATE SCHEMA "Odd ""S""";
                 CREATE TABLE "Odd ""S""".empty (a int);
+                CREATE TABLE parent (a int); CREATE TABLE child (b int) INHERITS (parent);
+                INSERT INTO parent VALUES (1), (2); INSERT INTO child VALUES (3, 3);
                 """#)
             try Shell.run(["docker", "rm", "-f", maria], check: false)
             try Shell.run(["docker", "run", "-d", "--name", maria, "--label", "stackvault.test=true",

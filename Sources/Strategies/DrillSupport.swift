@@ -72,7 +72,8 @@ extension PgDumpAllStrategy: DrillStrategy {
         try await DrillSupport.waitUntilReady(container, docker: docker, timeout: timeout, server: "PostgreSQL",
             probe: Self.passwordLogin + #"""
                 [ "$(cat /proc/1/comm)" = postgres ] || { echo "still initialising" >&2; exit 1; }
-                psql -X -q --no-password --username="${POSTGRES_USER:-postgres}" --dbname=postgres -c 'SELECT 1' >/dev/null
+                psql -X -q --no-password --username="${POSTGRES_USER:-postgres}" --dbname=postgres \
+                    -c 'SELECT 1' >/dev/null
                 """#)
     }
 
@@ -94,7 +95,10 @@ extension PgDumpAllStrategy: DrillStrategy {
             var exists = false
             for batch in DrillSupport.batches(tables).ifEmpty([[]]) {
                 let sql = (["SELECT 'database exists';"] + batch.map { index, table in
-                    "SELECT \(index), count(*) FROM \(Self.quoted(table.schema ?? "public")).\(Self.quoted(table.name));"
+                    // ONLY: a parent's count must not include its inheritance children's rows, which the dump
+                    // carries in their own COPY blocks.
+                    let name = "\(Self.quoted(table.schema ?? "public")).\(Self.quoted(table.name))"
+                    return "SELECT \(index), count(*) FROM ONLY \(name);"
                 }).joined(separator: "\n")
                 let output = try await shell.run(script, arguments: [database, sql],
                                                  what: "counting the rows of database \(database)")
