@@ -71,7 +71,7 @@ extension Integration {
             let before = try Self.leftovers()
             let started = (pg: try Docker.startedAt(pg), maria: try Docker.startedAt(maria))
 
-            for (stack, expected) in [(pg, ["3000 row(s)", "table(s)"]), (maria, ["database(s) exist", "table(s)"]),
+            for (stack, expected) in [(pg, ["3003 row(s)", "table(s)"]), (maria, ["database(s) exist", "table(s)"]),
                                       (files, ["tree digest"])]
             {
                 let drill = try StackVaultCLI.run(["drill", "--latest", "--stack", stack,
