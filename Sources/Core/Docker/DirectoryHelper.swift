@@ -98,7 +98,7 @@ public struct DirectoryHelper: Sendable {
         doing: String
     ) async throws -> Summary {
         let spec = spec(arguments, writable: writable)
-        let stderr = TailSink(limit: 64 << 10)
+        let stderr = TailCollectingSink(limit: 64 << 10)
         let code: Int
         let advice = Self.advice(for: image)
         do {
@@ -159,19 +159,4 @@ public struct DirectoryHelper: Sendable {
                 + HelperImage.environmentKey
         }
     }
-}
-
-/// Keeps the last `limit` bytes written (a helper's stderr: its summary line comes last).
-final class TailSink: ByteSink, @unchecked Sendable {
-    private var bytes: [UInt8] = []
-    let limit: Int
-
-    init(limit: Int) { self.limit = limit }
-
-    func write(_ buffer: UnsafeRawBufferPointer) throws {
-        bytes.append(contentsOf: buffer)
-        if bytes.count > limit { bytes.removeFirst(bytes.count - limit) }
-    }
-
-    var text: String { String(decoding: bytes, as: UTF8.self) }
 }
