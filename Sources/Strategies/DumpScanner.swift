@@ -64,8 +64,11 @@ public final class DumpScanner: ByteSink {
             let newline = rest.firstIndex(of: UInt8(ascii: "\n")).map { index + $0 }
             let end = newline ?? count
             let before = head.count
-            if before < Self.headLimit {
-                let take = min(end - index, Self.headLimit - before)
+            // A row of a COPY block is only looked at for its first two bytes (the `\.` that ends the block).
+            let limit: Int
+            if case .copy = state { limit = 2 } else { limit = Self.headLimit }
+            if before < limit {
+                let take = min(end - index, limit - before)
                 head.append(contentsOf: UnsafeRawBufferPointer(rebasing: bytes[index..<(index + take)]))
                 if let values = insertValuesStart(), values >= before {
                     // An INSERT's values begin here: scan them byte by byte from just after `VALUES`.
