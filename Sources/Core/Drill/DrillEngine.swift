@@ -295,8 +295,7 @@ private final class DrillRun: @unchecked Sendable {
             ]))
             let spec = ComponentSpec(type: component.type, name: component.name, path: path,
                                      archivePath: component.archivePath)
-            let current = try await docker.inspectContainer(container.id)
-            _ = try await strategy.backup(spec, container: current, context: BackupContext(
+            _ = try await strategy.backup(spec, container: container, context: BackupContext(
                 docker: docker, logger: logger, stack: "stackvault-drill-\(id)", service: component.service),
                 into: writer)
             let report = try await writer.finish(Manifest.Header(
