@@ -61,14 +61,7 @@ struct DrillCommand: AsyncParsableCommand {
             printError("\(error)")
             throw ExitStatus.code(for: error)
         }
-        let outcome = try await runCancellably(logger: environment.logger) { () -> Result<DrillReport, any Error> in
-            do {
-                return .success(try await engine.drill(manifest, name: archive.name, origin: archive.origin,
-                                                        source: archive))
-            } catch {
-                return .failure(error)
-            }
-        }
+        let outcome = try await runDrill(engine, manifest, archive: archive, logger: environment.logger)
         guard let outcome else {
             printError("the drill of \(archive.name) was stopped before it ended; its containers were removed")
             throw ExitStatus.failure
@@ -87,6 +80,21 @@ struct DrillCommand: AsyncParsableCommand {
         }
         print(json ? try prettyJSON(report) : DrillRendering.text(report), terminator: json ? "\n" : "")
         if !report.passed { throw ExitStatus.failure }
+    }
+}
+
+/// Drills `archive` with SIGTERM/SIGINT stopping it (its containers removed): the report, or the error that kept the
+/// drill from running; nil when a signal stopped it.
+func runDrill(_ engine: DrillEngine, _ manifest: Manifest, archive: LocalArchive, logger: Logger) async throws
+    -> Result<DrillReport, any Error>?
+{
+    try await runCancellably(logger: logger) { () -> Result<DrillReport, any Error> in
+        do {
+            return .success(try await engine.drill(manifest, name: archive.name, origin: archive.origin,
+                                                    source: archive))
+        } catch {
+            return .failure(error)
+        }
     }
 }
 

@@ -139,11 +139,8 @@ struct RestoreCommand: AsyncParsableCommand {
     {
         let dumps = plan.steps.filter { $0.component.kind == .file }
         guard !dumps.isEmpty else { return }
-        let scoped = { () -> Manifest in
-            var scoped = manifest
-            scoped.components = dumps.map(\.component)
-            return scoped
-        }()
+        var scoped = manifest
+        scoped.components = dumps.map(\.component)
         let engine: DrillEngine
         do {
             var options = try environment.drillOptions(workDir: selection.workDir)
@@ -160,15 +157,7 @@ struct RestoreCommand: AsyncParsableCommand {
         }
         print("Drilling \(dumps.count) dump(s) first, in throwaway containers of the target's image(s); nothing is "
             + "changed until it passes (--no-drill skips this).")
-        let outcome = try await runCancellably(logger: environment.logger) { () -> Result<DrillReport, any Error> in
-            do {
-                return .success(try await engine.drill(scoped, name: archive.name, origin: archive.origin,
-                                                        source: archive))
-            } catch {
-                return .failure(error)
-            }
-        }
-        switch outcome {
+        switch try await runDrill(engine, scoped, archive: archive, logger: environment.logger) {
         case nil:
             printError("the restore was stopped during its drill: nothing was changed")
             throw ExitStatus.failure
