@@ -335,11 +335,7 @@ extension Integration {
 
         @Test func theImageRunsPlanAndTheDaemonThroughTheMountedSocket() throws {
             try TestBed.requireDocker()
-            let image = TestBed.environment["STACKVAULT_TEST_IMAGE"] ?? "stackvault-test/stackvault:dev"
-            let script = TestBed.repositoryRoot.appendingPathComponent("scripts/build-image.sh").path
-            let build = try Shell.run(["bash", script, "--binary", TestBed.binary, "--tag", image], check: false)
-            #expect(build.ok, "scripts/build-image.sh failed:\n\(build.stderr.suffix(4000))")
-            guard build.ok else { return }
+            let image = try TestBed.sidecarImage()
             let name = "svtest-dmn-image", sidecar = "svtest-dmn-sidecar"
             try Self.volumeContainer(name)
             defer { Self.removeContainers(name, sidecar) }

@@ -16,15 +16,7 @@ extension Integration {
             let project = "svtest-kill-\(next.rawValue)-\(UUID().uuidString.prefix(6).lowercased())"
             let names = ["\(project)-app", "\(project)-worker"]
             defer { for name in names { _ = try? Shell.run(["docker", "rm", "-f", name], check: false) } }
-            for (index, name) in names.enumerated() {
-                try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true",
-                               "--label", "com.docker.compose.project=\(project)",
-                               "--label", "com.docker.compose.service=\(index == 0 ? "app" : "worker")",
-                               "--label", "backup.enable=true", "--label", "backup.volume-path.data=/data"]
-                              + (index == 0 ? ["--restart", "unless-stopped"] : [])
-                              + [TestBed.busyboxImage, "sh", "-c",
-                                 "mkdir -p /data && echo hello > /data/hello.txt && exec sleep 1000000"])
-            }
+            try Self.startStack(project, names)
             let directory = try TestBed.temporaryDirectory("kill-\(next.rawValue)")
             defer { try? FileManager.default.removeItem(at: directory) }
             let targetURL = directory.appendingPathComponent("target")
@@ -107,6 +99,20 @@ extension Integration {
             #expect(left.isEmpty, "partial archives left: \(left)\n\(output.suffix(3000))")
             print("[killed-run] \(next.rawValue): \(names.count) containers run again, "
                   + "partial \(partials.first ?? "-") removed")
+        }
+
+        /// Starts the stack `project`: services `app` (`restart: unless-stopped`) and `worker`, one container each
+        /// (`names`), both with `backup.volume-path.data=/data` holding `hello.txt`.
+        static func startStack(_ project: String, _ names: [String]) throws {
+            for (index, name) in names.enumerated() {
+                try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true",
+                               "--label", "com.docker.compose.project=\(project)",
+                               "--label", "com.docker.compose.service=\(index == 0 ? "app" : "worker")",
+                               "--label", "backup.enable=true", "--label", "backup.volume-path.data=/data"]
+                              + (index == 0 ? ["--restart", "unless-stopped"] : [])
+                              + [TestBed.busyboxImage, "sh", "-c",
+                                 "mkdir -p /data && echo hello > /data/hello.txt && exec sleep 1000000"])
+            }
         }
 
         /// `docker ps` state (`running`, `exited`): not `docker inspect`, which waits while an archive is read.

@@ -64,6 +64,23 @@ enum TestBed {
         (try? FileManager.default.contentsOfDirectory(atPath: hostFolder(target).path)) ?? []
     }
 
+    /// The sidecar image (`STACKVAULT_TEST_IMAGE`, default `stackvault-test/stackvault:dev`), built once per test
+    /// process from the test binary by `scripts/build-image.sh` (which caches by tag).
+    static func sidecarImage() throws -> String {
+        try sidecarImageBuild.get()
+    }
+
+    private static let sidecarImageBuild: Result<String, TestFailure> = {
+        let image = environment["STACKVAULT_TEST_IMAGE"] ?? "stackvault-test/stackvault:dev"
+        let script = repositoryRoot.appendingPathComponent("scripts/build-image.sh").path
+        let build = try? Shell.run(["bash", script, "--binary", binary, "--tag", image], check: false)
+        guard let build, build.ok else {
+            return .failure(TestFailure("scripts/build-image.sh failed to build \(image):\n"
+                + (build?.stderr.suffix(4000) ?? "could not run bash")))
+        }
+        return .success(image)
+    }()
+
     static func temporaryDirectory(_ name: String) throws -> URL {
         let url = FileManager.default.temporaryDirectory.appendingPathComponent(
             "stackvault-it-\(name)-\(UUID().uuidString.prefix(8))")

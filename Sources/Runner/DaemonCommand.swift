@@ -138,8 +138,15 @@ struct DaemonCommand: AsyncParsableCommand {
 
         let service = DaemonService(daemon: daemon, logger: logger)
         // Shutdown goes in reverse order: the daemon ends its run first, the metrics endpoint serves until then.
+        // An identity of its own: the daemon's would make the lock of the daemon's own run in progress look stale
+        // ("this process took it and did not release it").
+        let sweep = LockSweepService(
+            locker: StackLocker(store: locker.store, identity: .current(), ttl: locker.ttl, logger: logger,
+                                docker: locker.docker, onRecovered: locker.onRecovered),
+            state: stateStore, interval: .seconds(ttl))
         let services: [ServiceGroupConfiguration.ServiceConfiguration] =
             (metricsServer.map { [.init(service: $0)] } ?? []) + (drills.map { [.init(service: $0)] } ?? [])
+            + [.init(service: sweep)]
         var configuration = ServiceGroupConfiguration(
             services: services + [.init(service: service, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)

@@ -70,6 +70,11 @@ final class InMemoryLockStore: LockStore {
     }
 
     var lockNames: [String] { state.withLock { Array($0.locks.keys) } }
+
+    /// What `isContainerRunning` answers, per container id.
+    func setRunning(_ running: [String: Bool]) {
+        state.withLock { $0.containers.merge(running) { $1 } }
+    }
 }
 
 /// Records log lines, to check what the locker said.

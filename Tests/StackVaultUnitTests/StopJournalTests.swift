@@ -108,6 +108,30 @@ import StackVaultTestKit
         #expect(store.lockNames == [StackLocker.lockName(for: "erp")])
     }
 
+    @Test func healthFindsWhatADeadHolderLeftStoppedAndNothingOfLiveOnesOrRunningContainers() async throws {
+        let me = HolderIdentity.current()
+        let dead = HolderIdentity(id: "dead", pid: 999_999, pidNamespace: me.pidNamespace, container: nil)
+        let live = HolderIdentity(id: "live", pid: me.pid, pidNamespace: me.pidNamespace, container: nil)
+        store.plant(stack: "shop", holder: dead, expiresAt: Date().addingTimeInterval(60))
+        store.plant(stack: "erp", holder: live, expiresAt: Date().addingTimeInterval(60))
+        store.plant(stack: "blog", holder: dead, expiresAt: Date().addingTimeInterval(60))
+        store.setRunning(["id-web": false, "id-worker": true, "id-db": false, "id-blog": true])
+        let time = Date(timeIntervalSince1970: 1_700_000_000)
+        _ = try await store.writeJournal(id: "planted-shop", StopJournal(
+            stopped: [StoppedContainer(id: "id-web", name: "web"), StoppedContainer(id: "id-worker", name: "worker")],
+            stoppedAt: time))
+        _ = try await store.writeJournal(id: "planted-erp", StopJournal(
+            stopped: [StoppedContainer(id: "id-db", name: "db")], stoppedAt: time))
+        // Its containers already run again (started by hand): nothing to report.
+        _ = try await store.writeJournal(id: "planted-blog", StopJournal(
+            stopped: [StoppedContainer(id: "id-blog", name: "blog")], stoppedAt: time))
+        let locker = StackLocker(store: store, identity: me, logger: log.logger)
+
+        let found = try await locker.abandonedStops()
+        #expect(found == ["stack shop: a dead backup (dead) stopped web at \(time.iso8601)"], "\(found)")
+        #expect(store.lockNames.count == 3, "abandonedStops changed the locks")
+    }
+
     @Test func aLockTakenInAnEarlierLifeOfThisContainerIsStale() async throws {
         let locker = StackLocker(store: store, identity: HolderIdentity(id: "now", pid: 7, pidNamespace: "pid:[2]",
                                                                          container: "c1"), logger: log.logger)

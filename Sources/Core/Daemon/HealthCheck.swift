@@ -5,6 +5,11 @@ public struct HealthReport: Sendable, Equatable {
     public var healthy: Bool
     /// One line for `docker inspect` / `docker ps`: why.
     public var message: String
+
+    public init(healthy: Bool, message: String) {
+        self.healthy = healthy
+        self.message = message
+    }
 }
 
 /// Decides from the daemon's state whether its backups are happening as scheduled.

@@ -288,6 +288,27 @@ public struct StackLocker: Sendable {
         return failures
     }
 
+    /// Containers that a dead holder had stopped and that are still down, one line per stack ("stack app: a dead
+    /// backup (host/42/ab12cd34) stopped app-web-1, app-db-1 at 2026-11-30T06:53:16Z"), for `health`: a
+    /// StackVault that died while containers were stopped must not look healthy until they run again. Changes
+    /// nothing: starting them is `recoverAbandonedLocks`'s (the daemon's) work.
+    public func abandonedStops() async throws -> [String] {
+        var found: [String] = []
+        for name in try await store.lockNames() {
+            guard let lock = try await store.read(name: name), try await staleness(of: lock) != nil,
+                  let journal = try await store.readJournal(id: lock.id), !journal.stopped.isEmpty
+            else { continue }
+            var down: [String] = []
+            for container in journal.stopped where try await store.isContainerRunning(container.id) == false {
+                down.append(container.name)
+            }
+            guard !down.isEmpty else { continue }
+            found.append("stack \(lock.record.stack): a dead \(lock.record.purpose) (\(lock.record.holder)) stopped "
+                + down.joined(separator: ", ") + (journal.stoppedAt.map { " at \($0.iso8601)" } ?? ""))
+        }
+        return found
+    }
+
     /// Why `lock` is stale, or nil when its holder may still be working.
     func staleness(of lock: StoredLock) async throws -> String? {
         let holder = lock.record.holder
