@@ -13,7 +13,7 @@
 # the tz database for TZ.
 #
 # It runs as root: the Docker socket gives root on the host to whoever can use it anyway, and a non-root user
-# would need the socket's group id of each host. See README "Deployment" for what that means.
+# would need the socket's group id of each host. See docs/operations.md "Security" for what that means.
 
 ARG BASE_IMAGE=debian:bookworm-slim
 ARG SWIFT_IMAGE=swift:6.1-bookworm

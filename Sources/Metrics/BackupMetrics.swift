@@ -117,7 +117,7 @@ public final class BackupMetrics: Sendable {
         registry.emitToBuffer()
     }
 
-    /// The metric names, one place for the code, the tests and the README.
+    /// The metric names, one place for the code, the tests and docs/operations.md ("Metrics").
     public enum Name {
         public static let runs = "stackvault_runs_total"
         public static let runEnd = "stackvault_last_run_end_timestamp_seconds"
