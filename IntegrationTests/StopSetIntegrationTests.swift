@@ -4,7 +4,7 @@ import Testing
 
 /// Containers that share a copied volume are stopped with the labelled one, whether or not they carry labels; a
 /// container in a stopped one's network namespace is stopped first and started after it; `backup.stop=false` keeps
-/// a container running, with a plan warning.
+/// a container running, with a plan warning. A restore of the volume stops and starts the same set.
 extension Integration {
     @Suite struct StopSetTests {
         @Test func anUnlabelledWriterIsStoppedWithTheLabelledServiceAndEveryArchiveHoldsWholeFiles() async throws {
@@ -77,6 +77,29 @@ extension Integration {
                 let big = listing.split(separator: "\n").first { $0.hasSuffix("/big") }
                 #expect(big?.contains(" 1048576 ") == true, "\(archive): \(big ?? "no big file")")
             }
+
+            // A restore replaces the volume with the same stop set: the writer is stopped with the service and
+            // started after it, the dependent after its provider (with a network), the keeper is left running.
+            _ = try Docker.exec(app, "echo changed > /data/hello.txt")
+            let before = try all.map { try Docker.startedAt($0) }
+            let restore = try StackVaultCLI.run(["restore", "--latest", "--stack", project, "--yes", "--target",
+                                                 "file://\(directory.path)"], environment: ["STOP_TIMEOUT": "2"])
+            let said = (restore.stdout + restore.stderr).split(whereSeparator: \.isWhitespace).joined(separator: " ")
+            #expect(restore.ok, "\(said)")
+            #expect(said.contains("\(writer) is stopped too: it mounts volume \(volume), restored for service app"),
+                    "\(said)")
+            #expect(said.contains("\(dependent) is stopped too: it shares the network namespace of \(app)"), "\(said)")
+            #expect(said.contains(keeper) && said.contains("backup.stop=false"), "\(said)")
+            for (name, started) in zip(all, before) where name != keeper {
+                #expect(try Docker.isRunning(name), "\(name) is left stopped after the restore")
+                #expect(try Docker.startedAt(name) != started, "\(name) was not stopped for the restore")
+            }
+            #expect(try Docker.startedAt(keeper) == keeperStarted, "backup.stop=false was stopped by the restore")
+            #expect(try Docker.startedAt(dependent) > Docker.startedAt(app))
+            #expect(try Docker.exec(dependent, "ip -o link | grep -c eth0 || true").contains("1"),
+                    "the container sharing the network namespace has no network after the restore")
+            #expect(try Docker.exec(app, "cat /data/hello.txt").trimmingCharacters(in: .whitespacesAndNewlines)
+                    == "hello")
         }
     }
 }

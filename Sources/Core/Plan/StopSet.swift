@@ -41,7 +41,6 @@ enum StopSet {
     {
         let byID = Dictionary(containers.map { ($0.id, $0) }, uniquingKeysWith: { first, _ in first })
         var stops: [PlannedStop] = []
-        var warnings: [String] = []
         // Host directories copied, with what to say about them.
         var copied: [(path: String, what: String, service: String)] = []
         for service in stack.services where service.stop {
@@ -52,24 +51,39 @@ enum StopSet {
             for path in paths { copied += hostDirectories(of: path, in: container, service: service.service) }
         }
         guard !copied.isEmpty || !stops.isEmpty else { return ([], []) }
-        let stopped = { (id: String) in stops.contains { $0.containerID == id } }
         // The tasks of a service that is scaled to 0 go with it.
         let scaled = Set(stack.services.filter(\.stop).compactMap { $0.swarmService?.id })
+        return sharing(copied, stops: stops, containers: containers, own: own, scaled: scaled, verb: "copied")
+    }
+
+    /// `stops` (the containers whose directories are copied or replaced) and, added to them, every other running
+    /// container among `containers` that mounts one of the host directories `touched` (not `own`, not a task of a
+    /// service in `scaled`, not one labelled `backup.stop=false`, which gets a warning), then the containers that
+    /// share the network namespace of a stopped one (stopped before it, started after it). `verb` says what
+    /// happens to the directories in the reasons: `copied` (backup), `restored` (restore).
+    static func sharing(_ touched: [(path: String, what: String, service: String)], stops initial: [PlannedStop],
+                        containers: [ContainerDetails], own: String?, scaled: Set<String>, verb: String)
+        -> (stops: [PlannedStop], warnings: [String])
+    {
+        var stops = initial
+        var warnings: [String] = []
+        let stopped = { (id: String) in stops.contains { $0.containerID == id } }
         for other in containers where other.isRunning && !stopped(other.id) && other.id != own
             && !(other.swarmServiceID.map(scaled.contains) ?? false)
         {
-            guard let shared = copied.first(where: { mounts(other, $0.path) }) else { continue }
-            let reason = "mounts \(shared.what), copied for service \(shared.service)"
+            guard let shared = touched.first(where: { mounts(other, $0.path) }) else { continue }
+            let reason = "mounts \(shared.what), \(verb) for service \(shared.service)"
             if other.swarmServiceID != nil {
                 // Stopping a task container makes Swarm start a replacement: never done.
                 warnings.append("Swarm task \(other.name) \(reason), but a Swarm task is never stopped (Swarm would "
-                    + "start a replacement): its writes may make the copy inconsistent; label its service for "
-                    + "backup instead, so that it is scaled to 0 for the copy")
+                    + "start a replacement): its writes may make the \(verb == "copied" ? "copy" : "restore") "
+                    + "inconsistent; label its service for backup instead, so that it is scaled to 0 for the copy")
                 continue
             }
             if other.labels[keepRunningLabel]?.lowercased() == "false" {
                 warnings.append("container \(other.name) \(reason), but is labelled \(keepRunningLabel)=false: it "
-                    + "keeps running, and its writes may make the copy inconsistent")
+                    + "keeps running, and its writes may make the \(verb == "copied" ? "copy" : "restore") "
+                    + "inconsistent")
                 continue
             }
             stops.append(PlannedStop(container: other.name, containerID: other.id, service: nil, reason: reason))

@@ -71,8 +71,43 @@ public struct RestoreEngine: Sendable {
                 continue  // not found: `RestorePlanner` names what is missing
             }
         }
-        return try RestorePlanner.plan(manifest: manifest, origin: origin, options: options, strategies: strategies,
-                                       containers: candidates)
+        var plan = try RestorePlanner.plan(manifest: manifest, origin: origin, options: options,
+                                           strategies: strategies, containers: candidates)
+        try await addStopSet(to: &plan, candidates: candidates)
+        return plan
+    }
+
+    /// The containers that share what the plan's directories replace, and their network-namespace dependents
+    /// (`StopSet.sharing`, the rule of a backup's copy): stopped with the targets, started again after them.
+    func addStopSet(to plan: inout RestorePlan, candidates: [ContainerDetails]) async throws {
+        let fileSteps = plan.steps.filter { $0.requirement == .stopped }
+        guard !fileSteps.isEmpty else { return }
+        var running: [ContainerDetails] = []
+        for summary in try await docker.listContainers(labelFilters: []) where summary.state == "running" {
+            if let known = candidates.first(where: { $0.id == summary.id }) {
+                running.append(known)
+            } else if let details = try? await docker.inspectContainer(summary.id) {
+                running.append(details)  // not found: removed since it was listed
+            }
+        }
+        var touched: [(path: String, what: String, service: String)] = []
+        var targets: [PlannedStop] = []
+        for step in fileSteps {
+            guard let container = candidates.first(where: { $0.id == step.containerID }),
+                  let path = step.component.sourcePath else { continue }
+            touched += StopSet.hostDirectories(of: path, in: container, service: step.service)
+            if step.containerRunning && step.swarmService == nil
+                && !targets.contains(where: { $0.containerID == step.containerID }) {
+                targets.append(PlannedStop(container: step.container, containerID: step.containerID,
+                                           service: step.service, reason: "restored"))
+            }
+        }
+        let scaled = Set(fileSteps.compactMap { $0.swarmService?.id })
+        let (stops, warnings) = StopSet.sharing(touched, stops: targets, containers: running,
+                                                own: HolderIdentity.ownContainerID(), scaled: scaled,
+                                                verb: "restored")
+        plan.alsoStopped = stops.filter { stop in !targets.contains { $0.containerID == stop.containerID } }
+        plan.warnings = warnings
     }
 
     /// Runs `plan` with components from `source`. Never throws for a failing step (see the results), only when
@@ -95,7 +130,7 @@ public struct RestoreEngine: Sendable {
                 if !list.contains(where: { $0.id == step.containerID }) {
                     list.append(StoppedContainer(id: step.containerID, name: step.container))
                 }
-            }
+            } + plan.alsoStopped.map(\.stoppedContainer)
         // Swarm services are scaled to 0 instead (a stopped task is replaced by Swarm); their directories are
         // replaced through a reader container that mounts the task's volumes (`SwarmScaleGuard`).
         let toScale = fileSteps.compactMap(\.swarmService).reduce(into: [ScaledService]()) { list, service in

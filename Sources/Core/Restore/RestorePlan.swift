@@ -70,12 +70,18 @@ public struct RestorePlan: Sendable, Encodable {
     public var backedUpOn: String
     /// In execution order: replays into running containers first, then directories of stopped containers.
     public var steps: [RestoreStep]
+    /// Other running containers stopped while the directories are replaced, labelled or not, with why: those that
+    /// mount a replaced directory, and those sharing the network namespace of a stopped one (`StopSet`, as a
+    /// backup's copy does). Filled by `RestoreEngine.plan`, which sees every container of the host.
+    public var alsoStopped: [PlannedStop] = []
+    /// What `plan` would warn about too: a sharing container left running by `backup.stop=false` or as a Swarm task.
+    public var warnings: [String] = []
 
     /// Running containers that are stopped during the restore and started again afterwards.
     public var containersToStop: [String] {
         var seen = Set<String>()
-        return steps.filter { $0.requirement == .stopped && $0.containerRunning && $0.swarmService == nil }
-            .map(\.container).filter { seen.insert($0).inserted }
+        return (steps.filter { $0.requirement == .stopped && $0.containerRunning && $0.swarmService == nil }
+            .map(\.container) + alsoStopped.map(\.container)).filter { seen.insert($0).inserted }
     }
 
     /// Swarm services that are scaled to 0 during the restore and back afterwards (full names).
@@ -107,6 +113,12 @@ public struct RestorePlan: Sendable, Encodable {
         out += "\n"
         if !stopped.isEmpty {
             out += "Stopped during the restore and started again: \(stopped.joined(separator: ", ")).\n"
+        }
+        for stop in alsoStopped {
+            out += Self.wrap("\(stop.container) is stopped too: it \(stop.reason).", indent: "  ")
+        }
+        for warning in warnings {
+            out += Self.wrap("warning: \(warning)", indent: "  ")
         }
         if !servicesToScale.isEmpty {
             out += "Scaled to 0 during the restore and back: \(servicesToScale.joined(separator: ", ")).\n"
