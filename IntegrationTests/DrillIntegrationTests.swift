@@ -152,6 +152,30 @@ extension Integration {
             #expect(drill.status == 1, "\(drill.stdout)\n\(drill.stderr)")
             #expect(drill.stdout.contains(image) && drill.stdout.contains("no longer exists"), "\(drill.stdout)")
             #expect(try Self.leftovers().containers.isEmpty)
+
+            // Several stacks in one call: a good one beside it still drills green, and the call says 1 of 2 passed.
+            let good = "svtest-drill-good-\(id)"
+            defer { _ = try? Shell.run(["docker", "rm", "-f", "-v", good], check: false) }
+            try Shell.run(["docker", "run", "-d", "--name", good, "--label", "stackvault.test=true",
+                           "--label", "backup.enable=true", "--label", "backup.volume-path.data=/data",
+                           "-v", "/data", TestBed.busyboxImage, "sleep", "100000"])
+            try Docker.exec(good, "echo y > /data/y")
+            #expect(try StackVaultCLI.run(["backup", "--stack", good, "--target", "file://\(target.path)"]).ok)
+            let both = try StackVaultCLI.run(["drill", "--latest", "--json", "--target", "file://\(target.path)"])
+            #expect(both.status == 1, "\(both.stdout)\n\(both.stderr)")
+            let document = try #require(
+                (try? JSONSerialization.jsonObject(with: Data(both.stdout.utf8))) as? [String: Any], "\(both.stdout)")
+            let reports = document["reports"] as? [[String: Any]] ?? []
+            #expect(document["passed"] as? Bool == false)
+            #expect(Set(reports.compactMap { $0["stack"] as? String }) == [name, good], "\(both.stdout)")
+            #expect(reports.first { $0["stack"] as? String == good }?["passed"] as? Bool == true, "\(both.stdout)")
+            #expect(both.stderr.contains("1 of 2 drill(s) passed"), "\(both.stderr)")
+            let chosen = try StackVaultCLI.run(["drill", "--latest", "--stack", good, "--stack", "svtest-nope-\(id)",
+                                                "--target", "file://\(target.path)"])
+            #expect(chosen.status == 2, "\(chosen.stdout)\n\(chosen.stderr)")
+            #expect(chosen.stdout.contains("drill passed"), "\(chosen.stdout)")
+            #expect(chosen.stderr.contains("svtest-nope-\(id)"), "\(chosen.stderr)")
+            #expect(try Self.leftovers().containers.isEmpty)
         }
 
         @Test func sigtermDuringADrillLeavesNothingBehind() throws {
@@ -219,6 +243,16 @@ extension Integration {
             let lines = list.stdout.split(separator: "\n")
             #expect(lines.contains { $0.contains(good) && $0.contains("passed ") }, "\(list.stdout)")
             #expect(lines.contains { $0.contains(bad) && $0.contains("FAILED ") }, "\(list.stdout)")
+            // So does `status`, the fleet view, for this host's stacks.
+            let status = try StackVaultCLI.run(["status", "--json", "--target", "file://\(target.path)"],
+                                               environment: ["STATE_FILE": daemon.stateFile.path])
+            let stacks = ((try? JSONSerialization.jsonObject(with: Data(status.stdout.utf8))) as? [String: Any])?[
+                "stacks"] as? [[String: Any]] ?? []
+            let drillOf = { (stack: String) in
+                stacks.first { $0["stack"] as? String == stack }?["lastDrill"] as? [String: Any]
+            }
+            #expect(drillOf(good)?["passed"] as? Bool == true, "\(status.stdout)")
+            #expect(drillOf(bad)?["passed"] as? Bool == false, "\(status.stdout)")
 
             let health = try StackVaultCLI.run(["health"], environment: ["STATE_FILE": daemon.stateFile.path])
             #expect(health.status == 1, "\(health.stdout)\n\(health.stderr)")

@@ -20,66 +20,147 @@ struct DrillCommand: AsyncParsableCommand {
     )
 
     @OptionGroup var options: GlobalOptions
-    @OptionGroup var selection: ArchiveSelection
 
-    @Flag(help: "Print one JSON object instead of text.")
+    @Argument(help: ArgumentHelp(
+        "The archive's name in the target (see `stackvault list`), or the path of a local archive file.",
+        valueName: "archive"))
+    var archive: String?
+
+    @Flag(help: "Drill the newest archive of each --stack (without --stack: of every stack of the host).")
+    var latest = false
+
+    @Option(help: "With --latest: a stack whose newest archive is drilled; repeat it for several.")
+    var stack: [String] = []
+
+    @OptionGroup var source: ArchiveSource
+    var host: String? { source.host }
+    var workDir: String? { source.workDir }
+
+    @Flag(help: "Print JSON: the report of the one archive drilled, or {\"passed\", \"reports\": [...]} for several.")
     var json = false
 
     func validate() throws {
-        if selection.latest && selection.stack == nil {
-            throw ValidationError("--latest needs --stack NAME: say which stack's archive to drill")
+        if archive != nil && (latest || !stack.isEmpty) {
+            throw ValidationError("name an archive, or use --latest [--stack NAME ...], not both")
         }
+        if archive == nil && !latest {
+            throw ValidationError("say which archive to drill: its name (see `stackvault list`), or --latest "
+                + "[--stack NAME ...] for the newest of each stack")
+        }
+    }
+
+    /// What drilling one archive came to: its report, or why it could not be drilled.
+    enum Result {
+        case report(DrillReport)
+        case failed(String, exitCode: Int32)
+        case stopped
     }
 
     func run() async throws {
         let environment: Environment
-        let archive: LocalArchive
-        let manifest: Manifest
         let engine: DrillEngine
+        /// Each drill: (what it is, for messages; how to open it).
+        var selections: [(what: String, stack: String?)] = []
         do {
             environment = try Environment(options: options)
-            archive = try await selection.open(environment: environment, target: options.target)
-            let check = try await archive.verify(strategies: environment.strategies)
-            if check.envelope != nil {
-                printError("cannot drill \(archive.name): it is encrypted (age) and no identity is set; set "
-                    + "AGE_IDENTITY_FILE (or AGE_PASSPHRASE) to the key it was encrypted to")
-                throw ExitStatus.failure
-            }
-            guard check.ok, let verified = check.report.manifest else {
-                printError("drill of \(archive.name) failed: the archive failed verification:\n"
-                    + check.problems.map { "  - \($0)" }.joined(separator: "\n"))
-                throw ExitStatus.failure
-            }
-            manifest = verified
             engine = DrillEngine(
                 docker: environment.docker, strategies: environment.strategies,
                 stopTimeoutSeconds: try environment.stopTimeoutSeconds(), logger: environment.logger,
-                options: try environment.drillOptions(workDir: selection.workDir))
-        } catch let exit as ExitCode {
-            throw exit
+                options: try environment.drillOptions(workDir: workDir))
+            if let archive {
+                selections = [(archive, nil)]
+            } else if !stack.isEmpty {
+                selections = stack.map { ("the newest archive of stack \($0)", $0) }
+            } else {
+                let own = try await environment.catalog(options.target)
+                    .archives(ofHost: try await environment.host(host))
+                let stacks = Array(Set(own.map(\.listing.stack))).sorted()
+                guard !stacks.isEmpty else {
+                    throw StackVaultError(.invalidConfiguration, "the host '\(try await environment.host(host))' has "
+                        + "no archives in this target: nothing to drill (see `stackvault list --all-hosts`)")
+                }
+                selections = stacks.map { ("the newest archive of stack \($0)", $0) }
+            }
         } catch {
             printError("\(error)")
             throw ExitStatus.code(for: error)
         }
-        let outcome = try await runDrill(engine, manifest, archive: archive, logger: environment.logger)
+        var reports: [DrillReport] = []
+        var worst: Int32 = 0
+        for (index, selection) in selections.enumerated() {
+            if index > 0 && !json { print("") }
+            switch await drillOne(selection.what, stack: selection.stack, engine: engine, environment: environment) {
+            case .report(let report):
+                reports.append(report)
+                if !json { print(DrillRendering.text(report), terminator: "") }
+                if !report.passed { worst = max(worst, 1) }
+            case .failed(let message, let code):
+                printError(message)
+                worst = max(worst, code)
+            case .stopped:
+                throw ExitStatus.failure
+            }
+        }
+        if json {
+            if selections.count == 1, let report = reports.first {
+                print(try prettyJSON(report))
+            } else {
+                struct Document: Encodable {
+                    var passed: Bool
+                    var reports: [DrillReport]
+                }
+                print(try prettyJSON(Document(passed: worst == 0 && reports.allSatisfy(\.passed), reports: reports)))
+            }
+        }
+        if selections.count > 1 {
+            let passed = reports.filter(\.passed).count
+            printError("\(passed) of \(selections.count) drill(s) passed")
+        }
+        if worst != 0 { throw ExitCode(worst) }
+    }
+
+    /// Opens, verifies and drills one archive; never throws (the result says what happened).
+    func drillOne(_ what: String, stack: String?, engine: DrillEngine, environment: Environment) async -> Result {
+        let archive: LocalArchive
+        let manifest: Manifest
+        do {
+            archive = try await ArchiveSelection.open(
+                archive: self.archive, latest: latest, stack: stack, host: host, workDir: workDir,
+                environment: environment, target: options.target)
+            let check = try await archive.verify(strategies: environment.strategies)
+            if check.envelope != nil {
+                return .failed("cannot drill \(archive.name): it is encrypted (age) and no identity is set; set "
+                    + "AGE_IDENTITY_FILE (or AGE_PASSPHRASE) to the key it was encrypted to", exitCode: 1)
+            }
+            guard check.ok, let verified = check.report.manifest else {
+                return .failed("drill of \(archive.name) failed: the archive failed verification:\n"
+                    + check.problems.map { "  - \($0)" }.joined(separator: "\n"), exitCode: 1)
+            }
+            manifest = verified
+        } catch {
+            return .failed("cannot drill \(what): \(error)", exitCode: ExitStatus.code(for: error).rawValue)
+        }
+        let outcome: Swift.Result<DrillReport, any Error>?
+        do {
+            outcome = try await runDrill(engine, manifest, archive: archive, logger: environment.logger)
+        } catch {
+            return .failed("the drill of \(archive.name) could not run: \(error)", exitCode: 2)
+        }
         guard let outcome else {
             printError("the drill of \(archive.name) was stopped before it ended; its containers were removed")
-            throw ExitStatus.failure
+            return .stopped
         }
-        let report: DrillReport
         switch outcome {
-        case .success(let made): report = made
+        case .success(let report): return .report(report)
         case .failure(let error):
             if error is CancellationError || (error as? StackVaultError)?.code == .cancelled {
                 printError("the drill of \(archive.name) was stopped (SIGTERM/SIGINT) before it ended; its containers "
                     + "were removed")
-                throw ExitStatus.failure
+                return .stopped
             }
-            printError("the drill of \(archive.name) could not run: \(error)")
-            throw ExitStatus.code(for: error)
+            return .failed("the drill of \(archive.name) could not run: \(error)",
+                           exitCode: ExitStatus.code(for: error).rawValue)
         }
-        print(json ? try prettyJSON(report) : DrillRendering.text(report), terminator: json ? "\n" : "")
-        if !report.passed { throw ExitStatus.failure }
     }
 }
 

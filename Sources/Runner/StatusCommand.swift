@@ -6,10 +6,12 @@ import StackVaultCore
 struct StatusCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
-        abstract: "Shows, per host and stack, the last archive in the target, its age and size.",
+        abstract: "Shows, per host and stack, the last archive in the target, its age and size, and the last drill.",
         discussion: "Reads only the target (no Docker needed with --all-hosts, --host or $STACKVAULT_HOST), so it "
             + "works from any machine with read access to the bucket: the fleet view of every StackVault that "
-            + "shares it. Exit code 0, 2 when the target cannot be read."
+            + "shares it. LAST DRILL is the daemon's last restore drill of the stack, read from its state file "
+            + "($STATE_FILE) when this process can read it (inside the sidecar), for this host's stacks; drills are "
+            + "not recorded in the target. Exit code 0, 2 when the target cannot be read."
     )
 
     @OptionGroup var options: GlobalOptions
@@ -36,7 +38,9 @@ struct StatusCommand: AsyncParsableCommand {
             target = catalog.root.description
             let archives = allHosts ? try await catalog.allArchives()
                 : try await catalog.archives(ofHost: try await environment.host(host))
-            statuses = StackStatus.summarize(archives, now: Date())
+            // The daemon's restore drills, from its state file when this process can read it (inside the sidecar).
+            statuses = StackStatus.adding(drillsOf: try? StateFile(environment: environment.variables).read(),
+                                          to: StackStatus.summarize(archives, now: Date()))
         } catch {
             printError("\(error)")
             throw ExitStatus.code(for: error)
@@ -53,12 +57,17 @@ struct StatusCommand: AsyncParsableCommand {
             print("No archives in \(target).")
             return
         }
-        var rows = [["HOST", "STACK", "LAST ARCHIVE (UTC)", "AGE", "SIZE", "ARCHIVES", "TOTAL"]]
+        var rows = [["HOST", "STACK", "LAST ARCHIVE (UTC)", "AGE", "SIZE", "ARCHIVES", "TOTAL", "LAST DRILL (UTC)"]]
         for status in statuses {
+            let drill = status.lastDrill.map { record in
+                (record.passed ? "passed " : "FAILED ")
+                    + RestorePlan.format(record.finishedAt).replacingOccurrences(of: " UTC", with: "")
+                    + (record.archive == status.lastArchive ? "" : " (older archive)")
+            }
             rows.append([status.host ?? "-", status.stack,
                          RestorePlan.format(status.lastTime).replacingOccurrences(of: " UTC", with: ""),
                          StackStatus.describeAge(status.ageSeconds), "\(ByteCount(status.lastSizeBytes))",
-                         "\(status.archives)", "\(ByteCount(status.totalBytes))"])
+                         "\(status.archives)", "\(ByteCount(status.totalBytes))", drill ?? "-"])
         }
         print("Archives in \(target):\n" + Table.render(rows), terminator: "")
     }

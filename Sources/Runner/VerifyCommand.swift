@@ -41,6 +41,17 @@ struct VerifyCommand: AsyncParsableCommand {
 }
 
 /// Which archive `verify` and `restore` work on, and where a remote one is downloaded to.
+/// Whose archives, and where a remote one is copied to: shared by every command that opens archives.
+struct ArchiveSource: ParsableArguments {
+    @Option(help: ArgumentHelp("The host whose archives are used (default: $STACKVAULT_HOST, else the Docker engine's "
+        + "name); to restore another machine's stack here, name that machine."))
+    var host: String?
+
+    @Option(help: ArgumentHelp("Directory for the temporary copy of an archive from a remote target (default: "
+        + "$STACKVAULT_WORK_DIR or the system temporary directory)."))
+    var workDir: String?
+}
+
 struct ArchiveSelection: ParsableArguments {
     @Argument(help: ArgumentHelp(
         "The archive's name in the target (see `stackvault list`), or the path of a local archive file.",
@@ -53,16 +64,20 @@ struct ArchiveSelection: ParsableArguments {
     @Option(help: "With --latest: the stack whose newest archive is used.")
     var stack: String?
 
-    @Option(help: ArgumentHelp("The host whose archives are used (default: $STACKVAULT_HOST, else the Docker engine's "
-        + "name); to restore another machine's stack here, name that machine."))
-    var host: String?
-
-    @Option(help: ArgumentHelp("Directory for the temporary copy of an archive from a remote target (default: "
-        + "$STACKVAULT_WORK_DIR or the system temporary directory)."))
-    var workDir: String?
+    @OptionGroup var source: ArchiveSource
+    var host: String? { source.host }
+    var workDir: String? { source.workDir }
 
     /// Opens the selected archive: a local file when `archive` is a path to one, else from the target.
     func open(environment: Environment, target: String?) async throws -> LocalArchive {
+        try await Self.open(archive: archive, latest: latest, stack: stack, host: host, workDir: workDir,
+                            environment: environment, target: target)
+    }
+
+    /// Opens `archive` (a name in the target, or the path of a local file) or, with `latest`, the newest archive
+    /// (of `stack`) of `host` (nil: this host).
+    static func open(archive: String?, latest: Bool, stack: String?, host: String?, workDir: String?,
+                     environment: Environment, target: String?) async throws -> LocalArchive {
         let compressor = try CompressorRegistry().compressor(named: "zstd", settings: CompressionSettings())
         if let archive, archive.contains("/"), !latest {
             guard FileManager.default.fileExists(atPath: archive) else {

@@ -178,3 +178,20 @@ extension HostCatalogTests {
         #expect(bad?.message.contains("'../x'") == true)
     }
 }
+
+@Suite struct StackStatusDrillTests {
+    @Test func aDaemonsDrillRecordsGoToItsOwnHostsStacksOnly() throws {
+        let time = Date(timeIntervalSince1970: 1_700_000_000)
+        let status = { (host: String?, stack: String) in
+            StackStatus(host: host, stack: stack, archives: 1, totalBytes: 10, lastArchive: "a", lastTime: time,
+                        lastSizeBytes: 10, ageSeconds: 60)
+        }
+        var state = DaemonState(schedule: "0 3 * * *", timeZone: "UTC", host: "web1", pid: 1, daemonStartedAt: time)
+        state.drills = ["app": DrillRecord(archive: "a", finishedAt: time, passed: true, problems: [],
+                                           lastSuccessAt: time)]
+        let statuses = StackStatus.adding(drillsOf: state, to: [status("web1", "app"), status("web2", "app"),
+                                                                status("web1", "db"), status(nil, "app")])
+        #expect(statuses.map { $0.lastDrill?.passed } == [true, nil, nil, nil])
+        #expect(StackStatus.adding(drillsOf: nil, to: [status("web1", "app")])[0].lastDrill == nil)
+    }
+}

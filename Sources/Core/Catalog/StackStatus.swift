@@ -15,6 +15,32 @@ public struct StackStatus: Sendable, Codable, Equatable {
     public var lastTime: Date
     public var lastSizeBytes: Int64
     public var ageSeconds: Double
+    /// The daemon's last restore drill of the stack (archive, when, passed), from its state file when it is
+    /// readable here (inside the sidecar) and of this host; nil otherwise. Drills are not recorded in the target.
+    public var lastDrill: DrillRecord?
+
+    public init(host: String?, stack: String, archives: Int, totalBytes: Int64, lastArchive: String, lastTime: Date,
+                lastSizeBytes: Int64, ageSeconds: Double, lastDrill: DrillRecord? = nil) {
+        self.host = host
+        self.stack = stack
+        self.archives = archives
+        self.totalBytes = totalBytes
+        self.lastArchive = lastArchive
+        self.lastTime = lastTime
+        self.lastSizeBytes = lastSizeBytes
+        self.ageSeconds = ageSeconds
+        self.lastDrill = lastDrill
+    }
+
+    /// Adds the drill records of `state` (a daemon's) to the statuses of its host.
+    public static func adding(drillsOf state: DaemonState?, to statuses: [StackStatus]) -> [StackStatus] {
+        guard let state, let drills = state.drills else { return statuses }
+        return statuses.map { status in
+            var status = status
+            if status.host == state.host { status.lastDrill = drills[status.stack] }
+            return status
+        }
+    }
 
     /// One status per host and stack of `archives` (any order), sorted by host (no host last), then stack.
     public static func summarize(_ archives: [HostedArchive], now: Date) -> [StackStatus] {
