@@ -100,6 +100,11 @@ private final class RunningJob: Sendable {
 }
 
 extension Date {
-    /// `2024-01-15T10:17:30Z`, for messages.
-    var iso8601: String { formatted(.iso8601) }
+    /// `2024-01-15T11:17:30+0100`, for messages: ISO 8601 in the zone of `TZ` (`2024-01-15T10:17:30Z` when unset),
+    /// the zone text logs and tables show too (`DisplayTime`).
+    var iso8601: String {
+        let zone = DisplayTime.zone
+        return zone.secondsFromGMT(for: self) == 0 && DisplayTime.zoneName == "UTC" ? formatted(.iso8601)
+            : formatted(Date.ISO8601FormatStyle(timeZone: zone))
+    }
 }
