@@ -51,9 +51,11 @@ struct BackupCommand: AsyncParsableCommand {
         }
         let unknown = stack.filter { name in plan.stack(named: name) == nil }
         if !unknown.isEmpty {
+            let known = plan.stacks.map(\.name)
             printError("no labelled stack named \(unknown.joined(separator: ", ")); "
-                + "known: \(plan.stacks.map(\.name).joined(separator: ", "))")
-            throw ExitStatus.failure
+                + "known: \(known.isEmpty ? "none" : known.joined(separator: ", "))"
+                + PlanRendering.notes(plan, about: unknown))
+            throw ExitStatus.unreachable
         }
 
         // The same run as the daemon's, with the same per-stack lock, so a manual run never overlaps a scheduled

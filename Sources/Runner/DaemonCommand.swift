@@ -94,7 +94,9 @@ struct DaemonCommand: AsyncParsableCommand {
                 drills = DrillService(
                     schedule: drillSchedule, onStart: drillOnStart,
                     environment: environment, target: options.target, workDir: nil, host: host, stacks: stack,
-                    locker: locker, state: stateStore, metrics: metrics,
+                    // An identity of its own: with the daemon's, a drill and a backup of one stack would each take
+                    // the other's lock for a stale one.
+                    locker: locker.withOwnIdentity(), state: stateStore, metrics: metrics,
                     notifier: try Notifier(environment: variables, logger: environment.logger),
                     logger: environment.logger)
             }
@@ -140,10 +142,7 @@ struct DaemonCommand: AsyncParsableCommand {
         // Shutdown goes in reverse order: the daemon ends its run first, the metrics endpoint serves until then.
         // An identity of its own: the daemon's would make the lock of the daemon's own run in progress look stale
         // ("this process took it and did not release it").
-        let sweep = LockSweepService(
-            locker: StackLocker(store: locker.store, identity: .current(), ttl: locker.ttl, logger: logger,
-                                docker: locker.docker, onRecovered: locker.onRecovered),
-            state: stateStore, interval: .seconds(ttl))
+        let sweep = LockSweepService(locker: locker.withOwnIdentity(), state: stateStore, interval: .seconds(ttl))
         let services: [ServiceGroupConfiguration.ServiceConfiguration] =
             (metricsServer.map { [.init(service: $0)] } ?? []) + (drills.map { [.init(service: $0)] } ?? [])
             + [.init(service: sweep)]

@@ -187,8 +187,13 @@ enum DrillRendering {
             for line in check.checked { out += "           checked: \(line)\n" }
             for line in check.problems { out += "           problem: \(line)\n" }
         }
-        out += report.passed
-            ? "drill passed in \(String(format: "%.1f", report.seconds)) s: the archive restores\n"
+        let leftOut = report.checks.filter { $0.checked.contains { $0.hasPrefix("not drilled:") } }.count
+        let seconds = String(format: "%.1f", report.seconds)
+        out += report.passed && leftOut == report.checks.count
+            ? "NOTHING DRILLED in \(seconds) s: every component is over DRILL_MAX_DIRECTORY_SIZE; nothing was checked\n"
+            : report.passed
+            ? "drill passed in \(seconds) s: the archive restores"
+                + (leftOut > 0 ? " (\(leftOut) of \(report.checks.count) component(s) left out, not checked)" : "") + "\n"
             : "DRILL FAILED in \(String(format: "%.1f", report.seconds)) s: "
                 + "\(report.checks.filter { !$0.passed }.count) of \(report.checks.count) component(s) failed\n"
         return out

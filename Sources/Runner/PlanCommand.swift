@@ -47,7 +47,8 @@ struct PlanCommand: AsyncParsableCommand {
                 let known = plan.stacks.map(\.name)
                 if let unknown = stack.first(where: { !known.contains($0) }) {
                     throw StackVaultError(.invalidConfiguration, "no labelled stack named \(unknown); known: "
-                        + (known.isEmpty ? "none" : known.joined(separator: ", ")))
+                        + (known.isEmpty ? "none" : known.joined(separator: ", "))
+                        + PlanRendering.notes(plan, about: [unknown]))
                 }
                 plan.stacks = plan.stacks.filter { stack.contains($0.name) }
             }
@@ -74,15 +75,25 @@ enum PlanRendering {
         /// The helper image directory copies use, and why (absent when no directory is copied).
         var helperImage: String?
         var stacks: [StackPlan]
+        /// What is not backed up here, and why (not errors).
+        var notes: [String]
+    }
+
+    /// The plan's notes about services of the stacks `names` (`<stack>_<service>`), as a sentence to append to
+    /// "no labelled stack named ..." ("" when there are none).
+    static func notes(_ plan: BackupPlan, about names: [String]) -> String {
+        let relevant = plan.notes.filter { note in names.contains { note.contains("service \($0)_") } }
+        return relevant.isEmpty ? "" : ". " + relevant.joined(separator: ". ")
     }
 
     static func json(_ plan: BackupPlan, target: String) throws -> String {
-        try prettyJSON(Document(target: target, helperImage: plan.helperImage, stacks: plan.stacks))
+        try prettyJSON(Document(target: target, helperImage: plan.helperImage, stacks: plan.stacks, notes: plan.notes))
     }
 
     static func text(_ plan: BackupPlan, target: String) -> String {
         var out = "Target: \(target)\n"
         if let helper = plan.helperImage { out += "Helper image for directory copies: \(helper)\n" }
+        for note in plan.notes { out += "Note: \(note)\n" }
         if plan.stacks.isEmpty {
             out += "No container is labelled backup.enable=true: nothing to back up.\n"
             return out

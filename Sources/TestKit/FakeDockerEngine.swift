@@ -46,6 +46,12 @@ public final class FakeDockerEngine: DockerEngine {
     }
 
     private let state = Mutex(State())
+    private let scaleHook = Mutex<(@Sendable (_ serviceID: String, _ replicas: Int) async -> Void)?>(nil)
+
+    /// Runs `hook` after each `scaleService` (what another actor does meanwhile: a redeploy, a task still stopping).
+    public func afterScale(_ hook: @escaping @Sendable (_ serviceID: String, _ replicas: Int) async -> Void) {
+        scaleHook.withLock { $0 = hook }
+    }
 
     public init(containers: [ContainerDetails] = []) {
         state.withLock { $0.containers = containers }
@@ -342,7 +348,7 @@ extension FakeDockerEngine {
     /// starts `replicas` new ones.
     public func scaleService(_ id: String, replicas: Int, labels: [String: String?]) async throws {
         try requireManager()
-        let service = try state.withLock { s -> SwarmService in
+        let service = try state.withLock { s -> SwarmService? in
             guard let index = s.services.firstIndex(where: { $0.id == id }) else {
                 throw StackVaultError(.dockerAPI, "Docker could not scale service \(id): service not found")
             }
@@ -350,12 +356,16 @@ extension FakeDockerEngine {
                 throw StackVaultError(.dockerAPI, "service \(s.services[index].name) is not replicated")
             }
             s.calls.append("scale:\(s.services[index].name)=\(replicas)")
+            let unchanged = s.services[index].mode == .replicated(replicas)
             s.services[index].mode = .replicated(replicas)
             for (key, value) in labels { s.services[index].labels[key] = value }
+            // As Swarm: an update to the same replica count leaves running tasks alone (at 0, stopping ones end).
+            if unchanged && replicas > 0 { return nil }
             s.containers.removeAll { $0.swarmServiceID == id }
             return s.services[index]
         }
-        startTasks(of: service, count: replicas)
+        if let service { startTasks(of: service, count: replicas) }
+        if let hook = scaleHook.withLock({ $0 }) { await hook(id, replicas) }
     }
 }
 

@@ -24,6 +24,7 @@ public struct Planner: Sendable {
         let node = hasTasks ? try await docker.swarmNode() : .inactive
         var ids: [String] = []
         var labelled: Set<String> = []
+        var notes: [String] = []
         for summary in try await docker.listContainers(labelFilters: []) {
             let enabled = Self.isEnabled(summary.labels[Self.enableLabel])
             if enabled { labelled.insert(summary.id) }
@@ -36,7 +37,20 @@ public struct Planner: Sendable {
             where Self.isEnabled(service.labels[Self.enableLabel]) {
                 let tasks = try await docker.listContainers(
                     labelFilters: ["\(ContainerDetails.swarmServiceIDLabel)=\(service.id)"])
-                ids += tasks.filter { $0.state == "running" && !ids.contains($0.id) }.map(\.id)
+                let running = tasks.filter { $0.state == "running" }
+                ids += running.filter { !ids.contains($0.id) }.map(\.id)
+                if running.isEmpty {
+                    let replicas: String
+                    switch service.mode {
+                    case .replicated(let count): replicas = "\(count) replica(s)"
+                    case .global: replicas = "global"
+                    case .other(let mode): replicas = mode
+                    }
+                    notes.append("Swarm service \(service.name) is labelled \(Self.enableLabel)=true but has no running "
+                        + "task on this node (\(replicas)): nothing of it is backed up here. Its tasks run on other "
+                        + "nodes (whose StackVault backs them up), or it is scaled to 0 (no container holds its data "
+                        + "then: scale it up, and the next run backs it up)")
+                }
             }
         }
         var details: [ContainerDetails] = []
@@ -53,8 +67,9 @@ public struct Planner: Sendable {
                 services[serviceID] = try await docker.inspectService(serviceID)
             }
         }
-        let plan = plan(for: details, swarm: SwarmView(node: node, services: services),
+        var plan = plan(for: details, swarm: SwarmView(node: node, services: services),
                         ownContainer: HolderIdentity.ownContainerID())
+        plan.notes = notes
         return await checkDirectories(plan, containers: details)
     }
 
