@@ -16,7 +16,7 @@ struct PlanCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
-    @Option(name: .long, help: "Show only this stack (repeatable; default: every labelled stack).")
+    @Option(name: .long, help: "Show only this stack (repeatable; default: $STACKS, else every labelled stack).")
     var stack: [String] = []
 
     func run() async throws {
@@ -24,8 +24,10 @@ struct PlanCommand: AsyncParsableCommand {
         var plan: BackupPlan
         var targetDescription: String
         var targetError: (any Error)?
+        let selection: StackSelection
         do {
             environment = try Environment(options: options)
+            selection = try StackSelection.resolve(options: stack, environment: environment.variables)
             do {
                 targetDescription = try environment.storage(options.target).planDescription
             } catch {
@@ -43,22 +45,22 @@ struct PlanCommand: AsyncParsableCommand {
                 targetError = targetError ?? error
             }
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
-            if !stack.isEmpty {
+            if !selection.isAll {
                 let known = plan.stacks.map(\.name)
-                if let unknown = stack.first(where: { !known.contains($0) }) {
-                    throw StackVaultError(.invalidConfiguration, "no labelled stack named \(unknown); known: "
-                        + (known.isEmpty ? "none" : known.joined(separator: ", ")))
+                if let unknown = selection.stacks.first(where: { !known.contains($0) }) {
+                    throw StackVaultError(.invalidConfiguration, "no labelled stack named \(unknown) (from "
+                        + "\(selection.source.rawValue)); known: " + (known.isEmpty ? "none" : known.joined(separator: ", ")))
                 }
-                plan.stacks = plan.stacks.filter { stack.contains($0.name) }
+                plan.stacks = plan.stacks.filter { selection.contains($0.name) }
             }
         } catch {
             printError("\(error)")
             throw ExitStatus.code(for: error)
         }
         if json {
-            print(try PlanRendering.json(plan, target: targetDescription))
+            print(try PlanRendering.json(plan, target: targetDescription, selection: selection))
         } else {
-            print(PlanRendering.text(plan, target: targetDescription), terminator: "")
+            print(PlanRendering.text(plan, target: targetDescription, selection: selection), terminator: "")
         }
         if let targetError {
             printError("the backup target is not usable: \(targetError)")
@@ -73,15 +75,32 @@ enum PlanRendering {
         var target: String
         /// The helper image directory copies use, and why (absent when no directory is copied).
         var helperImage: String?
+        /// The stacks selected and where from (`--stack` or `STACKS`); absent when every labelled stack is.
+        var selection: Selection?
         var stacks: [StackPlan]
     }
 
-    static func json(_ plan: BackupPlan, target: String) throws -> String {
-        try prettyJSON(Document(target: target, helperImage: plan.helperImage, stacks: plan.stacks))
+    struct Selection: Encodable {
+        var source: String
+        var stacks: [String]
     }
 
-    static func text(_ plan: BackupPlan, target: String) -> String {
+    static func json(_ plan: BackupPlan, target: String, selection: StackSelection) throws -> String {
+        try prettyJSON(Document(
+            target: target, helperImage: plan.helperImage,
+            selection: selection.isAll ? nil : Selection(source: selection.source.rawValue, stacks: selection.stacks),
+            stacks: plan.stacks))
+    }
+
+    static func text(_ plan: BackupPlan, target: String, selection: StackSelection) -> String {
         var out = "Target: \(target)\n"
+        switch selection.source {
+        case .all: break
+        case .option: out += "Stacks: \(selection.stacks.joined(separator: ", ")) (from --stack)\n"
+        case .variable:
+            out += "Stacks: \(selection.stacks.joined(separator: ", ")) (from STACKS: the selection of a daemon "
+                + "started with this environment)\n"
+        }
         if let helper = plan.helperImage { out += "Helper image for directory copies: \(helper)\n" }
         if plan.stacks.isEmpty {
             out += "No container is labelled backup.enable=true: nothing to back up.\n"
