@@ -109,6 +109,66 @@ extension Integration {
             #expect(try Docker.isRunning(name))
         }
 
+        /// The user's path: the image's daemon as PID 1 of the sidecar, `docker exec ... run-now` and
+        /// `docker kill -s USR1`, with `STACKS` as the selection.
+        @Test func inTheSidecarRunNowAndDockerKillUSR1ReachTheDaemon() async throws {
+            try TestBed.requireDocker()
+            let id = UUID().uuidString.prefix(8).lowercased()
+            // An image of its own: other suites build a shared tag from their own binary.
+            let image = "stackvault-test/stackvault:runnow-\(id)"
+            let script = TestBed.repositoryRoot.appendingPathComponent("scripts/build-image.sh").path
+            let build = try Shell.run(["bash", script, "--binary", TestBed.binary, "--tag", image], check: false)
+            defer { _ = try? Shell.run(["docker", "rmi", "-f", image], check: false) }
+            #expect(build.ok, "scripts/build-image.sh failed:\n\(build.stderr.suffix(4000))")
+            guard build.ok else { return }
+            let name = "svtest-runnow-app-\(id)", sidecar = "svtest-runnow-sidecar-\(id)"
+            try Integration.DaemonTests.volumeContainer(name)
+            defer { Integration.DaemonTests.removeContainers(name, sidecar) }
+            let target = try TestBed.temporaryDirectory("runnow-sidecar")
+            defer { try? FileManager.default.removeItem(at: target) }
+            try Shell.run(["docker", "run", "-d", "--name", sidecar, "--label", "stackvault.test=true",
+                           "-v", "/var/run/docker.sock:/var/run/docker.sock", "-v", "\(target.path):/backups",
+                           "-e", "STACKS=\(name)", "-e", "CRON_SCHEDULE=0 3 1 1 *", image])
+            func exec(_ arguments: [String]) throws -> CommandResult {
+                try Shell.run(["docker", "exec", sidecar, "stackvault"] + arguments, check: false)
+            }
+            func state() throws -> DaemonState? {
+                let text = try Shell.run(["docker", "exec", sidecar, "cat", StateFile.defaultPath], check: false)
+                guard text.ok else { return nil }
+                let decoder = JSONDecoder()
+                decoder.dateDecodingStrategy = .iso8601
+                return try? decoder.decode(DaemonState.self, from: Data(text.stdout.utf8))
+            }
+            func logs() -> String { (try? Shell.run(["docker", "logs", sidecar], check: false).stdout) ?? "" }
+            let pidFile = StateFile.defaultPath + ".pid"
+            let deadline = Date().addingTimeInterval(30)
+            while Date() < deadline, !(try Shell.run(["docker", "exec", sidecar, "test", "-f", pidFile], check: false).ok) {
+                try await Task.sleep(for: .milliseconds(200))
+            }
+
+            let plan = try exec(["plan"])
+            #expect(plan.stdout.contains("Stacks: \(name) (from STACKS"), "\(plan.stdout)\n\(plan.stderr)")
+            let run = try exec(["run-now"])
+            #expect(run.status == 0, "\(run.stdout)\n\(run.stderr)\n\(logs())")
+            #expect(run.stdout.contains("ok: backup-\(name)-"), "\(run.stdout)")
+            #expect(try state()?.lastRun?.trigger == .request)
+
+            try Shell.run(["docker", "kill", "-s", "USR1", sidecar])
+            var signalled = false
+            let until = Date().addingTimeInterval(60)
+            while Date() < until, !signalled {
+                try await Task.sleep(for: .milliseconds(300))
+                signalled = try state()?.requests?.contains { $0.id.hasPrefix("signal-") && $0.phase == .finished }
+                    == true
+            }
+            #expect(signalled, "\(logs())")
+            #expect(try Docker.isRunning(sidecar), "SIGUSR1 ended the daemon:\n\(logs())")
+            #expect(try state()?.lastRun?.outcome == .succeeded, "\(logs())")
+            #expect(try exec(["health"]).status == 0)
+            try Shell.run(["docker", "stop", "-t", "60", sidecar])
+            #expect(try Docker.inspect(sidecar, "{{.State.ExitCode}}") == "0")
+        }
+
         @Test func runNowWithoutADaemonSaysWhatToDoAndExits2() async throws {
             try TestBed.requireDocker()
             let directory = try TestBed.temporaryDirectory("runnow-none")
