@@ -109,6 +109,51 @@ extension Integration {
             #expect(try Docker.isRunning(name))
         }
 
+        @Test func aRequestDuringARunIsQueuedAndAWaitingRunNowLearnsThatTheDaemonStoppedIt() async throws {
+            try TestBed.requireDocker()
+            let name = "svtest-runnow-busy-\(UUID().uuidString.prefix(8).lowercased())"
+            try Integration.DaemonTests.volumeContainer(name, megabytes: 200)
+            defer { Integration.DaemonTests.removeContainers(name) }
+            let daemon = try Daemon("runnow-busy", stacks: [name], environment: ["ZSTD_LEVEL": "19"])
+            defer { daemon.cleanUp() }
+            let pidFile = DaemonPIDFile(stateFile: daemon.stateFile)
+            try await Self.wait(daemon, seconds: 30, "the pid file") { pidFile.read() == daemon.pid }
+
+            // The first run-now waits for its (long) run.
+            let waiting = Process()
+            waiting.executableURL = URL(fileURLWithPath: TestBed.binary)
+            waiting.arguments = ["run-now", "--state-file", daemon.stateFile.path]
+            let output = daemon.directory.appendingPathComponent("run-now.out")
+            _ = FileManager.default.createFile(atPath: output.path, contents: nil)
+            let handle = try FileHandle(forWritingTo: output)
+            waiting.standardOutput = handle
+            waiting.standardError = handle
+            try waiting.run()
+            defer { if waiting.isRunning { kill(waiting.processIdentifier, SIGKILL) } }
+            try Integration.DaemonTests.waitUntilStopped(name, by: daemon)
+
+            // A second request during that run is queued behind it.
+            let queued = try StackVaultCLI.run(["run-now", "--no-wait", "--json"],
+                                               environment: ["STATE_FILE": daemon.stateFile.path])
+            #expect(queued.status == 0, "\(queued.stdout)\n\(queued.stderr)")
+            #expect(queued.stderr.contains("queued: it runs when the run in progress has ended"), "\(queued.stderr)")
+            #expect(queued.stdout.contains("\"phase\" : \"queued\""), "\(queued.stdout)")
+            #expect(daemon.state?.requests?.map(\.phase) == [.running, .queued])
+
+            // SIGTERM ends the run in progress: the waiting run-now says how it ended and exits 1.
+            #expect(daemon.stop(SIGTERM, seconds: 60) == 0, "\(daemon.log)")
+            let deadline = Date().addingTimeInterval(30)
+            while waiting.isRunning && Date() < deadline { try await Task.sleep(for: .milliseconds(100)) }
+            #expect(!waiting.isRunning, "run-now did not return when the daemon ended")
+            let printed = (try? String(contentsOf: output, encoding: .utf8)) ?? ""
+            #expect(waiting.terminationStatus == 1, "\(printed)")
+            #expect(printed.contains(name) && printed.contains("FAILED"), "\(printed)")
+            let left = try #require(daemon.state?.requests?.last)
+            #expect(left.phase == .finished && left.error?.contains("the daemon was stopped") == true, "\(left)")
+            #expect(daemon.state?.lastRun?.outcome == .interrupted, "\(daemon.log)")
+            #expect(try Docker.isRunning(name))
+        }
+
         /// The user's path: the image's daemon as PID 1 of the sidecar, `docker exec ... run-now` and
         /// `docker kill -s USR1`, with `STACKS` as the selection.
         @Test func inTheSidecarRunNowAndDockerKillUSR1ReachTheDaemon() async throws {

@@ -90,12 +90,15 @@ struct RunNowCommand: AsyncParsableCommand {
         }
         while status.phase != .finished {
             try await Task.sleep(for: .milliseconds(500))
-            guard pidFile.read() == pid, kill(pid, 0) == 0 || errno != ESRCH else {
+            // Alive before the state is read: a daemon that finished the run and then ended is not taken for one
+            // that ended during it.
+            let alive = pidFile.read() == pid && (kill(pid, 0) == 0 || errno != ESRCH)
+            if let current = (try? file.read())?.request(request.id) { status = current }
+            if status.phase != .finished && !alive {
                 printError("the StackVault daemon (pid \(pid)) ended before run \(request.id) finished; see its log "
                     + "(docker logs <sidecar>) and the state file \(file.path)")
                 throw ExitStatus.unreachable
             }
-            if let current = (try? file.read())?.request(request.id) { status = current }
         }
 
         if json {

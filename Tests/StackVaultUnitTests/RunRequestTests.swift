@@ -273,6 +273,32 @@ import Testing
         #expect(journal.running.withLock { $0.maximum } == 1)
     }
 
+    @Test func aRequestWaitingAtShutdownStartsNoRun() async throws {
+        let journal = RunSchedulerTests.Journal()
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self)
+        let scheduler = RunScheduler(nextDue: { $0.addingTimeInterval(86_400) }, logger: Logger(label: "test"))
+        let task = Task {
+            try await scheduler.run(runAtStart: false, wakeups: wakeups, job: journal.job(duration: .seconds(30)))
+        }
+        wake.yield()
+        while journal.entries.withLock({ $0.count }) < 1 { try await Task.sleep(for: .milliseconds(10)) }
+        wake.yield()  // waits behind the first run
+        try await Task.sleep(for: .milliseconds(100))
+        task.cancel()
+        _ = await task.result
+        #expect(journal.entries.withLock { $0.count } == 1, "a run started after shutdown")
+        #expect(journal.cancelledRuns.withLock { $0 } == 1)
+    }
+
+    @Test func requestsLeftAtShutdownAreFinishedWithTheReason() {
+        var state = Self.state()
+        _ = state.accept([Self.request("late", ["app"])], now: Self.date("2024-01-15 10:00"))
+        state.abandon(["late"], because: "not run: the daemon was stopped", now: Self.date("2024-01-15 10:01"))
+        let late = state.request("late")
+        #expect(late?.phase == .finished && late?.succeeded == false)
+        #expect(late?.summaries.first?.error == "not run: the daemon was stopped")
+    }
+
     // MARK: - The daemon, end to end with fakes
 
     @Test func aRequestedRunGoesToTheStateFileAndTheMetricsLikeAScheduledOne() async throws {

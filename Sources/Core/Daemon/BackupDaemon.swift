@@ -52,6 +52,22 @@ public struct BackupDaemon: Sendable {
             nextDue: { schedule.next(after: $0) }, logger: logger,
             onNextDue: { due in await state.update { $0.nextRunDue = due } },
             onSkip: { _ in await state.update { $0.skippedTicks += 1 } })
+        do {
+            try await runJobs(on: scheduler)
+        } catch {
+            // Shutdown: requests still waiting will not run; say so to whoever waits for them.
+            let left = requests.takeAll().map(\.id)
+            if !left.isEmpty {
+                await state.update {
+                    $0.abandon(left, because: "not run: the daemon was stopped (SIGTERM/SIGINT) before its turn",
+                               now: Date())
+                }
+            }
+            throw error
+        }
+    }
+
+    private func runJobs(on scheduler: RunScheduler) async throws {
         try await scheduler.run(runAtStart: backupOnStart, wakeups: requests.wakeups) { trigger, due in
             guard trigger == .request else {
                 await perform(trigger: trigger, due: due, runner: runner, serving: [])

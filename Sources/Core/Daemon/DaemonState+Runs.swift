@@ -72,6 +72,15 @@ extension DaemonState {
         }
     }
 
+    /// Records the requests `requestIDs` as finished without a run, for `reason`.
+    public mutating func abandon(_ requestIDs: [String], because reason: String, now: Date) {
+        update(requestIDs) {
+            $0.phase = .finished
+            $0.finishedAt = now
+            $0.error = reason
+        }
+    }
+
     /// The request `id`, nil when the state does not know it (not taken yet, or long finished).
     public func request(_ id: String) -> RunRequestStatus? {
         requests?.first { $0.id == id }

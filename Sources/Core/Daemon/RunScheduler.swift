@@ -57,7 +57,8 @@ public struct RunScheduler: Sendable {
                 }
                 group.addTask {
                     for await _ in events {
-                        while let start = running.startRequested(now()) {
+                        // Once cancelled (shutdown), a waiting request starts no run.
+                        while !Task.isCancelled, let start = running.startRequested(now()) {
                             await job(.request, start.due)
                             running.set(nil)
                         }
