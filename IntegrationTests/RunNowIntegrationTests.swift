@@ -119,6 +119,12 @@ extension Integration {
             let pidFile = DaemonPIDFile(stateFile: daemon.stateFile)
             try await Self.wait(daemon, seconds: 30, "the pid file") { pidFile.read() == daemon.pid }
 
+            // plan beside a daemon started with --stack (no STACKS) shows that daemon's selection.
+            let plan = try StackVaultCLI.run(["plan", "--target", "file://\(daemon.target.path)"],
+                                             environment: ["STATE_FILE": daemon.stateFile.path])
+            #expect(plan.stdout.contains("Stacks: \(name) (the selection of the daemon running with this "
+                + "STATE_FILE)"), "\(plan.stdout)\n\(plan.stderr)")
+
             // The first run-now waits for its (long) run.
             let waiting = Process()
             waiting.executableURL = URL(fileURLWithPath: TestBed.binary)

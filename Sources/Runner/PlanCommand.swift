@@ -27,7 +27,7 @@ struct PlanCommand: AsyncParsableCommand {
         let selection: StackSelection
         do {
             environment = try Environment(options: options)
-            selection = try StackSelection.resolve(options: stack, environment: environment.variables)
+            selection = try Self.selection(options: stack, environment: environment.variables)
             do {
                 targetDescription = try environment.storage(options.target).planDescription
             } catch {
@@ -70,6 +70,19 @@ struct PlanCommand: AsyncParsableCommand {
     }
 }
 
+extension PlanCommand {
+    /// `--stack`, else `STACKS`, else the selection of a daemon running with this STATE_FILE (inside the sidecar:
+    /// the sidecar's daemon, also when it was started with `--stack`), else every labelled stack.
+    static func selection(options: [String], environment: [String: String]) throws -> StackSelection {
+        let selection = try StackSelection.resolve(options: options, environment: environment)
+        let file = StateFile(environment: environment)
+        guard selection.isAll, (try? DaemonPIDFile(stateFile: file).runningDaemon()) != nil,
+              let stacks = (try? file.read())?.selectedStacks, !stacks.isEmpty
+        else { return selection }
+        return StackSelection(stacks: stacks, source: .daemon)
+    }
+}
+
 enum PlanRendering {
     struct Document: Encodable {
         var target: String
@@ -100,6 +113,9 @@ enum PlanRendering {
         case .variable:
             out += "Stacks: \(selection.stacks.joined(separator: ", ")) (from STACKS: the selection of a daemon "
                 + "started with this environment)\n"
+        case .daemon:
+            out += "Stacks: \(selection.stacks.joined(separator: ", ")) (the selection of the daemon running with "
+                + "this STATE_FILE)\n"
         }
         if let helper = plan.helperImage { out += "Helper image for directory copies: \(helper)\n" }
         if plan.stacks.isEmpty {

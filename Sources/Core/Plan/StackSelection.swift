@@ -11,6 +11,9 @@ public struct StackSelection: Sendable, Equatable {
         case option = "--stack"
         /// The variable `STACKS`.
         case variable = "STACKS"
+        /// The running daemon's state file (`DaemonState.selectedStacks`): what `plan` shows beside a daemon started
+        /// with `--stack` when neither `--stack` nor `STACKS` is given.
+        case daemon = "the running daemon"
     }
 
     /// The variable that holds the selection.
