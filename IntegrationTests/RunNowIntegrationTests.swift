@@ -17,7 +17,8 @@ extension Integration {
                 guard daemon.process.isRunning else { break }
                 try await Task.sleep(for: .milliseconds(100))
             }
-            throw TestFailure("daemon \(daemon.name): \(what) did not happen in \(seconds) s\n\(daemon.log.suffix(6000))")
+            throw TestFailure("daemon \(daemon.name): \(what) did not happen in \(seconds) s\n"
+                + "\(daemon.log.suffix(6000))")
         }
 
         static func metrics(_ base: String) throws -> String {
@@ -193,7 +194,8 @@ extension Integration {
             func logs() -> String { (try? Shell.run(["docker", "logs", sidecar], check: false).stdout) ?? "" }
             let pidFile = StateFile.defaultPath + ".pid"
             let deadline = Date().addingTimeInterval(30)
-            while Date() < deadline, !(try Shell.run(["docker", "exec", sidecar, "test", "-f", pidFile], check: false).ok) {
+            while Date() < deadline,
+                  !(try Shell.run(["docker", "exec", sidecar, "test", "-f", pidFile], check: false).ok) {
                 try await Task.sleep(for: .milliseconds(200))
             }
 

@@ -53,7 +53,8 @@ struct BackupCommand: AsyncParsableCommand {
         }
         let unknown = selection.stacks.filter { name in plan.stack(named: name) == nil }
         if !unknown.isEmpty {
-            printError("no labelled stack named \(unknown.joined(separator: ", ")) (from \(selection.source.rawValue)); "
+            printError("no labelled stack named \(unknown.joined(separator: ", "))"
+                + " (from \(selection.source.rawValue)); "
                 + "known: \(plan.stacks.map(\.name).joined(separator: ", "))")
             throw ExitStatus.failure
         }

@@ -22,8 +22,9 @@ struct DaemonCommand: AsyncParsableCommand {
             + "/metrics and the health on /healthz. DRILL_SCHEDULE (cron, default off) runs a restore drill of each "
             + "stack's latest archive (see `stackvault drill`), one stack at a time under its lock; DRILL_ON_START "
             + "also drills at start; DRILL_MAX_AGE (seconds) makes health fail when a stack's last passing drill is "
-            + "older. STACKS (names separated by commas or spaces) or --stack limits it to some stacks. SIGUSR1 (docker "
-            + "kill -s USR1 <sidecar>) or `stackvault run-now` runs a backup now, recorded like a scheduled one. "
+            + "older. STACKS (names separated by commas or spaces) or --stack limits it to some stacks. SIGUSR1 "
+            + "(docker kill -s USR1 <sidecar>) or `stackvault run-now` runs a backup now, recorded like a scheduled "
+            + "one. "
             + "Exit code 2 when the configuration is invalid."
     )
 
@@ -102,7 +103,8 @@ struct DaemonCommand: AsyncParsableCommand {
                 }
                 drills = DrillService(
                     schedule: drillSchedule, onStart: drillOnStart,
-                    environment: environment, target: options.target, workDir: nil, host: host, stacks: selection.stacks,
+                    environment: environment, target: options.target, workDir: nil, host: host,
+                    stacks: selection.stacks,
                     locker: locker, state: stateStore, metrics: metrics,
                     notifier: try Notifier(environment: variables, logger: environment.logger),
                     logger: environment.logger)
@@ -248,7 +250,7 @@ struct DaemonService: Service {
         // Requests from before this daemon started have no one waiting for them any more (run-now gives up when the
         // daemon it signalled ends).
         for request in inbox.takeAll().requests {
-            let message = "discarding the run request \(request.id) of \(request.requestedAt.formatted(.iso8601)): "
+            let message = "discarding the run request \(request.id) of \(DisplayTime.named(request.requestedAt)): "
                 + "it was left for a daemon that has ended; run `stackvault run-now` again"
             logger.warning("\(message)")
         }

@@ -49,7 +49,8 @@ struct PlanCommand: AsyncParsableCommand {
                 let known = plan.stacks.map(\.name)
                 if let unknown = selection.stacks.first(where: { !known.contains($0) }) {
                     throw StackVaultError(.invalidConfiguration, "no labelled stack named \(unknown) (from "
-                        + "\(selection.source.rawValue)); known: " + (known.isEmpty ? "none" : known.joined(separator: ", ")))
+                        + "\(selection.source.rawValue)); known: "
+                        + (known.isEmpty ? "none" : known.joined(separator: ", ")))
                 }
                 plan.stacks = plan.stacks.filter { selection.contains($0.name) }
             }

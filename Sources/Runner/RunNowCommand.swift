@@ -50,7 +50,8 @@ struct RunNowCommand: AsyncParsableCommand {
         if let selection = (try? file.read())?.selectedStacks {
             let outside = RunRequest.outside(selection, stack)
             if !outside.isEmpty {
-                printError("not in the daemon's selection (its --stack or STACKS: \(selection.joined(separator: ", "))): "
+                printError("not in the daemon's selection (its --stack or STACKS: "
+                    + "\(selection.joined(separator: ", "))): "
                     + "\(outside.joined(separator: ", ")); ask for those stacks, or back others up with `stackvault "
                     + "backup --stack NAME` (the daemon does not record that run)")
                 throw ExitStatus.failure

@@ -145,7 +145,9 @@ import Testing
     }
 
     static func record(_ trigger: RunTrigger, due: String, _ stacks: [(String, StackOutcome.Status)]) -> RunRecord {
-        let outcomes = stacks.map { StackOutcome(stack: $0.0, status: $0.1, detail: $0.1 == .failed ? "disk full" : nil) }
+        let outcomes = stacks.map {
+            StackOutcome(stack: $0.0, status: $0.1, detail: $0.1 == .failed ? "disk full" : nil)
+        }
         return RunRecord(trigger: trigger, due: date(due), startedAt: date(due),
                          finishedAt: date(due).addingTimeInterval(60),
                          outcome: outcomes.contains { $0.status == .failed } ? .failed : .succeeded, stacks: outcomes)
@@ -166,7 +168,8 @@ import Testing
     @Test func aRequestedRunIsRecordedLikeAScheduledOneWithEachRequestsStacks() {
         var state = Self.state()
         _ = state.accept([Self.request("one", ["app"]), Self.request("all", [])], now: Self.date("2024-01-15 10:00"))
-        let start = RunStart(trigger: .request, due: Self.date("2024-01-15 10:00"), startedAt: Self.date("2024-01-15 10:00"))
+        let at = Self.date("2024-01-15 10:00")
+        let start = RunStart(trigger: .request, due: at, startedAt: at)
         state.runStarted(start, requests: ["one", "all"])
         #expect(state.currentRun == start)
         #expect(state.request("one")?.phase == .running)

@@ -31,7 +31,8 @@ public struct BackupDaemon: Sendable {
         guard !requests.isEmpty else { return }
         let accepted = await state.update { $0.accept(requests, now: Date()) }
         for request in requests {
-            let what = request.stacks.isEmpty ? "the whole selection" : "stacks " + request.stacks.joined(separator: ", ")
+            let what = request.stacks.isEmpty ? "the whole selection"
+                : "stacks " + request.stacks.joined(separator: ", ")
             if accepted.contains(request) {
                 logger.info("run requested (\(request.source), id \(request.id)): \(what)")
             } else {

@@ -93,7 +93,9 @@ extension DaemonState {
     }
 
     private static func failures(of run: RunRecord) -> [UnresolvedFailure] {
-        run.stacks.compactMap { stack in stack.error.map { UnresolvedFailure(stack: stack.stack, due: run.due, error: $0) } }
+        run.stacks.compactMap { stack in
+            stack.error.map { UnresolvedFailure(stack: stack.stack, due: run.due, error: $0) }
+        }
     }
 
     /// Every queued and running request, and the newest `finishedRequestsKept` finished ones, in their order.

@@ -34,7 +34,8 @@ public struct StackSelection: Sendable, Equatable {
     public static func resolve(options: [String], environment: [String: String]) throws -> StackSelection {
         if !options.isEmpty { return StackSelection(stacks: unique(options), source: .option) }
         let names = try parse(environment[variable])
-        return names.isEmpty ? StackSelection(stacks: [], source: .all) : StackSelection(stacks: names, source: .variable)
+        return names.isEmpty ? StackSelection(stacks: [], source: .all)
+            : StackSelection(stacks: names, source: .variable)
     }
 
     /// The names in a `STACKS` value: separated by commas and/or white space, blanks dropped, each name once.
