@@ -277,6 +277,12 @@ extension FakeDockerEngine {
         startTasks(of: service, count: count)
     }
 
+    /// Removes the service but leaves its task containers running, as Swarm does for a moment while it tears a
+    /// stack down.
+    public func removeServiceKeepingTasks(_ id: String) {
+        state.withLock { s in s.services.removeAll { $0.id == id } }
+    }
+
     /// The service as the fake holds it now.
     public func service(_ id: String) -> SwarmService? {
         state.withLock { s in s.services.first { $0.id == id || $0.name == id } }

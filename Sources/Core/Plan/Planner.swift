@@ -48,10 +48,18 @@ public struct Planner: Sendable {
             } catch let error as StackVaultError where error.code == .dockerAPI && !labelled.contains(id) {
                 continue  // removed since it was listed
             }
-            details.append(container)
             if let serviceID = container.swarmServiceID, node.isManager, services[serviceID] == nil {
-                services[serviceID] = try await docker.inspectService(serviceID)
+                do {
+                    services[serviceID] = try await docker.inspectService(serviceID)
+                } catch let error as StackVaultError where error.code == .dockerAPI {
+                    // A stack torn down meanwhile: its service is gone and its task goes with it. Any other
+                    // failure fails the plan.
+                    let remaining = try await docker.listServices(labelFilters: [])
+                    guard !remaining.contains(where: { $0.id == serviceID }) else { throw error }
+                    continue
+                }
             }
+            details.append(container)
         }
         let plan = plan(for: details, swarm: SwarmView(node: node, services: services),
                         ownContainer: HolderIdentity.ownContainerID())
