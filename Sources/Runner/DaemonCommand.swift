@@ -83,6 +83,8 @@ struct DaemonCommand: AsyncParsableCommand {
             hostName = host
             var initial = Self.initialState(cron, file: file, host: host)
             initial.selectedStacks = selection.isAll ? nil : selection.stacks
+            // Known from the first write on (the scheduler sets it again once it runs).
+            initial.nextRunDue = cron.next(after: Date())
             stateStore = DaemonStateStore(state: initial, file: file, logger: environment.logger)
             try await stateStore.save()
             // Every DRILL_* value is checked at start, drills scheduled or not (a typo must not pass unnoticed).

@@ -45,8 +45,14 @@ public struct Planner: Sendable {
             let container: ContainerDetails
             do {
                 container = try await docker.inspectContainer(id)
-            } catch let error as StackVaultError where error.code == .dockerAPI && !labelled.contains(id) {
-                continue  // removed since it was listed
+            } catch let error as StackVaultError where error.code == .dockerAPI {
+                // Removed since it was listed (a stack taken down meanwhile): left out, so that the other stacks are
+                // still planned. A labelled container that is still there but cannot be inspected fails the plan.
+                if labelled.contains(id),
+                   try await docker.listContainers(labelFilters: []).contains(where: { $0.id == id }) {
+                    throw error
+                }
+                continue
             }
             if let serviceID = container.swarmServiceID, node.isManager, services[serviceID] == nil {
                 do {
