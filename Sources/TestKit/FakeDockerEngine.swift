@@ -42,6 +42,7 @@ public final class FakeDockerEngine: DockerEngine {
         var services: [SwarmService] = []
         var taskTemplates: [String: ContainerDetails] = [:]
         var taskCounter = 0
+        var removedWhenInspected: Set<String> = []
         var pathStats: [String: ContainerPathStat?] = [:]
     }
 
@@ -155,7 +156,22 @@ public final class FakeDockerEngine: DockerEngine {
     }
 
     public func inspectContainer(_ idOrName: String) async throws -> ContainerDetails {
-        try find(idOrName)
+        let container = try find(idOrName)
+        let vanishes = state.withLock { s in
+            guard s.removedWhenInspected.contains(container.name) else { return false }
+            s.containers.removeAll { $0.id == container.id }
+            return true
+        }
+        if vanishes {
+            throw StackVaultError(.dockerAPI, "Docker could not inspect container \(idOrName): No such container")
+        }
+        return container
+    }
+
+    /// Makes the container `name` disappear when it is next inspected, as one removed between a listing and an
+    /// inspect does (`docker compose down` of another stack while a plan is made).
+    public func removeWhenInspected(_ name: String) {
+        state.withLock { $0.removedWhenInspected.insert(name) }
     }
 
     public func exec(
@@ -281,6 +297,12 @@ extension FakeDockerEngine {
             s.taskTemplates[service.id] = template
         }
         startTasks(of: service, count: count)
+    }
+
+    /// Removes the service but leaves its task containers running, as Swarm does for a moment while it tears a
+    /// stack down.
+    public func removeServiceKeepingTasks(_ id: String) {
+        state.withLock { s in s.services.removeAll { $0.id == id } }
     }
 
     /// The service as the fake holds it now.

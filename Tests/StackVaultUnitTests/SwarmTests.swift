@@ -96,6 +96,20 @@ import Testing
         #expect(plan.stacks[0].services.map(\.service) == ["web"])
     }
 
+    /// A stack torn down while the plan is made (its service gone, its tasks not yet) does not fail the plan of the
+    /// other stacks: its tasks are left out.
+    @Test func aTaskWhoseServiceIsGoneIsLeftOut() async throws {
+        let docker = Self.engine()
+        docker.addService(SwarmService(id: "s-gone", name: "old_web", labels: [:], mode: .replicated(1)),
+                          stack: "old",
+                          template: Self.task(labels: ["backup.enable": "true", "backup.volume-path.data": "/data"],
+                                              mounts: [ContainerMount(type: "volume", destination: "/data",
+                                                                      name: "old_web")]))
+        docker.removeServiceKeepingTasks("s-gone")
+        let plan = try await plan(docker)
+        #expect(plan.stacks.map(\.name) == ["app"])
+    }
+
     @Test func aWorkerRefusesServicesThatMustBeScaledAndSaysWhatToDo() async throws {
         let plan = try await plan(Self.engine(manager: false))
         let services = try #require(plan.stack(named: "app")).services

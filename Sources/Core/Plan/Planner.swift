@@ -59,13 +59,27 @@ public struct Planner: Sendable {
             let container: ContainerDetails
             do {
                 container = try await docker.inspectContainer(id)
-            } catch let error as StackVaultError where error.code == .dockerAPI && !labelled.contains(id) {
-                continue  // removed since it was listed
+            } catch let error as StackVaultError where error.code == .dockerAPI {
+                // Removed since it was listed (a stack taken down meanwhile): left out, so that the other stacks are
+                // still planned. A labelled container that is still there but cannot be inspected fails the plan.
+                if labelled.contains(id),
+                   try await docker.listContainers(labelFilters: []).contains(where: { $0.id == id }) {
+                    throw error
+                }
+                continue
+            }
+            if let serviceID = container.swarmServiceID, node.isManager, services[serviceID] == nil {
+                do {
+                    services[serviceID] = try await docker.inspectService(serviceID)
+                } catch let error as StackVaultError where error.code == .dockerAPI {
+                    // A stack torn down meanwhile: its service is gone and its task goes with it. Any other
+                    // failure fails the plan.
+                    let remaining = try await docker.listServices(labelFilters: [])
+                    guard !remaining.contains(where: { $0.id == serviceID }) else { throw error }
+                    continue
+                }
             }
             details.append(container)
-            if let serviceID = container.swarmServiceID, node.isManager, services[serviceID] == nil {
-                services[serviceID] = try await docker.inspectService(serviceID)
-            }
         }
         var plan = plan(for: details, swarm: SwarmView(node: node, services: services),
                         ownContainer: HolderIdentity.ownContainerID())
