@@ -39,7 +39,7 @@ struct DrillCommand: AsyncParsableCommand {
         do {
             environment = try Environment(options: options)
             archive = try await selection.open(environment: environment, target: options.target)
-            let check = try await archive.verify(strategies: environment.strategies)
+            let check = try await archive.verify(strategies: environment.strategies, keepingPageCache: true)
             if check.envelope != nil {
                 printError("cannot drill \(archive.name): it is encrypted (age) and no identity is set; set "
                     + "AGE_IDENTITY_FILE (or AGE_PASSPHRASE) to the key it was encrypted to")
