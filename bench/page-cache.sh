@@ -10,7 +10,8 @@
 # whose entrypoint is /usr/local/bin/stackvault) with the binary bind-mounted over /usr/local/bin/stackvault, the
 # Docker socket and a target directory mounted; commands run in it with `docker exec`, so the page cache they fault
 # in is charged to that container, as it is to a real sidecar. Before each command the archive is evicted from the
-# cache (`dd oflag=nocache count=0`), so every command starts cold. After each command:
+# cache (`dd oflag=nocache count=0`), so every command starts cold (column cold: the share still cached then, which
+# should be 0). After each command:
 #   fincore   the share of the archive file still in the page cache (util-linux fincore),
 #   cached    change of Cached in /proc/meminfo over the command (host-wide: other work on the machine adds noise),
 #   dirty     Dirty in /proc/meminfo right after,
@@ -74,12 +75,17 @@ evict() { [ -f "$1" ] && dd if=/dev/null of="$1" oflag=nocache conv=notrunc,fdat
 newest_archive() { find "$WORK/target" -name "backup-$APP-*.tar.zst" -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2-; }
 
 : >"$WORK/runs"
-printf '%-7s %-8s %8s %8s %9s %9s %12s %9s\n' binary command wall fincore "cached" dirty stats cgcache >&2
+printf '%-7s %-8s %5s %8s %8s %9s %9s %12s %9s\n' binary command cold wall fincore "cached" dirty stats cgcache >&2
 # measure VARIANT COMMAND ARCHIVE-OR-EMPTY stackvault-args...
 measure() {
   local variant="$1" command="$2" archive="$3"; shift 3
   local sidecar="svcache-sidecar-$id-$variant"
-  [ -n "$archive" ] && evict "$archive"
+  local cold=0
+  if [ -n "$archive" ]; then
+    evict "$archive"
+    cold=$(fincore -b -n -o RES "$archive" | tr -d ' ')
+    cold=$(awk -v r="$cold" -v s="$(stat -c %s "$archive")" 'BEGIN { printf "%.0f", (s > 0 ? 100 * r / s : 0) }')
+  fi
   sync
   local cached0 cg0 start end
   cached0=$(meminfo Cached); cg0=$(cgcache "$sidecar")
@@ -96,7 +102,7 @@ measure() {
   pct=$(awk -v r="$res" -v s="$size" 'BEGIN { printf "%.0f", (s > 0 ? 100 * r / s : 0) }')
   printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$variant" "$command" "$wall" "$pct" "$(mib $((cached1 - cached0)))" \
     "$(mib "$dirty")" "$stats" "$(mib $((cg1 - cg0)))" >>"$WORK/runs"
-  printf '%-7s %-8s %7ss %7s%% %6sMiB %6sMiB %12s %6sMiB\n' "$variant" "$command" "$wall" "$pct" \
+  printf '%-7s %-8s %4s%% %7ss %7s%% %6sMiB %6sMiB %12s %6sMiB\n' "$variant" "$command" "$cold" "$wall" "$pct" \
     "$(mib $((cached1 - cached0)))" "$(mib "$dirty")" "$stats" "$(mib $((cg1 - cg0)))" >&2
   LAST_ARCHIVE="$archive"
 }
