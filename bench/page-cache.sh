@@ -17,6 +17,7 @@
 #   dirty     Dirty in /proc/meminfo right after,
 #   stats     `docker stats --no-stream` MEM USAGE of the sidecar (the docker CLI subtracts inactive file pages),
 #   cgcache   change of the sidecar's memory cgroup `total_cache` (all page cache charged to it, active or not),
+#   cgpeak    the highest `total_cache` during the command (sampled every 0.2 s) less the value before,
 #   wall      wall time of the command (docker exec included).
 # The data is one file of BENCH_MIB MiB (default 1024) of random bytes in a volume of a busybox container labelled
 # for backup, so the archive is about as large. Every container and volume is named svcache-*-<random id> and
@@ -69,13 +70,20 @@ for variant in before after; do
 done
 
 meminfo() { awk -v k="$1" '$1 == k ":" { printf "%.0f\n", $2 * 1024 }' /proc/meminfo; }
-cgcache() { docker exec "$1" awk '$1 == "total_cache" { print $2 }' /sys/fs/cgroup/memory/memory.stat 2>/dev/null || echo 0; }
+# The sidecar's memory cgroup (v1, read from the host; else from inside the container).
+cgstat() {
+  local id; id=$(docker inspect -f '{{.Id}}' "$1")
+  if [ -r "/sys/fs/cgroup/memory/docker/$id/memory.stat" ]; then cat "/sys/fs/cgroup/memory/docker/$id/memory.stat"
+  else docker exec "$1" cat /sys/fs/cgroup/memory/memory.stat; fi
+}
+cgcache() { cgstat "$1" | awk '$1 == "total_cache" { print $2 }'; }
 mib() { awk -v b="$1" 'BEGIN { printf "%.0f", b / 1048576 }'; }
 evict() { [ -f "$1" ] && dd if=/dev/null of="$1" oflag=nocache conv=notrunc,fdatasync count=0 status=none || true; }
 newest_archive() { find "$WORK/target" -name "backup-$APP-*.tar.zst" -printf '%T@ %p\n' | sort -n | tail -1 | cut -d' ' -f2-; }
 
 : >"$WORK/runs"
-printf '%-7s %-8s %5s %8s %8s %9s %9s %12s %9s\n' binary command cold wall fincore "cached" dirty stats cgcache >&2
+printf '%-7s %-8s %5s %8s %8s %9s %9s %12s %9s %9s\n' binary command cold wall fincore "cached" dirty stats cgcache \
+  cgpeak >&2
 # measure VARIANT COMMAND ARCHIVE-OR-EMPTY stackvault-args...
 measure() {
   local variant="$1" command="$2" archive="$3"; shift 3
@@ -89,9 +97,17 @@ measure() {
   sync
   local cached0 cg0 start end
   cached0=$(meminfo Cached); cg0=$(cgcache "$sidecar")
+  local statfile="/sys/fs/cgroup/memory/docker/$(docker inspect -f '{{.Id}}' "$sidecar")/memory.stat"
+  ( peak=0; while [ -r "$statfile" ]; do
+      c=$(awk '$1 == "total_cache" { print $2 }' "$statfile"); [ "$c" -gt "$peak" ] && peak=$c && echo "$peak" >"$WORK/peak"
+      sleep 0.2; done ) &
+  local sampler=$!
+  echo "$cg0" >"$WORK/peak"
   start=$(now)
   docker exec "$sidecar" stackvault "$@" >"$WORK/last.log" 2>&1 || { cat "$WORK/last.log" >&2; exit 1; }
   end=$(now)
+  kill "$sampler" 2>/dev/null; wait "$sampler" 2>/dev/null || true
+  local peak; peak=$(cat "$WORK/peak")
   [ -z "$archive" ] && archive="$(newest_archive)"
   local cached1 dirty cg1 stats res size
   cached1=$(meminfo Cached); dirty=$(meminfo Dirty); cg1=$(cgcache "$sidecar")
@@ -100,10 +116,11 @@ measure() {
   local wall pct
   wall=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
   pct=$(awk -v r="$res" -v s="$size" 'BEGIN { printf "%.0f", (s > 0 ? 100 * r / s : 0) }')
-  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$variant" "$command" "$wall" "$pct" "$(mib $((cached1 - cached0)))" \
-    "$(mib "$dirty")" "$stats" "$(mib $((cg1 - cg0)))" >>"$WORK/runs"
-  printf '%-7s %-8s %4s%% %7ss %7s%% %6sMiB %6sMiB %12s %6sMiB\n' "$variant" "$command" "$cold" "$wall" "$pct" \
-    "$(mib $((cached1 - cached0)))" "$(mib "$dirty")" "$stats" "$(mib $((cg1 - cg0)))" >&2
+  printf '%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n' "$variant" "$command" "$wall" "$pct" "$(mib $((cached1 - cached0)))" \
+    "$(mib "$dirty")" "$stats" "$(mib $((cg1 - cg0)))" "$(mib $((peak - cg0)))" >>"$WORK/runs"
+  printf '%-7s %-8s %4s%% %7ss %7s%% %6sMiB %6sMiB %12s %6sMiB %6sMiB\n' "$variant" "$command" "$cold" "$wall" \
+    "$pct" "$(mib $((cached1 - cached0)))" "$(mib "$dirty")" "$stats" "$(mib $((cg1 - cg0)))" \
+    "$(mib $((peak - cg0)))" >&2
   LAST_ARCHIVE="$archive"
 }
 
@@ -134,12 +151,12 @@ def mib(s):
 def med(variant, command, i, f=float):
     return statistics.median(f(r[i]) for r in rows if r[0] == variant and r[1] == command)
 print(f"{'command':8} {'binary':7} {'wall s':>7} {'fincore %':>9} {'Cached Δ MiB':>12} {'Dirty MiB':>9} "
-      f"{'docker stats MiB':>16} {'cgroup cache Δ MiB':>18}")
+      f"{'docker stats MiB':>16} {'cgroup cache Δ MiB':>18} {'cgroup peak MiB':>15}")
 for command in ("backup", "verify", "restore"):
     for variant in ("before", "after"):
         print(f"{command:8} {variant:7} {med(variant, command, 2):7.1f} {med(variant, command, 3):9.0f} "
               f"{med(variant, command, 4):12.0f} {med(variant, command, 5):9.0f} {med(variant, command, 6, mib):16.0f} "
-              f"{med(variant, command, 7):18.0f}")
+              f"{med(variant, command, 7):18.0f} {med(variant, command, 8):15.0f}")
     ratio = med("after", command, 2) / med("before", command, 2)
     print(f"{command:8} {'after/before wall':>17} {ratio:.2f}")
 PY

@@ -8,11 +8,12 @@ import Foundation
 /// data out (issue #20).
 ///
 /// Readers call ``consumed(upTo:)`` with the offset read so far. Writers call ``written(upTo:)`` with the offset
-/// written so far; since the kernel only drops clean pages, a writer first has write-back started for each new
-/// chunk (`sync_file_range(SYNC_FILE_RANGE_WRITE)`, no wait) and, one chunk later, waits for it and drops it: one
-/// chunk is in flight while the next is written, and dirty data stays bounded by about two chunks. Everything is
-/// advised in whole pages, in chunks of ``defaultChunk`` bytes, so it costs two system calls per chunk.
-/// ``dropAll()`` ends a stream (a writer: after waiting for the write-back of the whole file).
+/// written so far; since the kernel only drops clean pages, a writer has write-back started for each new chunk
+/// (`sync_file_range(SYNC_FILE_RANGE_WRITE)`) and drops it one chunk later, by when it is normally written. It never
+/// waits for the disk: an archive is written while containers are stopped, and waiting would lengthen their
+/// downtime whenever the disk is slower than the copy; pages still being written then stay until ``dropAll()``,
+/// which ends a stream (a writer: after waiting for the write-back of the whole file, as its `fsync` does anyway).
+/// Everything is advised in whole pages, in chunks of ``defaultChunk`` bytes: two system calls per chunk.
 ///
 /// Advice only: failures are ignored (a write-back error surfaces at the writer's `fsync`, or in the verification
 /// that reads the file back). Not thread-safe: one stream, one thread at a time; ``drop(_:offset:length:system:)``
@@ -105,8 +106,8 @@ package final class PageCacheDropper {
         dropped = target
     }
 
-    /// A writer wrote the file up to `end` (exclusive): starts write-back of each new chunk, waits for the one before
-    /// and drops it.
+    /// A writer wrote the file up to `end` (exclusive): starts write-back of each new chunk and drops the one before
+    /// (what of it is written back by then).
     package func written(upTo end: Int64) {
         guard end - writeBackStarted >= chunk else { return }
         let previous = writeBackStarted
@@ -115,7 +116,6 @@ package final class PageCacheDropper {
         // What lies before `previous` had its write-back started a chunk ago.
         let target = pageAligned(min(previous, readLimit?() ?? .max))
         guard target > dropped else { return }
-        system.writeBack(fd, dropped, target - dropped, true)
         system.advise(fd, dropped, target - dropped, .dontNeed)
         dropped = target
     }
