@@ -30,14 +30,15 @@ public enum ArchiveVerifier {
     }
 
     /// Verifies, and keeps the last `tailBytes` bytes of each `.file` component in ``VerificationReport/fileTails``
-    /// (for the strategies' completeness checks, in the same pass).
+    /// (for the strategies' completeness checks, in the same pass). The file is dropped from the page cache behind
+    /// the reader unless `keepingPageCache` (it is read again next).
     static func verify(
         fileDescriptor: Int32, compressor: any Compressor, keepingFileTails tailBytes: Int,
-        decryption: ArchiveDecryption? = nil
+        decryption: ArchiveDecryption? = nil, keepingPageCache: Bool = false
     ) throws -> VerificationReport {
         let reader = try DecompressedTarReader(
             fileDescriptor: fileDescriptor, from: nil, compressor: compressor, what: "archive",
-            threadName: "stackvault-verify-decompress", decryption: decryption)
+            threadName: "stackvault-verify-decompress", decryption: decryption, dropsPageCache: !keepingPageCache)
         var verification = Verification(tailBytes: tailBytes)
         verification.read(reader)
         // Drain whatever libarchive left, so the decompressor reaches the end and checks the whole file.
