@@ -105,16 +105,11 @@ struct DaemonCommand: AsyncParsableCommand {
                 }
                 drills = DrillService(
                     schedule: drillSchedule, onStart: drillOnStart,
-<<<<<<< HEAD
-                    environment: environment, target: options.target, workDir: nil, host: host, stacks: stack,
+                    environment: environment, target: options.target, workDir: nil, host: host,
+                    stacks: selection.stacks,
                     // An identity of its own: with the daemon's, a drill and a backup of one stack would each take
                     // the other's lock for a stale one.
                     locker: locker.withOwnIdentity(), state: stateStore, metrics: metrics,
-=======
-                    environment: environment, target: options.target, workDir: nil, host: host,
-                    stacks: selection.stacks,
-                    locker: locker, state: stateStore, metrics: metrics,
->>>>>>> h20run
                     notifier: try Notifier(environment: variables, logger: environment.logger),
                     logger: environment.logger)
             }
