@@ -144,6 +144,7 @@ struct DaemonCommand: AsyncParsableCommand {
             // runs again, and its stale locks are gone.
             let failures = await locker.recoverAbandonedLocks()
             await stateStore.update { $0.containersLeftStopped = failures.isEmpty ? nil : failures }
+            _ = await locker.removeOrphanedContainers(docker: environment.docker)
             // A Swarm service left at 0 by this host's killed StackVault runs again now, not at the next run.
             await SwarmScaleGuard.recoverInterrupted(docker: environment.docker, host: hostName, locker: locker,
                                                      logger: logger)
