@@ -18,7 +18,8 @@
 # would need the socket's group id of each host. See docs/operations.md "Security" for what that means.
 
 ARG BASE_IMAGE=debian:bookworm-slim
-ARG SWIFT_IMAGE=swift:6.1-bookworm
+# The toolchain CI builds and tests with (Package.swift allows 6.1 or newer).
+ARG SWIFT_IMAGE=swift:6.3-bookworm
 
 FROM ${BASE_IMAGE} AS runtime-base
 # A base built by scripts/build-image.sh has these already; a plain Debian image gets them from apt.

@@ -105,7 +105,7 @@ if ! command -v docker >/dev/null; then
 elif docker info >/dev/null 2>&1; then
   docker_ok=1
 else
-  missing+=("a Docker daemon answering at $DOCKER_HOST (start dockerd, or run as root or as a member of the docker group)")
+  missing+=("a Docker daemon answering at $DOCKER_HOST (start dockerd; run as root or as a member of group docker)")
 fi
 need_base=1
 if [ "$docker_ok" = 1 ] && [ "${FORCE_REBUILD:-0}" != 1 ] \
@@ -127,14 +127,16 @@ if [ "$base_only" = 0 ]; then
     tools="$(sed -n '1s|^// swift-tools-version: *\([0-9.]*\).*|\1|p' "$repo/Package.swift")"
     version="$( (swift --version 2>/dev/null || true) | sed -n 's/.*Swift version \([0-9][0-9.]*\).*/\1/p' | head -n 1)"
     if [ -z "$version" ] || [ "$(printf '%s\n' "$tools" "$version" | sort -V | head -n 1)" != "$tools" ]; then
-      missing+=("Swift $tools or newer as \`swift\` on PATH (found: ${version:-none}; https://www.swift.org/install/linux/)")
+      missing+=("Swift $tools or newer as \`swift\` on PATH (found: ${version:-none};"\
+" https://www.swift.org/install/linux/)")
     fi
     if ! command -v pkg-config >/dev/null; then
       missing+=("pkg-config and the -dev packages Package.swift links (sudo bash scripts/install-deps.sh --build-only)")
     else
       # Package.swift's system libraries: each pkgConfig name with the Debian package that provides it.
-      dev="$(awk -F'"' '/pkgConfig:/ { module = $2 } /providers: \[\.apt\(\[/ && module { print module, $2; module = "" }' \
-               "$repo/Package.swift" | while read -r module package; do
+      dev="$(awk -F'"' '/pkgConfig:/ { module = $2 }
+                        /providers: \[\.apt\(\[/ && module { print module, $2; module = "" }' "$repo/Package.swift" \
+             | while read -r module package; do
                pkg-config --exists "$module" || printf '%s ' "$package"; done)"
       [ -z "$dev" ] || missing+=("the -dev packages ${dev% } (sudo bash scripts/install-deps.sh --build-only)")
     fi
