@@ -27,7 +27,8 @@ final class DecompressedTarReader {
         what: String,
         threadName: String,
         lowPriority: Bool = false,
-        decryption: ArchiveDecryption? = nil
+        decryption: ArchiveDecryption? = nil,
+        progress: ProgressReporter? = nil
     ) throws {
         let queue = ByteChunkQueue(what: "the decompressed \(what)")
         self.queue = queue
@@ -37,7 +38,7 @@ final class DecompressedTarReader {
             if lowPriority { lowerThreadPriority() }
             completion.complete(Result {
                 try decompressArchive(fileDescriptor, from: offset, growth: growth, compressor, into: queue, what: what,
-                                      decryption: decryption)
+                                      decryption: decryption, progress: progress)
             })
         }
         thread.name = threadName
@@ -76,6 +77,7 @@ final class DecompressedTarReader {
 /// With `offset`, reads positionally from there (the descriptor can be read again later); without, from the
 /// descriptor's current offset. With `growth`, reads only what the writer has published and waits for more until
 /// the writer sets the end. Stops when the queue is cancelled or its reader goes; ends the queue on every path.
+/// `progress` is told the compressed bytes of each read.
 func decompressArchive(
     _ fd: Int32,
     from offset: off_t?,
@@ -83,7 +85,8 @@ func decompressArchive(
     _ compressor: any Compressor,
     into queue: ByteChunkQueue,
     what: String,
-    decryption: ArchiveDecryption? = nil
+    decryption: ArchiveDecryption? = nil,
+    progress: ProgressReporter? = nil
 ) throws -> Int64 {
     defer { queue.closeWriting() }
     let decompressor = try compressor.makeDecompressor(writingTo: queue)
@@ -107,6 +110,7 @@ func decompressArchive(
             at: offset.map { Int64($0) + total }, what: what)
         if count == 0 { break }
         total += Int64(count)
+        progress?.add(Int64(count))
         try input.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
     }
     // Reading a file still being written stops at a chunk boundary the writer set; only the whole file ends with
