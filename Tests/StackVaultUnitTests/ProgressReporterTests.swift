@@ -98,3 +98,19 @@ import Testing
         }
     }
 }
+
+/// The size walk behind a copy's estimated total (`stackvault helper size`).
+@Suite struct DirectorySizeTests {
+    @Test func countsEveryEntryAndEachFilesBytesOnce() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("svsize-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root + "/sub/deeper", withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: root + "/a", contents: Data(count: 100)))
+        #expect(FileManager.default.createFile(atPath: root + "/sub/deeper/d", contents: Data(count: 50)))
+        #expect(link(root + "/a", root + "/b") == 0)  // a hard link: its bytes count once
+        #expect(symlink("a", root + "/c") == 0)  // not followed
+        let summary = try DirectorySize.measure(directory: root)
+        #expect(summary.operation == "size" && summary.entries == 7 && summary.dataBytes == 150)
+        #expect(throws: StackVaultError.self) { try DirectorySize.measure(directory: root + "/missing") }
+    }
+}
