@@ -134,6 +134,10 @@ final class StackBackupSteps {
         // downtime (see `HelperImage`).
         _ = await docker.helperImage(build: true)
         let estimates = await estimateSizes(of: services)
+        if Task.isCancelled {
+            throw StackVaultError(.cancelled, "stopped (SIGTERM/SIGINT) before any container of stack \(stack.name) "
+                + "was stopped")
+        }
         let stopGuard = ContainerStopGuard(
             docker: docker, stopTimeoutSeconds: configuration.stopTimeoutSeconds, logger: log)
         // A Swarm task is never stopped (Swarm would start a replacement): its service is scaled to 0 and back, and
@@ -240,7 +244,7 @@ final class StackBackupSteps {
         for service in services {
             guard let container = try? await docker.inspectContainer(service.containerID) else { continue }
             let context = BackupContext(docker: docker, logger: log, stack: stack.name, service: service.service)
-            for component in service.components(needing: .stopped) {
+            for component in service.components(needing: .stopped) where !Task.isCancelled {
                 estimates[component.spec.archivePath] = await component.strategy.estimateSize(
                     component.spec, container: container, context: context)
             }
