@@ -30,7 +30,7 @@ extension Integration {
                     + stacks.flatMap { ["--stack", $0] }
                 var variables = ProcessInfo.processInfo.environment
                 for key in ["CRON_SCHEDULE", "BACKUP_ON_START", "TZ", "LOG_FORMAT", "LOCK_TTL", "BACKUP_TARGET",
-                            "S3_BUCKET_URL", "ZSTD_LEVEL"] {
+                            "S3_BUCKET_URL", "ZSTD_LEVEL", "STACKS"] {
                     variables[key] = nil
                 }
                 variables["STATE_FILE"] = stateFile.path

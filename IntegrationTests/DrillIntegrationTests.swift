@@ -16,11 +16,13 @@ extension Integration {
             return (containers, Set(volumes))
         }
 
-        static func postgres(_ name: String, extraLabels: [String] = []) throws {
+        static func postgres(_ name: String, extraLabels: [String] = [], image: String = TestBed.postgresImage)
+            throws
+        {
             try Shell.run(["docker", "rm", "-f", "-v", name], check: false)
             try Shell.run(["docker", "run", "-d", "--name", name, "--label", "stackvault.test=true",
                            "--label", "backup.enable=true", "--label", "backup.database.pg_dumpall=true",
-                           "-e", "POSTGRES_PASSWORD=live-\(name)"] + extraLabels + [TestBed.postgresImage])
+                           "-e", "POSTGRES_PASSWORD=live-\(name)"] + extraLabels + [image])
             try Docker.waitForPostgres(name, user: "postgres", password: "live-\(name)")
         }
 
@@ -123,6 +125,71 @@ extension Integration {
             #expect(try Docker.startedAt(pg) == started)
             let rows = try Docker.exec(pg, "psql -U postgres -tAc 'SELECT count(*) FROM t'", env: ["PGPASSWORD": "live-\(pg)"])
             #expect(rows.trimmingCharacters(in: .whitespacesAndNewlines) == "100")
+            #expect(try Self.leftovers().containers.isEmpty)
+        }
+
+        /// A replay that loses rows without an error, constructed with real PostgreSQL behaviour: an extension's
+        /// configuration table (`pg_extension_config_dump`) has its rows in the dump, and `CREATE EXTENSION` in the
+        /// replay creates the extension's BEFORE INSERT trigger before those rows are copied in, so the trigger
+        /// (which drops even keys; the live rows were inserted with triggers off, `session_replication_role =
+        /// replica`) silently filters them. The drill must name the table and both counts.
+        @Test func aTableWhoseReplayLosesRowsIsReportedWithTheTableAndBothCounts() throws {
+            try TestBed.requireDocker()
+            let name = "svtest-drill-lose-\(id)", image = "svtest-drill-pgext:\(id)"
+            defer {
+                _ = try? Shell.run(["docker", "rm", "-f", "-v", name, "\(name)-build"], check: false)
+                _ = try? Shell.run(["docker", "rmi", "-f", image], check: false)
+            }
+            // The PostgreSQL image plus the extension's files, so that the live server and the drill's have it.
+            try Shell.run(["docker", "run", "-d", "--name", "\(name)-build", "--label", "stackvault.test=true",
+                           "-e", "POSTGRES_PASSWORD=x", TestBed.postgresImage])
+            let files = [
+                "svdrop.control": "comment = 'drops even keys on insert'\ndefault_version = '1.0'\n"
+                    + "relocatable = false\nschema = public\n",
+                "svdrop--1.0.sql": """
+                    CREATE TABLE svdrop_config (k int PRIMARY KEY, v text);
+                    SELECT pg_catalog.pg_extension_config_dump('svdrop_config', '');
+                    CREATE FUNCTION svdrop_filter() RETURNS trigger LANGUAGE plpgsql AS
+                      'BEGIN IF NEW.k % 2 = 0 THEN RETURN NULL; END IF; RETURN NEW; END';
+                    CREATE TRIGGER svdrop_filter BEFORE INSERT ON svdrop_config
+                      FOR EACH ROW EXECUTE FUNCTION svdrop_filter();
+
+                    """,
+            ]
+            for (file, text) in files {
+                try Shell.run(["docker", "exec", "-i", "\(name)-build", "sh", "-c",
+                               "cat > \"$(pg_config --sharedir)/extension/\(file)\""], input: text)
+            }
+            try Shell.run(["docker", "commit", "\(name)-build", image])
+            try Shell.run(["docker", "rm", "-f", "-v", "\(name)-build"])
+            try Self.postgres(name, image: image)
+            try Self.psql(name, """
+                CREATE EXTENSION svdrop;
+                SET session_replication_role = replica;
+                INSERT INTO svdrop_config SELECT g, 'v' || g FROM generate_series(1, 10) g;
+                CREATE TABLE kept (a int); INSERT INTO kept SELECT generate_series(1, 7);
+                """)
+            let live = try Docker.exec(name, "psql -tA -U postgres -c 'SELECT count(*) FROM svdrop_config'",
+                                       env: ["PGPASSWORD": "live-\(name)"])
+            #expect(live.trimmingCharacters(in: .whitespacesAndNewlines) == "10", "\(live)")
+            let target = try TestBed.temporaryDirectory("drill-lose")
+            defer { try? FileManager.default.removeItem(at: target) }
+            let backup = try StackVaultCLI.run(["backup", "--stack", name, "--target", "file://\(target.path)"])
+            #expect(backup.ok, "\(backup.stdout)\n\(backup.stderr)")
+
+            let drill = try StackVaultCLI.run(["drill", "--latest", "--stack", name, "--target", "file://\(target.path)"])
+            #expect(drill.status == 1, "\(drill.stdout)\n\(drill.stderr)")
+            #expect(drill.stdout.contains("table postgres.public.svdrop_config: 10 rows in the dump, 5 after the replay"), "\(drill.stdout)")
+            #expect(!drill.stdout.contains("public.kept"), "a table that kept its rows is reported:\n\(drill.stdout)")
+            // A restore drills first, so it refuses the same archive and the live rows stay as they are.
+            let restore = try StackVaultCLI.run(["restore", "--latest", "--stack", name, "--yes",
+                                                 "--target", "file://\(target.path)"])
+            #expect(restore.status == 1, "\(restore.stdout)\n\(restore.stderr)")
+            #expect((restore.stdout + restore.stderr).contains("svdrop_config: 10 rows in the dump, 5 after the replay"),
+                    "\(restore.stdout)\n\(restore.stderr)")
+            let after = try Docker.exec(name, "psql -tA -U postgres -c 'SELECT count(*) FROM svdrop_config'",
+                                        env: ["PGPASSWORD": "live-\(name)"])
+            #expect(after.trimmingCharacters(in: .whitespacesAndNewlines) == "10", "the refused restore changed rows")
             #expect(try Self.leftovers().containers.isEmpty)
         }
 

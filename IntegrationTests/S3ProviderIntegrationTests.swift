@@ -330,7 +330,7 @@ extension Integration.S3CredentialTests {
 }
 
 extension Integration.DaemonTests {
-    /// `stackvault daemon` with `_FILE` keys and an S3 target on a private rclone: after the first scheduled run the
+    /// `stackvault daemon` with `_FILE` keys and an S3 target on a private rclone: after the first run (at start) the
     /// keys are rotated on the server and in the files; the next scheduled run succeeds without a restart.
     @Test func aDaemonWithFileCredentialsSurvivesAKeyRotation() throws {
         try TestBed.requireDocker()
@@ -343,26 +343,29 @@ extension Integration.DaemonTests {
         try Self.volumeContainer(name)
         defer { Self.removeContainers(name) }
         let daemon = try Daemon("rotation", stacks: [name], environment: [
-            "CRON_SCHEDULE": "* * * * *", "AWS_ACCESS_KEY_ID": "", "AWS_SECRET_ACCESS_KEY": "",
-            "AWS_ACCESS_KEY_ID_FILE": keys.idFile, "AWS_SECRET_ACCESS_KEY_FILE": keys.secretFile,
+            "CRON_SCHEDULE": "* * * * *", "BACKUP_ON_START": "true", "AWS_ACCESS_KEY_ID": "",
+            "AWS_SECRET_ACCESS_KEY": "", "AWS_ACCESS_KEY_ID_FILE": keys.idFile, "AWS_SECRET_ACCESS_KEY_FILE": keys.secretFile,
             "AWS_DEFAULT_REGION": server.region, "S3_ENDPOINT_URL": keys.rclone.endpoint, "S3_MAX_ATTEMPTS": "2",
         ], targetURL: "s3://\(server.bucket)/daemon-rotation")
         defer { daemon.cleanUp() }
-        let first = try daemon.waitForState(seconds: 80, "a first scheduled run") { $0.lastRun != nil }
+        let first = try daemon.waitForState(seconds: 80, "the run at start") { $0.lastRun != nil }
         let firstRun = try #require(first.lastRun)
         #expect(firstRun.outcome == .succeeded, "\(daemon.log.suffix(3000))")
 
         try keys.rotate()
+        // A run that started before the rotation (the every-minute tick right after the run at start) may fail: it
+        // signed with the old keys. The claim is about the runs after it.
+        let rotatedAt = Date()
 
-        let second = try daemon.waitForState(seconds: 80, "a second scheduled run") {
-            ($0.lastRun?.startedAt ?? .distantPast) > firstRun.startedAt
+        let second = try daemon.waitForState(seconds: 80, "a scheduled run after the rotation") {
+            ($0.lastRun?.startedAt ?? .distantPast) > rotatedAt
         }
         #expect(second.lastRun?.outcome == .succeeded, "\(daemon.log.suffix(3000))")
         #expect(!daemon.log.contains("daemon-new-secret") && !daemon.log.contains("daemon-old-secret"))
         let stored = try FileManager.default.subpathsOfDirectory(
             atPath: keys.rclone.directory.appendingPathComponent("\(server.bucket)/daemon-rotation").path)
             .filter { $0.hasSuffix(".tar.zst") }
-        #expect(stored.count == 2, "two archives, one per run: \(stored)")
+        #expect(stored.count >= 2, "an archive per successful run: \(stored)")
         #expect(daemon.stop() == 0)
     }
 }

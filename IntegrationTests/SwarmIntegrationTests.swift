@@ -174,6 +174,16 @@ extension Integration {
                     "\(archives)")
             let readers = try Shell.run(["docker", "ps", "-aq", "--filter", "label=\(SwarmScaleGuard.readerLabel)"])
             #expect(readers.stdout.isEmpty, "reader containers are left")
+            // Swarm's rollback point is the service as it runs, not the spec at 0 replicas: a `docker service
+            // rollback` after a backup changes nothing (before, it scaled the service to 0).
+            let previous = try Shell.run(["docker", "service", "inspect", "-f",
+                                          "{{.PreviousSpec.Mode.Replicated.Replicas}} "
+                                              + "{{index .PreviousSpec.Labels \"stackvault.scaled-from\"}}",
+                                          "\(stack.name)_files"]).stdout.replacingOccurrences(of: "<no value>", with: "")
+            #expect(previous.trimmingCharacters(in: .whitespacesAndNewlines) == "2", "rollback point: \(previous)")
+            try Shell.run(["docker", "service", "rollback", "--detach", "\(stack.name)_files"])
+            try await Task.sleep(for: .seconds(2))
+            try stack.expectOnlyRunningTasks("after docker service rollback")
 
             // Change everything, then restore the latest archive.
             try Docker.exec(try stack.task("db"), "psql -U app -d appdb -c \"DELETE FROM seed WHERE id = 1; "
@@ -190,6 +200,57 @@ extension Integration {
             #expect(try stack.rows() == original.rows)
             #expect(try stack.files() == original.files)
             try stack.expectOnlyRunningTasks(restore.stderr)
+
+            // A labelled service with no task on this node is not backed up here, and `plan` says so.
+            try Shell.run(["docker", "service", "scale", "--detach", "\(stack.name)_tagged=0"])
+            for _ in 0..<120 where !(try Shell.run(["docker", "ps", "-q", "--filter",
+                                                     "label=com.docker.swarm.service.name=\(stack.name)_tagged"])
+                .stdout.isEmpty) {
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            let after = try StackVaultCLI.run(["plan", "--stack", stack.name])
+            #expect(after.stdout.contains("Note: Swarm service \(stack.name)_tagged is labelled backup.enable=true but "
+                + "has no running task on this node (0 replica(s))"), "\(after.stdout)")
+        }
+
+        /// A service whose tasks Swarm cannot start again after the copy (its image is gone): the backup fails
+        /// within seconds with Swarm's own reason, not after the 300 s wait, and does not suggest a `docker service
+        /// scale` that would change nothing.
+        @Test func aScaleBackSwarmCannotStartFailsFastWithSwarmsReason() async throws {
+            try await Self.withSwarm {
+                let id = UUID().uuidString.prefix(8).lowercased()
+                let (service, image) = ("svswarm-gone-\(id)", "svswarm-gone-\(id):1")
+                defer {
+                    _ = try? Shell.run(["docker", "service", "rm", service], check: false)
+                    _ = try? Shell.run(["docker", "rmi", "-f", image], check: false)
+                    _ = try? Shell.run(["docker", "volume", "rm", "-f", "\(service)-data"], check: false)
+                }
+                try Shell.run(["docker", "tag", TestBed.busyboxImage, image])
+                try Shell.run(["docker", "service", "create", "--detach", "--name", service, "--label",
+                               "stackvault.test=true", "--container-label", "backup.enable=true", "--container-label",
+                               "backup.volume-path.data=/data", "--mount", "type=volume,src=\(service)-data,dst=/data",
+                               image, "sleep", "1000000"])
+                var running = false
+                for _ in 0..<120 where !running {
+                    running = !(try Shell.run(["docker", "ps", "-q", "--filter",
+                                               "label=com.docker.swarm.service.name=\(service)"]).stdout.isEmpty)
+                    if !running { try await Task.sleep(for: .milliseconds(500)) }
+                }
+                #expect(running, "the service never ran")
+                // The tag goes; the running task keeps its image, a new task cannot find it.
+                try Shell.run(["docker", "rmi", image])
+                let directory = try TestBed.temporaryDirectory("swarm-gone")
+                defer { try? FileManager.default.removeItem(at: directory) }
+                let started = Date()
+                let backup = try StackVaultCLI.run(["backup", "--stack", service, "--target",
+                                                    "file://\(directory.path)"], environment: ["LOG_FORMAT": "text"])
+                let took = Date().timeIntervalSince(started)
+                let said = backup.stdout + backup.stderr
+                #expect(!backup.ok, "\(said)")
+                #expect(said.contains("Swarm cannot start its tasks") && said.contains("No such image"), "\(said)")
+                #expect(took < 150, "the backup took \(Int(took)) s: it waited for tasks Swarm rejects")
+                print("[swarm-gone] the backup failed after \(Int(took)) s naming Swarm's reason")
+            }
         }
 
         @Test func serviceLeftAtZeroByAKilledRunIsScaledBack() async throws {

@@ -14,7 +14,7 @@ struct BackupCommand: AsyncParsableCommand {
 
     @OptionGroup var options: GlobalOptions
 
-    @Option(name: .long, help: "Back up only this stack (repeatable).")
+    @Option(name: .long, help: "Back up only this stack (repeatable; default: $STACKS, else every labelled stack).")
     var stack: [String] = []
 
     @Option(help: "zstd level (default: $ZSTD_LEVEL or 3).")
@@ -34,8 +34,10 @@ struct BackupCommand: AsyncParsableCommand {
         let stackBackup: StackBackup
         let notifier: Notifier
         let plan: BackupPlan
+        let selection: StackSelection
         do {
             environment = try Environment(options: options)
+            selection = try StackSelection.resolve(options: stack, environment: environment.variables)
             stackBackup = try await environment.makeStackBackup(target: options.target, level: level,
                                                                 threads: threads, workDir: workDir)
             notifier = try Notifier(environment: environment.variables, logger: environment.logger)
@@ -49,11 +51,20 @@ struct BackupCommand: AsyncParsableCommand {
             printError("\(error)")
             throw ExitStatus.code(for: error)
         }
-        let unknown = stack.filter { name in plan.stack(named: name) == nil }
+        let unknown = selection.stacks.filter { name in plan.stack(named: name) == nil }
         if !unknown.isEmpty {
+<<<<<<< HEAD
+            let known = plan.stacks.map(\.name)
             printError("no labelled stack named \(unknown.joined(separator: ", ")); "
+                + "known: \(known.isEmpty ? "none" : known.joined(separator: ", "))"
+                + PlanRendering.notes(plan, about: unknown))
+            throw ExitStatus.unreachable
+=======
+            printError("no labelled stack named \(unknown.joined(separator: ", "))"
+                + " (from \(selection.source.rawValue)); "
                 + "known: \(plan.stacks.map(\.name).joined(separator: ", "))")
             throw ExitStatus.failure
+>>>>>>> h20run
         }
 
         // The same run as the daemon's, with the same per-stack lock, so a manual run never overlaps a scheduled
@@ -62,7 +73,8 @@ struct BackupCommand: AsyncParsableCommand {
             docker: environment.docker, strategies: environment.strategies, stackBackup: stackBackup,
             locker: StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger,
                                 docker: environment.docker),
-            stackFilter: stack, notifier: notifier, busyStack: .fail, logger: environment.logger)
+            stackFilter: selection.stacks, notifier: notifier, busyStack: .fail, logger: environment.logger)
+        Self.warnIfADaemonRuns(environment)
         let record = try await runCancellably(logger: environment.logger) {
             await run.run(trigger: .manual, due: Date())
         }
@@ -74,14 +86,26 @@ struct BackupCommand: AsyncParsableCommand {
     }
 }
 
+extension BackupCommand {
+    /// A daemon with this environment's STATE_FILE (the sidecar's own, under `docker exec`) would not see this run.
+    static func warnIfADaemonRuns(_ environment: Environment) {
+        let pidFile = DaemonPIDFile(stateFile: StateFile(environment: environment.variables))
+        guard let pid = try? pidFile.runningDaemon(), pid != getpid() else { return }
+        let message = "a StackVault daemon (pid \(pid), \(pidFile.path)) runs here: its state, health and metrics "
+            + "will not show this backup; `stackvault run-now` asks the daemon to run one instead"
+        environment.logger.warning("\(message)")
+    }
+}
+
 /// The summary `stackvault backup` prints: one row (or JSON object) per stack of the run.
 enum Summary {
-    static func table(_ stacks: [StackOutcome.Summary]) -> String {
-        var rows = [["STACK", "SERVICES", "SIZE", "DURATION", "DOWNTIME", "RESULT"]]
+    /// `services`: with the SERVICES column (the daemon's state file does not keep the service count).
+    static func table(_ stacks: [StackOutcome.Summary], services: Bool = true) -> String {
+        var rows = [["STACK"] + (services ? ["SERVICES"] : []) + ["SIZE", "DURATION", "DOWNTIME", "RESULT"]]
         for stack in stacks {
             let ok = stack.error == nil
-            rows.append([
-                stack.stack, "\(stack.services)", ok ? "\(ByteCount(stack.sizeBytes))" : "-",
+            rows.append([stack.stack] + (services ? ["\(stack.services)"] : []) + [
+                ok ? "\(ByteCount(stack.sizeBytes))" : "-",
                 String(format: "%.1fs", stack.durationSeconds), String(format: "%.1fs", stack.downtimeSeconds),
                 ok ? "ok: \(stack.archive ?? "")" : "FAILED: \(stack.error ?? "")",
             ])

@@ -4,6 +4,7 @@ import Logging
 import ServiceLifecycle
 import StackVaultCore
 import StackVaultMetrics
+import UnixSignals
 
 /// `stackvault daemon`: the sidecar's long-running mode (the container's default command).
 struct DaemonCommand: AsyncParsableCommand {
@@ -21,7 +22,10 @@ struct DaemonCommand: AsyncParsableCommand {
             + "/metrics and the health on /healthz. DRILL_SCHEDULE (cron, default off) runs a restore drill of each "
             + "stack's latest archive (see `stackvault drill`), one stack at a time under its lock; DRILL_ON_START "
             + "also drills at start; DRILL_MAX_AGE (seconds) makes health fail when a stack's last passing drill is "
-            + "older. Exit code 2 when the configuration is invalid."
+            + "older. STACKS (names separated by commas or spaces) or --stack limits it to some stacks. SIGUSR1 "
+            + "(docker kill -s USR1 <sidecar>) or `stackvault run-now` runs a backup now, recorded like a scheduled "
+            + "one. "
+            + "Exit code 2 when the configuration is invalid."
     )
 
     @OptionGroup var options: GlobalOptions
@@ -29,7 +33,7 @@ struct DaemonCommand: AsyncParsableCommand {
     @Option(help: "Cron expression (default: $CRON_SCHEDULE or \"0 2 * * *\").")
     var schedule: String?
 
-    @Option(name: .long, help: "Back up only this stack (repeatable; default: every labelled stack).")
+    @Option(name: .long, help: "Back up only this stack (repeatable; default: $STACKS, else every labelled stack).")
     var stack: [String] = []
 
     @Flag(help: "Run once at start too (default: $BACKUP_ON_START).")
@@ -39,6 +43,9 @@ struct DaemonCommand: AsyncParsableCommand {
     var stateFile: String?
 
     func run() async throws {
+        // SIGUSR1/SIGUSR2 end a process by default: ignored until `DaemonService` handles them (run requests).
+        signal(SIGUSR1, SIG_IGN)
+        signal(SIGUSR2, SIG_IGN)
         let environment: Environment
         let daemon: BackupDaemon
         let cron: CronSchedule
@@ -47,11 +54,13 @@ struct DaemonCommand: AsyncParsableCommand {
         let onStart: Bool
         let hostName: String
         let locker: StackLocker
+        let selection: StackSelection
         var metricsServer: MetricsServer?
         var drills: DrillService?
         do {
             environment = try Environment(options: options, logs: .standardOutput)
             let variables = environment.variables
+            selection = try StackSelection.resolve(options: stack, environment: variables)
             cron = try Self.schedule(expression: schedule, timeZone: nil, environment: variables)
             guard cron.next(after: Date()) != nil else {
                 throw StackVaultError(.invalidConfiguration, "the schedule \"\(cron.expression)\" never fires")
@@ -67,13 +76,16 @@ struct DaemonCommand: AsyncParsableCommand {
                                  logger: environment.logger, docker: environment.docker,
                                  onRecovered: { metrics.recordRecovered(stack: $0, containers: $1) })
             let runner = BackupRun(docker: environment.docker, strategies: environment.strategies,
-                                   stackBackup: stackBackup, locker: locker, stackFilter: stack,
+                                   stackBackup: stackBackup, locker: locker, stackFilter: selection.stacks,
                                    notifier: try Notifier(environment: variables, logger: environment.logger),
                                    busyStack: .skip, logger: environment.logger)
             let file = stateFile.map(StateFile.init(path:)) ?? StateFile(environment: variables)
             hostName = host
-            stateStore = DaemonStateStore(state: Self.initialState(cron, file: file, host: host), file: file,
-                                          logger: environment.logger)
+            var initial = Self.initialState(cron, file: file, host: host)
+            initial.selectedStacks = selection.isAll ? nil : selection.stacks
+            // Known from the first write on (the scheduler sets it again once it runs).
+            initial.nextRunDue = cron.next(after: Date())
+            stateStore = DaemonStateStore(state: initial, file: file, logger: environment.logger)
             try await stateStore.save()
             // Every DRILL_* value is checked at start, drills scheduled or not (a typo must not pass unnoticed).
             let maxAge = try variables["DRILL_MAX_AGE"]
@@ -93,8 +105,16 @@ struct DaemonCommand: AsyncParsableCommand {
                 }
                 drills = DrillService(
                     schedule: drillSchedule, onStart: drillOnStart,
+<<<<<<< HEAD
                     environment: environment, target: options.target, workDir: nil, host: host, stacks: stack,
+                    // An identity of its own: with the daemon's, a drill and a backup of one stack would each take
+                    // the other's lock for a stale one.
+                    locker: locker.withOwnIdentity(), state: stateStore, metrics: metrics,
+=======
+                    environment: environment, target: options.target, workDir: nil, host: host,
+                    stacks: selection.stacks,
                     locker: locker, state: stateStore, metrics: metrics,
+>>>>>>> h20run
                     notifier: try Notifier(environment: variables, logger: environment.logger),
                     logger: environment.logger)
             }
@@ -118,7 +138,7 @@ struct DaemonCommand: AsyncParsableCommand {
         let next = cron.next(after: Date()).map { cron.describe(Int64($0.timeIntervalSince1970)).iso8601 } ?? "never"
         let startLine = "StackVault \(StackVault.version) daemon started: schedule \"\(cron.expression)\" in "
             + "\(cron.timeZone.identifier), next run \(next)\(onStart ? ", and one now (BACKUP_ON_START)" : ""); "
-            + "stacks: \(stack.isEmpty ? "all labelled" : stack.joined(separator: ", ")); "
+            + "\(selection.description); "
             + "state file \(stateStore.file.path); lock lease \(ttl) s; "
             + "Docker \(environment.docker.endpointDescription)"
             + (metricsServer.map { "; metrics on http://\($0.boundAddress)/metrics" } ?? "")
@@ -136,14 +156,12 @@ struct DaemonCommand: AsyncParsableCommand {
             logger.error("\(error) -- runs will fail until Docker answers")
         }
 
-        let service = DaemonService(daemon: daemon, logger: logger)
+        let service = DaemonService(daemon: daemon, inbox: RunRequestInbox(stateFile: stateStore.file),
+                                    pidFile: DaemonPIDFile(stateFile: stateStore.file), logger: logger)
         // Shutdown goes in reverse order: the daemon ends its run first, the metrics endpoint serves until then.
         // An identity of its own: the daemon's would make the lock of the daemon's own run in progress look stale
         // ("this process took it and did not release it").
-        let sweep = LockSweepService(
-            locker: StackLocker(store: locker.store, identity: .current(), ttl: locker.ttl, logger: logger,
-                                docker: locker.docker, onRecovered: locker.onRecovered),
-            state: stateStore, interval: .seconds(ttl))
+        let sweep = LockSweepService(locker: locker.withOwnIdentity(), state: stateStore, interval: .seconds(ttl))
         let services: [ServiceGroupConfiguration.ServiceConfiguration] =
             (metricsServer.map { [.init(service: $0)] } ?? []) + (drills.map { [.init(service: $0)] } ?? [])
             + [.init(service: sweep)]
@@ -172,6 +190,7 @@ struct DaemonCommand: AsyncParsableCommand {
             state.lastRun = previous.lastRun
             state.lastSuccessAt = previous.lastSuccessAt
             state.drills = previous.drills
+            state.unresolvedFailures = previous.unresolvedFailures
             if let unfinished = previous.currentRun {
                 state.lastRun = RunRecord(
                     trigger: unfinished.trigger, due: unfinished.due, startedAt: unfinished.startedAt, finishedAt: now,
@@ -223,21 +242,61 @@ struct DaemonCommand: AsyncParsableCommand {
 
 /// Runs the daemon inside the service group: on SIGTERM/SIGINT it stops scheduling and cancels the run in
 /// progress, whose cleanup (containers started again, temporary files removed, uploads aborted) completes before
-/// `run` returns.
+/// `run` returns. SIGUSR1 asks for a run of the whole selection now, SIGUSR2 for the runs `stackvault run-now` left
+/// in `inbox`; `pidFile` names this process while it handles them.
 struct DaemonService: Service {
     let daemon: BackupDaemon
+    let inbox: RunRequestInbox
+    let pidFile: DaemonPIDFile
     let logger: Logger
 
     func run() async throws {
         let logger = self.logger
+        let signals = await UnixSignalsSequence(trapping: .sigusr1, .sigusr2)
+        // Requests from before this daemon started have no one waiting for them any more (run-now gives up when the
+        // daemon it signalled ends).
+        for request in inbox.takeAll().requests {
+            let message = "discarding the run request \(request.id) of \(DisplayTime.named(request.requestedAt)): "
+                + "it was left for a daemon that has ended; run `stackvault run-now` again"
+            logger.warning("\(message)")
+        }
+        let pid = getpid()
+        do {
+            try pidFile.write(pid: pid)
+        } catch {
+            logger.error("\(error) -- `stackvault run-now` cannot find this daemon; SIGUSR1 still works")
+        }
+        defer { pidFile.remove(ifNaming: pid) }
         do {
             try await withGracefulShutdownHandler {
-                try await cancelWhenGracefulShutdown { try await daemon.run() }
+                try await cancelWhenGracefulShutdown {
+                    try await withThrowingDiscardingTaskGroup { group in
+                        group.addTask {
+                            for await signal in signals { await daemon.submit(requests(for: signal)) }
+                        }
+                        try await daemon.run()
+                    }
+                }
             } onGracefulShutdown: {
                 logger.info("shutting down: no new runs; a run in progress is stopped and its containers started again")
             }
         } catch is CancellationError {
             // The normal end: shutdown.
         }
+    }
+
+    /// The requests a signal brings: those waiting in the inbox, and for SIGUSR1 one for the whole selection.
+    func requests(for signal: UnixSignal) -> [RunRequest] {
+        let (waiting, unreadable) = inbox.takeAll()
+        for problem in unreadable {
+            logger.warning("removed a file that is not a run request from \(inbox.directory): \(problem)")
+        }
+        guard signal == .sigusr1 else {
+            if waiting.isEmpty { logger.info("SIGUSR2: no run request waiting in \(inbox.directory)") }
+            return waiting
+        }
+        let now = Date()
+        return waiting + [RunRequest(id: "signal-\(Int64(now.timeIntervalSince1970 * 1000))", stacks: [],
+                                     requestedAt: now, source: "SIGUSR1")]
     }
 }

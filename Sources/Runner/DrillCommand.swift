@@ -127,7 +127,8 @@ struct DrillCommand: AsyncParsableCommand {
             archive = try await ArchiveSelection.open(
                 archive: self.archive, latest: latest, stack: stack, host: host, workDir: workDir,
                 environment: environment, target: options.target)
-            let check = try await archive.verify(strategies: environment.strategies, logger: environment.logger)
+            let check = try await archive.verify(strategies: environment.strategies, keepingPageCache: true,
+                                                 logger: environment.logger)
             if check.envelope != nil {
                 return .failed("cannot drill \(archive.name): it is encrypted (age) and no identity is set; set "
                     + "AGE_IDENTITY_FILE (or AGE_PASSPHRASE) to the key it was encrypted to", exitCode: 1)
@@ -187,8 +188,13 @@ enum DrillRendering {
             for line in check.checked { out += "           checked: \(line)\n" }
             for line in check.problems { out += "           problem: \(line)\n" }
         }
-        out += report.passed
-            ? "drill passed in \(String(format: "%.1f", report.seconds)) s: the archive restores\n"
+        let leftOut = report.checks.filter { $0.checked.contains { $0.hasPrefix("not drilled:") } }.count
+        let seconds = String(format: "%.1f", report.seconds)
+        out += report.passed && leftOut == report.checks.count
+            ? "NOTHING DRILLED in \(seconds) s: every component is over DRILL_MAX_DIRECTORY_SIZE; nothing was checked\n"
+            : report.passed
+            ? "drill passed in \(seconds) s: the archive restores"
+                + (leftOut > 0 ? " (\(leftOut) of \(report.checks.count) component(s) left out, not checked)" : "") + "\n"
             : "DRILL FAILED in \(String(format: "%.1f", report.seconds)) s: "
                 + "\(report.checks.filter { !$0.passed }.count) of \(report.checks.count) component(s) failed\n"
         return out

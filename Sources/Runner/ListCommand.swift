@@ -70,7 +70,7 @@ struct ListCommand: AsyncParsableCommand {
                 var row = ListRendering.Row(host: archive.host, listing: listing, verified: "at backup", problems: [])
                 if let drill = drills[listing.stack], drill.archive == listing.name {
                     row.drilled = (drill.passed ? "passed " : "FAILED ")
-                        + RestorePlan.format(drill.finishedAt).replacingOccurrences(of: " UTC", with: "")
+                        + DisplayTime.plain(drill.finishedAt)
                 }
                 if verify {
                     do {
@@ -108,7 +108,7 @@ enum ListRendering {
         /// `at backup`, or the outcome of `--verify`.
         var verified: String
         var problems: [String]
-        /// The daemon's last restore drill of this archive (`passed <time>` / `FAILED <time>`, UTC), if known.
+        /// The daemon's last restore drill of this archive (`passed <time>` / `FAILED <time>`, in the zone of TZ), if known.
         var drilled: String? = nil
     }
 
@@ -118,10 +118,10 @@ enum ListRendering {
                 + "it has archives of).\n" } ?? "No archives in \(target).\n"
         }
         var table = [(hostColumn ? ["HOST"] : [])
-            + ["STACK", "TIME (UTC)", "SIZE", "ENCRYPTED", "VERIFIED", "DRILLED (UTC)", "ARCHIVE"]]
+            + ["STACK", "TIME (\(DisplayTime.zoneName))", "SIZE", "ENCRYPTED", "VERIFIED", "DRILLED (\(DisplayTime.zoneName))", "ARCHIVE"]]
         for row in rows {
             table.append((hostColumn ? [row.host ?? "-"] : []) + [
-                row.listing.stack, RestorePlan.format(row.listing.date).replacingOccurrences(of: " UTC", with: ""),
+                row.listing.stack, DisplayTime.plain(row.listing.date),
                 "\(ByteCount(row.listing.sizeBytes))", ArchiveName.isEncrypted(row.listing.name) ? "age" : "no",
                 row.verified, row.drilled ?? "-", row.listing.name])
         }

@@ -16,7 +16,7 @@ struct PlanCommand: AsyncParsableCommand {
     @Flag(help: "Print one JSON object instead of text.")
     var json = false
 
-    @Option(name: .long, help: "Show only this stack (repeatable; default: every labelled stack).")
+    @Option(name: .long, help: "Show only this stack (repeatable; default: $STACKS, else every labelled stack).")
     var stack: [String] = []
 
     func run() async throws {
@@ -24,8 +24,10 @@ struct PlanCommand: AsyncParsableCommand {
         var plan: BackupPlan
         var targetDescription: String
         var targetError: (any Error)?
+        let selection: StackSelection
         do {
             environment = try Environment(options: options)
+            selection = try Self.selection(options: stack, environment: environment.variables)
             do {
                 targetDescription = try environment.storage(options.target).planDescription
             } catch {
@@ -43,22 +45,30 @@ struct PlanCommand: AsyncParsableCommand {
                 targetError = targetError ?? error
             }
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
-            if !stack.isEmpty {
+            if !selection.isAll {
                 let known = plan.stacks.map(\.name)
+<<<<<<< HEAD
                 if let unknown = stack.first(where: { !known.contains($0) }) {
                     throw StackVaultError(.invalidConfiguration, "no labelled stack named \(unknown); known: "
+                        + (known.isEmpty ? "none" : known.joined(separator: ", "))
+                        + PlanRendering.notes(plan, about: [unknown]))
+=======
+                if let unknown = selection.stacks.first(where: { !known.contains($0) }) {
+                    throw StackVaultError(.invalidConfiguration, "no labelled stack named \(unknown) (from "
+                        + "\(selection.source.rawValue)); known: "
                         + (known.isEmpty ? "none" : known.joined(separator: ", ")))
+>>>>>>> h20run
                 }
-                plan.stacks = plan.stacks.filter { stack.contains($0.name) }
+                plan.stacks = plan.stacks.filter { selection.contains($0.name) }
             }
         } catch {
             printError("\(error)")
             throw ExitStatus.code(for: error)
         }
         if json {
-            print(try PlanRendering.json(plan, target: targetDescription))
+            print(try PlanRendering.json(plan, target: targetDescription, selection: selection))
         } else {
-            print(PlanRendering.text(plan, target: targetDescription), terminator: "")
+            print(PlanRendering.text(plan, target: targetDescription, selection: selection), terminator: "")
         }
         if let targetError {
             printError("the backup target is not usable: \(targetError)")
@@ -68,21 +78,69 @@ struct PlanCommand: AsyncParsableCommand {
     }
 }
 
+extension PlanCommand {
+    /// `--stack`, else `STACKS`, else the selection of a daemon running with this STATE_FILE (inside the sidecar:
+    /// the sidecar's daemon, also when it was started with `--stack`), else every labelled stack.
+    static func selection(options: [String], environment: [String: String]) throws -> StackSelection {
+        let selection = try StackSelection.resolve(options: options, environment: environment)
+        let file = StateFile(environment: environment)
+        guard selection.isAll, (try? DaemonPIDFile(stateFile: file).runningDaemon()) != nil,
+              let stacks = (try? file.read())?.selectedStacks, !stacks.isEmpty
+        else { return selection }
+        return StackSelection(stacks: stacks, source: .daemon)
+    }
+}
+
 enum PlanRendering {
     struct Document: Encodable {
         var target: String
         /// The helper image directory copies use, and why (absent when no directory is copied).
         var helperImage: String?
+        /// The stacks selected and where from (`--stack` or `STACKS`); absent when every labelled stack is.
+        var selection: Selection?
         var stacks: [StackPlan]
+        /// What is not backed up here, and why (not errors).
+        var notes: [String]
     }
 
+    /// The plan's notes about services of the stacks `names` (`<stack>_<service>`), as a sentence to append to
+    /// "no labelled stack named ..." ("" when there are none).
+    static func notes(_ plan: BackupPlan, about names: [String]) -> String {
+        let relevant = plan.notes.filter { note in names.contains { note.contains("service \($0)_") } }
+        return relevant.isEmpty ? "" : ". " + relevant.joined(separator: ". ")
+    }
+
+<<<<<<< HEAD
     static func json(_ plan: BackupPlan, target: String) throws -> String {
-        try prettyJSON(Document(target: target, helperImage: plan.helperImage, stacks: plan.stacks))
+        try prettyJSON(Document(target: target, helperImage: plan.helperImage, stacks: plan.stacks, notes: plan.notes))
+=======
+    struct Selection: Encodable {
+        var source: String
+        var stacks: [String]
+>>>>>>> h20run
     }
 
-    static func text(_ plan: BackupPlan, target: String) -> String {
+    static func json(_ plan: BackupPlan, target: String, selection: StackSelection) throws -> String {
+        try prettyJSON(Document(
+            target: target, helperImage: plan.helperImage,
+            selection: selection.isAll ? nil : Selection(source: selection.source.rawValue, stacks: selection.stacks),
+            stacks: plan.stacks))
+    }
+
+    static func text(_ plan: BackupPlan, target: String, selection: StackSelection) -> String {
         var out = "Target: \(target)\n"
+        switch selection.source {
+        case .all: break
+        case .option: out += "Stacks: \(selection.stacks.joined(separator: ", ")) (from --stack)\n"
+        case .variable:
+            out += "Stacks: \(selection.stacks.joined(separator: ", ")) (from STACKS: the selection of a daemon "
+                + "started with this environment)\n"
+        case .daemon:
+            out += "Stacks: \(selection.stacks.joined(separator: ", ")) (the selection of the daemon running with "
+                + "this STATE_FILE)\n"
+        }
         if let helper = plan.helperImage { out += "Helper image for directory copies: \(helper)\n" }
+        for note in plan.notes { out += "Note: \(note)\n" }
         if plan.stacks.isEmpty {
             out += "No container is labelled backup.enable=true: nothing to back up.\n"
             return out

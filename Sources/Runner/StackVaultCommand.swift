@@ -13,7 +13,8 @@ struct StackVaultCommand: AsyncParsableCommand {
         version: StackVault.version,
         subcommands: [
             PlanCommand.self, BackupCommand.self, PruneCommand.self, ListCommand.self, VerifyCommand.self,
-            RestoreCommand.self, DrillCommand.self, StatusCommand.self, DaemonCommand.self, ScheduleCommand.self,
+            RestoreCommand.self, DrillCommand.self, StatusCommand.self, DaemonCommand.self, RunNowCommand.self,
+            ScheduleCommand.self,
             HealthCommand.self, HelperCommand.self,
         ],
         defaultSubcommand: PlanCommand.self

@@ -57,15 +57,15 @@ struct StatusCommand: AsyncParsableCommand {
             print("No archives in \(target).")
             return
         }
-        var rows = [["HOST", "STACK", "LAST ARCHIVE (UTC)", "AGE", "SIZE", "ARCHIVES", "TOTAL", "LAST DRILL (UTC)"]]
+        var rows = [["HOST", "STACK", "LAST ARCHIVE (\(DisplayTime.zoneName))", "AGE", "SIZE", "ARCHIVES", "TOTAL", "LAST DRILL (\(DisplayTime.zoneName))"]]
         for status in statuses {
             let drill = status.lastDrill.map { record in
                 (record.passed ? "passed " : "FAILED ")
-                    + RestorePlan.format(record.finishedAt).replacingOccurrences(of: " UTC", with: "")
+                    + DisplayTime.plain(record.finishedAt)
                     + (record.archive == status.lastArchive ? "" : " (older archive)")
             }
             rows.append([status.host ?? "-", status.stack,
-                         RestorePlan.format(status.lastTime).replacingOccurrences(of: " UTC", with: ""),
+                         DisplayTime.plain(status.lastTime),
                          StackStatus.describeAge(status.ageSeconds), "\(ByteCount(status.lastSizeBytes))",
                          "\(status.archives)", "\(ByteCount(status.totalBytes))", drill ?? "-"])
         }

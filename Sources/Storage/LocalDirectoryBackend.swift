@@ -62,8 +62,7 @@ public struct LocalDirectoryBackend: StorageBackend {
             let temporary = path(of: ".\(name).partial")
             do {
                 _ = try? FileManager.default.removeItem(atPath: temporary)
-                try FileManager.default.copyItem(atPath: localPath, toPath: temporary)
-                try Self.fsync(path: temporary)
+                try Self.copy(localPath, to: temporary)
             } catch {
                 _ = try? FileManager.default.removeItem(atPath: temporary)
                 throw StackVaultError(.storage, "could not copy the archive into \(directory): \(error)")
@@ -95,17 +94,43 @@ public struct LocalDirectoryBackend: StorageBackend {
 
     public func read(_ name: String, into sink: any ByteSink) async throws {
         try Self.validate(name)
-        let fd = try syscall("open", path: path(of: name), .storage, failing: "cannot read \(path(of: name))") {
-            open(path(of: name), O_RDONLY | O_CLOEXEC)
+        try Self.stream(path(of: name), into: sink)
+    }
+
+    /// Streams the file at `path` into `sink`, keeping it out of the page cache behind the reader.
+    static func stream(_ path: String, into sink: any ByteSink) throws {
+        let fd = try syscall("open", path: path, .storage, failing: "cannot read \(path)") {
+            open(path, O_RDONLY | O_CLOEXEC)
         }
         defer { close(fd) }
+        let pageCache = PageCacheDropper(reading: fd)
+        defer { pageCache.dropAll() }
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
         defer { buffer.deallocate() }
+        var total: Int64 = 0
         while true {
-            let count = try FileDescriptorIO.read(fd, into: buffer, what: path(of: name))
+            let count = try FileDescriptorIO.read(fd, into: buffer, what: path)
             if count == 0 { return }
             try sink.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+            total += Int64(count)
+            pageCache.consumed(upTo: total)
         }
+    }
+
+    /// Copies the archive `source` to the new file `destination` (mode 0600) and syncs it; neither stays in the page
+    /// cache.
+    static func copy(_ source: String, to destination: String) throws {
+        let fd = try syscall("open", path: destination, .storage, failing: "cannot create \(destination)") {
+            open(destination, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        }
+        defer { close(fd) }
+        let sink = ArchiveFileSink(fd: fd, what: destination)
+        try stream(source, into: sink)
+        try sink.flush()
+        try syscall("fsync", path: destination, .storage, failing: "cannot sync \(destination) to disk") {
+            Foundation.fsync(fd)
+        }
+        try sink.flushAndDropCache()
     }
 
     public func delete(_ name: String) async throws {

@@ -16,7 +16,9 @@ enum DrillSupport {
         while clock.now < deadline {
             guard try await docker.inspectContainer(container.id).isRunning else {
                 throw StackVaultError(.restoreFailed, "the \(server) server of drill container \(container.name) "
-                    + "stopped while starting (image \(container.image)); its log: docker logs \(container.name)")
+                    + "stopped while starting (image \(container.image)): killed for lack of memory (raise "
+                    + "DRILL_MEMORY_LIMIT) or failed to start with the archive's settings; the drill container is "
+                    + "removed, so run the image by hand to see its log")
             }
             if let outcome = try? await shell.outcome(probe) {
                 if outcome.exitCode == 0 { return }

@@ -42,10 +42,17 @@ public final class FakeDockerEngine: DockerEngine {
         var services: [SwarmService] = []
         var taskTemplates: [String: ContainerDetails] = [:]
         var taskCounter = 0
+        var removedWhenInspected: Set<String> = []
         var pathStats: [String: ContainerPathStat?] = [:]
     }
 
     private let state = Mutex(State())
+    private let scaleHook = Mutex<(@Sendable (_ serviceID: String, _ replicas: Int) async -> Void)?>(nil)
+
+    /// Runs `hook` after each `scaleService` (what another actor does meanwhile: a redeploy, a task still stopping).
+    public func afterScale(_ hook: @escaping @Sendable (_ serviceID: String, _ replicas: Int) async -> Void) {
+        scaleHook.withLock { $0 = hook }
+    }
 
     public init(containers: [ContainerDetails] = []) {
         state.withLock { $0.containers = containers }
@@ -149,7 +156,22 @@ public final class FakeDockerEngine: DockerEngine {
     }
 
     public func inspectContainer(_ idOrName: String) async throws -> ContainerDetails {
-        try find(idOrName)
+        let container = try find(idOrName)
+        let vanishes = state.withLock { s in
+            guard s.removedWhenInspected.contains(container.name) else { return false }
+            s.containers.removeAll { $0.id == container.id }
+            return true
+        }
+        if vanishes {
+            throw StackVaultError(.dockerAPI, "Docker could not inspect container \(idOrName): No such container")
+        }
+        return container
+    }
+
+    /// Makes the container `name` disappear when it is next inspected, as one removed between a listing and an
+    /// inspect does (`docker compose down` of another stack while a plan is made).
+    public func removeWhenInspected(_ name: String) {
+        state.withLock { $0.removedWhenInspected.insert(name) }
     }
 
     public func exec(
@@ -277,6 +299,12 @@ extension FakeDockerEngine {
         startTasks(of: service, count: count)
     }
 
+    /// Removes the service but leaves its task containers running, as Swarm does for a moment while it tears a
+    /// stack down.
+    public func removeServiceKeepingTasks(_ id: String) {
+        state.withLock { s in s.services.removeAll { $0.id == id } }
+    }
+
     /// The service as the fake holds it now.
     public func service(_ id: String) -> SwarmService? {
         state.withLock { s in s.services.first { $0.id == id || $0.name == id } }
@@ -342,7 +370,7 @@ extension FakeDockerEngine {
     /// starts `replicas` new ones.
     public func scaleService(_ id: String, replicas: Int, labels: [String: String?]) async throws {
         try requireManager()
-        let service = try state.withLock { s -> SwarmService in
+        let service = try state.withLock { s -> SwarmService? in
             guard let index = s.services.firstIndex(where: { $0.id == id }) else {
                 throw StackVaultError(.dockerAPI, "Docker could not scale service \(id): service not found")
             }
@@ -350,12 +378,16 @@ extension FakeDockerEngine {
                 throw StackVaultError(.dockerAPI, "service \(s.services[index].name) is not replicated")
             }
             s.calls.append("scale:\(s.services[index].name)=\(replicas)")
+            let unchanged = s.services[index].mode == .replicated(replicas)
             s.services[index].mode = .replicated(replicas)
             for (key, value) in labels { s.services[index].labels[key] = value }
+            // As Swarm: an update to the same replica count leaves running tasks alone (at 0, stopping ones end).
+            if unchanged && replicas > 0 { return nil }
             s.containers.removeAll { $0.swarmServiceID == id }
             return s.services[index]
         }
-        startTasks(of: service, count: replicas)
+        if let service { startTasks(of: service, count: replicas) }
+        if let hook = scaleHook.withLock({ $0 }) { await hook(id, replicas) }
     }
 }
 

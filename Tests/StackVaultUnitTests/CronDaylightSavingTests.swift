@@ -149,3 +149,12 @@ import Testing
         #expect(elapsed < .seconds(2), "1000 daily next-run computations took \(elapsed)")
     }
 }
+
+@Suite struct DisplayTimeTests {
+    @Test func timesAreShownInTheGivenZone() throws {
+        let date = Date(timeIntervalSince1970: 1_795_744_800)  // 2026-11-27T02:00:00Z
+        #expect(DisplayTime.plain(date, zone: try #require(TimeZone(identifier: "Europe/Berlin")))
+                == "2026-11-27 03:00:00")
+        #expect(DisplayTime.plain(date, zone: try #require(TimeZone(identifier: "UTC"))) == "2026-11-27 02:00:00")
+    }
+}

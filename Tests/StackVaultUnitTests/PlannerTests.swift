@@ -11,6 +11,22 @@ import Testing
         try await Planner(docker: FakeDockerEngine(containers: containers), strategies: registry).makePlan()
     }
 
+    /// A stack taken down while the plan is made (`docker compose down` between the listing and the inspect) does
+    /// not fail the plan of the other stacks: its container is left out.
+    @Test func aLabelledContainerRemovedWhilePlanningIsLeftOut() async throws {
+        let docker = FakeDockerEngine(containers: [
+            .fake(name: "app_db_1", project: "app", service: "db",
+                  labels: ["backup.enable": "true", "backup.database.pg_dumpall": "true"],
+                  environment: ["POSTGRES_PASSWORD": "s3cret"]),
+            .fake(name: "gone_db_1", project: "gone", service: "db",
+                  labels: ["backup.enable": "true", "backup.database.pg_dumpall": "true"],
+                  environment: ["POSTGRES_PASSWORD": "s3cret"]),
+        ])
+        docker.removeWhenInspected("gone_db_1")
+        let plan = try await Planner(docker: docker, strategies: try BuiltinStrategies.registry()).makePlan()
+        #expect(plan.stacks.map(\.name) == ["app"])
+    }
+
     @Test func groupsByComposeProjectAndNamesServices() async throws {
         let plan = try await plan([
             .fake(name: "app_db_1", project: "app", service: "db",

@@ -166,7 +166,9 @@ import Testing
         let text = plan.rendered()
         let flat = text.replacingOccurrences(of: "\n     ", with: " ")
         #expect(text.hasPrefix("Restore backup-app-20261127-020000-\(Self.uuid).tar.zst\n  from file:///backups/x\n"))
-        #expect(text.contains("taken 2026-11-27 02:00:00 UTC on prodhost"))
+        // In the zone of TZ, named (`2026-11-27 02:00:00 UTC` when TZ is unset).
+        let taken = DisplayTime.named(Date(timeIntervalSince1970: 1_795_744_800))
+        #expect(text.contains("taken \(taken) on prodhost"), "\(text)")
         #expect(text.contains("1. service db -> container app_db_1 (running, keeps running)"))
         #expect(text.contains("3. service files -> container app_files_1 (stopped meanwhile, started again afterwards)"))
         #expect(flat.contains("with psql as app."))

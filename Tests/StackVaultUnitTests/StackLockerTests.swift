@@ -121,6 +121,35 @@ final class RecordingLogHandler: LogHandler, @unchecked Sendable {
                            ttl: ttl, logger: log.logger)
     }
 
+    /// Two tasks of one process (the daemon's backup and its drill): with identities of their own, the second is
+    /// turned away; with one shared identity it would have broken the first one's lock as stale.
+    @Test func anotherTaskOfTheSameProcessWithItsOwnIdentityIsTurnedAway() async throws {
+        let daemon = StackLocker(store: store, identity: .current(), ttl: .seconds(60), logger: log.logger)
+        let drills = daemon.withOwnIdentity()
+        #expect(drills.identity.id != daemon.identity.id && drills.identity.pid == daemon.identity.pid)
+        let inside = AsyncStream<Void>.makeStream()
+        let leave = AsyncStream<Void>.makeStream()
+        async let backup = daemon.withLock(on: "app") { () async -> Bool in
+            inside.continuation.yield()
+            for await _ in leave.stream { break }
+            return true
+        }
+        for await _ in inside.stream { break }
+        let drill = try await drills.withLock(on: "app", purpose: "drill") { true }
+        guard case .busy = drill else {
+            Issue.record("the drill broke the lock of the backup in progress")
+            leave.continuation.yield()
+            _ = try await backup
+            return
+        }
+        #expect(!log.recorded.contains { $0.contains("breaking the stale lock") }, "\(log.recorded)")
+        leave.continuation.yield()
+        guard case .ran = try await backup else {
+            Issue.record("the backup did not run")
+            return
+        }
+    }
+
     @Test func aSecondHolderIsTurnedAwayWhileTheFirstRuns() async throws {
         let first = locker("first"), second = locker("second")
         let inside = AsyncStream<Void>.makeStream()
@@ -296,7 +325,9 @@ final class RecordingLogHandler: LogHandler, @unchecked Sendable {
         restoring.purpose = "restore"
         #expect(DockerLockStore.record(from: DockerLockStore.labels(of: restoring)) == restoring)
         #expect(restoring.busyDescription.hasPrefix("another StackVault (h/1/x"))
-        #expect(restoring.busyDescription.contains("has been running a restore of it since 2023-11-14T22:13:20Z"))
+        #expect(restoring.busyDescription.contains("has been running a restore of it since "
+            + "\(restoring.acquiredAt.iso8601)"))
+        #expect(restoring.acquiredAt == Date(timeIntervalSince1970: 1_700_000_000))
         var old = DockerLockStore.labels(of: record)
         old["org.stackvault.lock.purpose"] = nil
         #expect(DockerLockStore.record(from: old)?.purpose == "backup")

@@ -4,6 +4,7 @@ import Logging
 import StackVaultStorage
 import StackVaultStrategies
 import StackVaultTestKit
+import Synchronization
 import Testing
 
 /// Swarm stacks against the fake engine: discovery, label merging, the plan's refusals, scaling instead of
@@ -95,6 +96,20 @@ import Testing
         #expect(plan.stacks[0].services.map(\.service) == ["web"])
     }
 
+    /// A stack torn down while the plan is made (its service gone, its tasks not yet) does not fail the plan of the
+    /// other stacks: its tasks are left out.
+    @Test func aTaskWhoseServiceIsGoneIsLeftOut() async throws {
+        let docker = Self.engine()
+        docker.addService(SwarmService(id: "s-gone", name: "old_web", labels: [:], mode: .replicated(1)),
+                          stack: "old",
+                          template: Self.task(labels: ["backup.enable": "true", "backup.volume-path.data": "/data"],
+                                              mounts: [ContainerMount(type: "volume", destination: "/data",
+                                                                      name: "old_web")]))
+        docker.removeServiceKeepingTasks("s-gone")
+        let plan = try await plan(docker)
+        #expect(plan.stacks.map(\.name) == ["app"])
+    }
+
     @Test func aWorkerRefusesServicesThatMustBeScaledAndSaysWhatToDo() async throws {
         let plan = try await plan(Self.engine(manager: false))
         let services = try #require(plan.stack(named: "app")).services
@@ -143,8 +158,11 @@ import Testing
         #expect(result.succeeded, "\(result.error ?? "")")
         let calls = docker.calls
         #expect(!calls.contains { $0.hasPrefix("stop:") || $0.hasPrefix("start:") }, "\(calls)")
+        // Back up, each followed by an update to the same count: Swarm's rollback point is then the service as it
+        // runs, not the spec at 0 replicas.
         #expect(calls.filter { $0.hasPrefix("scale:") } == [
-            "scale:app_files=0", "scale:app_tagged=0", "scale:app_files=2", "scale:app_tagged=1",
+            "scale:app_files=0", "scale:app_tagged=0", "scale:app_files=2", "scale:app_files=2",
+            "scale:app_tagged=1", "scale:app_tagged=1",
         ])
         // Dump first, in the running task; the copies through reader containers, after both services are at 0.
         #expect(calls.first == "exec:app_db.1.task1")
@@ -191,7 +209,8 @@ import Testing
                 throw StackVaultError(.archive, "disk on fire")
             }
         }
-        #expect(docker.calls.filter { $0.hasPrefix("scale:") } == ["scale:app_files=0", "scale:app_files=2"])
+        #expect(docker.calls.filter { $0.hasPrefix("scale:") }
+                == ["scale:app_files=0", "scale:app_files=2", "scale:app_files=2"])
         #expect(docker.service("s-files")?.labels[SwarmService.scaledFromLabel] == nil)
     }
 
@@ -209,6 +228,31 @@ import Testing
                                          pollInterval: .milliseconds(10))
         try await scaleGuard.run([ScaledService(id: "s-files", name: "app_files", taskContainerID: task.id)],
                                  stack: "app", purpose: "backup") { _ in }
+        #expect(docker.service("s-files")?.mode == .replicated(2))
+    }
+
+    /// A redeploy while the tasks stop (it asks for replicas again and drops the labels): the run fails at once,
+    /// saying so, instead of waiting out the limit; nothing is copied.
+    @Test func aRedeployWhileTheTasksStopFailsAtOnce() async throws {
+        let docker = Self.engine()
+        let task = try #require(docker.containers.first { $0.swarmServiceID == "s-files" })
+        let scaleGuard = SwarmScaleGuard(docker: docker, host: "testhost", logger: Logger(label: "test"),
+                                         pollInterval: .milliseconds(10))
+        let redeployed = Mutex(false)
+        docker.afterScale { id, replicas in
+            guard replicas == 0, !redeployed.withLock({ let was = $0; $0 = true; return was }) else { return }
+            // `docker stack deploy` again while the task still stops: 2 replicas, StackVault's labels gone.
+            try? await docker.scaleService(id, replicas: 2, labels: [SwarmService.scaledFromLabel: nil,
+                                                                     SwarmService.scaledByLabel: nil])
+        }
+        let started = ContinuousClock.now
+        await #expect {
+            try await scaleGuard.run([ScaledService(id: "s-files", name: "app_files", taskContainerID: task.id)],
+                                     stack: "app", purpose: "backup") { _ in Issue.record("the body ran") }
+        } throws: { error in
+            "\(error)".contains("was changed by someone else") && "\(error)".contains("labels are gone")
+        }
+        #expect(ContinuousClock.now - started < .seconds(60))
         #expect(docker.service("s-files")?.mode == .replicated(2))
     }
 
@@ -258,7 +302,7 @@ import Testing
         ], mode: .replicated(0)), stack: "app", template: Self.task())
         await SwarmScaleGuard.recoverInterrupted(docker: docker, host: "testhost", locker: nil,
                                                  logger: Logger(label: "test"))
-        #expect(docker.calls == ["scale:app_mine=3"])
+        #expect(docker.calls == ["scale:app_mine=3", "scale:app_mine=3"])
         #expect(docker.service("s-mine")?.mode == .replicated(3))
         #expect(docker.service("s-mine")?.labels[SwarmService.scaledFromLabel] == nil)
         #expect(docker.service("s-theirs")?.mode == .replicated(0))

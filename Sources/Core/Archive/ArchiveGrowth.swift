@@ -8,6 +8,21 @@ final class ArchiveGrowth: @unchecked Sendable {
     private var end: Int64?
     private var barrier: Int64?
     private var failure: String?
+    private var read: Int64 = 0
+
+    /// How far the reader has read (what the writer may drop from the page cache, ``PageCacheDropper``).
+    var readPosition: Int64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return read
+    }
+
+    /// The reader read the file up to `offset`.
+    func noteRead(upTo offset: Int64) {
+        condition.lock()
+        defer { condition.unlock() }
+        read = max(read, offset)
+    }
 
     /// The writer wrote the file up to `size` bytes.
     func publish(_ size: Int64) {

@@ -56,6 +56,8 @@ extension ArchiveWriter {
             encryption = nil  // the file key is not needed any more
             try fileSink.flush()
             try syscall("fsync", path: outputPath, failing: "cannot sync '\(outputPath)' to disk") { fsync(fd) }
+            // Written once, read back once: none of it stays in the page cache (the manifest is read back from disk).
+            try fileSink.flushAndDropCache()
             fdClosed = true
             // Never retried: a close that failed with EINTR must not be repeated on Linux.
             if close(fd) != 0 {

@@ -18,7 +18,8 @@ final class DecompressedTarReader {
 
     /// Starts decompressing `fileDescriptor` (from `offset`, positionally, or from its current offset when nil;
     /// the descriptor is not closed); ``open()`` then opens libarchive on it. With `lowPriority`, the decompressing thread
-    /// runs at the lowest CPU priority (``lowerThreadPriority()``).
+    /// runs at the lowest CPU priority (``lowerThreadPriority()``). With `dropsPageCache` (and no `growth`), what was
+    /// read is dropped from the page cache behind the reader (``PageCacheDropper``); without, the caller drops it.
     init(
         fileDescriptor: Int32,
         from offset: off_t?,
@@ -28,6 +29,7 @@ final class DecompressedTarReader {
         threadName: String,
         lowPriority: Bool = false,
         decryption: ArchiveDecryption? = nil,
+        dropsPageCache: Bool = true,
         progress: ProgressReporter? = nil
     ) throws {
         let queue = ByteChunkQueue(what: "the decompressed \(what)")
@@ -38,7 +40,7 @@ final class DecompressedTarReader {
             if lowPriority { lowerThreadPriority() }
             completion.complete(Result {
                 try decompressArchive(fileDescriptor, from: offset, growth: growth, compressor, into: queue, what: what,
-                                      decryption: decryption, progress: progress)
+                                      decryption: decryption, dropsPageCache: dropsPageCache, progress: progress)
             })
         }
         thread.name = threadName
@@ -77,6 +79,7 @@ final class DecompressedTarReader {
 /// With `offset`, reads positionally from there (the descriptor can be read again later); without, from the
 /// descriptor's current offset. With `growth`, reads only what the writer has published and waits for more until
 /// the writer sets the end. Stops when the queue is cancelled or its reader goes; ends the queue on every path.
+/// With `dropsPageCache` and no `growth`, drops what it read from the page cache behind it and at the end.
 /// `progress` is told the compressed bytes of each read.
 func decompressArchive(
     _ fd: Int32,
@@ -86,6 +89,7 @@ func decompressArchive(
     into queue: ByteChunkQueue,
     what: String,
     decryption: ArchiveDecryption? = nil,
+    dropsPageCache: Bool = true,
     progress: ProgressReporter? = nil
 ) throws -> Int64 {
     defer { queue.closeWriting() }
@@ -96,6 +100,11 @@ func decompressArchive(
     let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
     defer { buffer.deallocate() }
     var total: Int64 = 0
+    // The file is read once: keep it out of the page cache behind the reader. A file still being written is left
+    // to its writer, which drops what this reader has read once it is written back (``ArchiveFileSink``).
+    let start = Int64(offset ?? lseek(fd, 0, SEEK_CUR))
+    let pageCache = growth == nil && dropsPageCache ? PageCacheDropper(reading: fd, from: max(start, 0)) : nil
+    defer { pageCache?.dropAll() }
     while true {
         try queue.checkCancellation("reading \(what)")
         var want = buffer.count
@@ -112,6 +121,8 @@ func decompressArchive(
         total += Int64(count)
         progress?.add(Int64(count))
         try input.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
+        growth?.noteRead(upTo: Int64(offset ?? 0) + total)
+        pageCache?.consumed(upTo: max(start, 0) + total)
     }
     // Reading a file still being written stops at a chunk boundary the writer set; only the whole file ends with
     // the final chunk.

@@ -33,6 +33,14 @@ public struct DaemonState: Codable, Sendable, Equatable {
     /// Containers a dead StackVault had stopped that the daemon could not start again at its start (`name: error`),
     /// until a run succeeds; health is unhealthy meanwhile. Nil when there are none.
     public var containersLeftStopped: [String]?
+    /// The daemon's stack selection (`--stack` or `STACKS`); nil: every labelled stack.
+    public var selectedStacks: [String]?
+    /// Runs asked for with `stackvault run-now` or SIGUSR1: queued, running, and the last
+    /// `DaemonState.finishedRequestsKept` finished ones, oldest first. Nil when there were none.
+    public var requests: [RunRequestStatus]?
+    /// Stacks whose backup failed in an earlier run that no later run has backed up again: only a run of part of
+    /// the selection (`run-now --stack`) leaves some. Health is unhealthy while there are any. Nil when none.
+    public var unresolvedFailures: [UnresolvedFailure]?
 
     public init(schedule: String, timeZone: String, host: String, pid: Int32, daemonStartedAt: Date) {
         self.formatVersion = Self.currentFormatVersion
@@ -42,6 +50,20 @@ public struct DaemonState: Codable, Sendable, Equatable {
         self.pid = pid
         self.daemonStartedAt = daemonStartedAt
         self.skippedTicks = 0
+    }
+}
+
+/// A stack's failed backup that no later run has backed up again (`DaemonState.unresolvedFailures`).
+public struct UnresolvedFailure: Codable, Sendable, Equatable {
+    public var stack: String
+    /// The due time of the run in which it failed.
+    public var due: Date
+    public var error: String
+
+    public init(stack: String, due: Date, error: String) {
+        self.stack = stack
+        self.due = due
+        self.error = error
     }
 }
 
@@ -155,12 +177,15 @@ public actor DaemonStateStore {
         try file.write(state)
     }
 
-    public func update(_ change: @Sendable (inout DaemonState) -> Void) {
-        change(&state)
+    /// Changes the state and saves it; returns what `change` returns.
+    @discardableResult
+    public func update<Result: Sendable>(_ change: @Sendable (inout DaemonState) -> Result) -> Result {
+        let result = change(&state)
         do {
             try file.write(state)
         } catch {
             logger.error("\(error)")
         }
+        return result
     }
 }

@@ -44,6 +44,12 @@ public enum HealthCheck {
             return HealthReport(healthy: false, message: "UNHEALTHY: the last backup run (due \(show(last.due)), "
                 + "ended \(show(last.finishedAt))) \(what)")
         }
+        if let failure = state.unresolvedFailures?.first {
+            let more = (state.unresolvedFailures?.count ?? 1) - 1
+            return HealthReport(healthy: false, message: "UNHEALTHY: stack \(failure.stack) failed in the run due "
+                + "\(show(failure.due)) and no run since has backed it up: \(failure.error)"
+                + (more > 0 ? " (and \(more) more stack(s))" : ""))
+        }
 
         let reference = [state.daemonStartedAt, state.lastRun?.due, state.currentRun?.due].compactMap { $0 }.max()!
         guard let firstDue = schedule.next(after: reference), let deadline = schedule.next(after: firstDue) else {

@@ -37,31 +37,57 @@ public struct RunScheduler: Sendable {
         self.onSkip = onSkip
     }
 
-    public func run(runAtStart: Bool, job: @escaping Job) async throws {
+    /// Runs the schedule until cancelled.
+    ///
+    /// - Parameters:
+    ///   - runAtStart: also run once now (trigger `.start`).
+    ///   - wakeups: each element asks for a run now (trigger `.request`): it starts at once when no run is going,
+    ///     else right after the run in progress; requests that come while a run goes add up to one run.
+    public func run(runAtStart: Bool, wakeups: AsyncStream<Void>? = nil, job: @escaping Job) async throws {
         let running = RunningJob()
+        // Told when a run was requested or has ended: the moments a requested run may start.
+        let (events, eventSink) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         try await withThrowingDiscardingTaskGroup { group in
+            if let wakeups {
+                group.addTask {
+                    for await _ in wakeups {
+                        running.request()
+                        eventSink.yield()
+                    }
+                }
+                group.addTask {
+                    for await _ in events {
+                        // Once cancelled (shutdown), a waiting request starts no run.
+                        while !Task.isCancelled, let start = running.startRequested(now()) {
+                            await job(.request, start.due)
+                            running.set(nil)
+                        }
+                    }
+                }
+            }
             if runAtStart {
                 let start = now()
-                running.set(RunStart(trigger: .start, due: start, startedAt: start))
+                _ = running.start(RunStart(trigger: .start, due: start, startedAt: start))
                 group.addTask {
                     await job(.start, start)
                     running.set(nil)
+                    eventSink.yield()
                 }
             }
             var due = nextDue(now())
             while let current = due {
                 await onNextDue(current)
                 try await sleep(until: current)
-                if let busy = running.get() {
+                if let busy = running.start(RunStart(trigger: .schedule, due: current, startedAt: now())) {
                     let message = "skipping the run due \(current.iso8601): the run started "
                         + "\(busy.startedAt.iso8601) is still going"
                     logger.warning("\(message)")
                     await onSkip(current)
                 } else {
-                    running.set(RunStart(trigger: .schedule, due: current, startedAt: now()))
                     group.addTask {
                         await job(.schedule, current)
                         running.set(nil)
+                        eventSink.yield()
                     }
                 }
                 var next = nextDue(current)
@@ -92,14 +118,47 @@ public struct RunScheduler: Sendable {
     }
 }
 
-/// The run in progress, shared by the scheduler loop and the run's task.
+/// The run in progress and whether a requested run waits, shared by the scheduler loop and the runs' tasks.
 private final class RunningJob: Sendable {
-    private let value = Mutex<RunStart?>(nil)
-    func get() -> RunStart? { value.withLock { $0 } }
-    func set(_ run: RunStart?) { value.withLock { $0 = run } }
+    private struct Value {
+        var run: RunStart?
+        var requested = false
+    }
+
+    private let value = Mutex(Value())
+
+    func set(_ run: RunStart?) { value.withLock { $0.run = run } }
+
+    /// Makes `run` the run in progress unless one is going; returns the one going (nothing started), else nil.
+    func start(_ run: RunStart) -> RunStart? {
+        value.withLock {
+            if let busy = $0.run { return busy }
+            $0.run = run
+            return nil
+        }
+    }
+
+    /// Notes that a run was asked for.
+    func request() { value.withLock { $0.requested = true } }
+
+    /// When a run was asked for and none is going: starts it (trigger `.request`, due now) and returns it.
+    func startRequested(_ now: Date) -> RunStart? {
+        value.withLock {
+            guard $0.requested, $0.run == nil else { return nil }
+            $0.requested = false
+            let run = RunStart(trigger: .request, due: now, startedAt: now)
+            $0.run = run
+            return run
+        }
+    }
 }
 
 extension Date {
-    /// `2024-01-15T10:17:30Z`, for messages.
-    var iso8601: String { formatted(.iso8601) }
+    /// `2024-01-15T11:17:30+0100`, for messages: ISO 8601 in the zone of `TZ` (`2024-01-15T10:17:30Z` when unset),
+    /// the zone text logs and tables show too (`DisplayTime`).
+    var iso8601: String {
+        let zone = DisplayTime.zone
+        return zone.secondsFromGMT(for: self) == 0 && DisplayTime.zoneName == "UTC" ? formatted(.iso8601)
+            : formatted(Date.ISO8601FormatStyle(timeZone: zone))
+    }
 }

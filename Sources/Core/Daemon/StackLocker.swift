@@ -139,6 +139,14 @@ public struct StackLocker: Sendable {
         self.now = now
     }
 
+    /// This locker with a holder identity of its own, for another task of this process that takes or breaks locks
+    /// while the process's own runs hold theirs (the daemon's drills and its lock sweep): a lock whose holder id is
+    /// one's own reads as stale ("this process took it and did not release it", see `staleness`).
+    public func withOwnIdentity() -> StackLocker {
+        StackLocker(store: store, identity: .current(), ttl: ttl, logger: logger, docker: docker,
+                    onRecovered: onRecovered, now: now)
+    }
+
     /// The name of a stack's lock: `stackvault-lock.<stack>` (characters Docker refuses in names become `_`, and
     /// then a hash keeps distinct stacks apart).
     public static func lockName(for stack: String) -> String {

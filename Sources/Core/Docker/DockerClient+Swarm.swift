@@ -36,7 +36,8 @@ extension DockerClient {
                              nodeID: row["NodeID"] as? String ?? "",
                              desiredState: row["DesiredState"] as? String ?? "",
                              state: status["State"] as? String ?? "",
-                             containerID: (containerStatus["ContainerID"] as? String).flatMap { $0.isEmpty ? nil : $0 })
+                             containerID: (containerStatus["ContainerID"] as? String).flatMap { $0.isEmpty ? nil : $0 },
+                             error: (status["Err"] as? String).flatMap { $0.isEmpty ? nil : $0 })
         }
     }
 

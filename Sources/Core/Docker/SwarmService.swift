@@ -70,15 +70,18 @@ public struct SwarmTask: Sendable, Equatable {
     public var state: String
     /// `Status.ContainerStatus.ContainerID`, once a container exists.
     public var containerID: String?
+    /// `Status.Err`: why Swarm could not run the task (`No such image: app:1`), when it says.
+    public var error: String?
 
     public init(id: String, slot: Int?, nodeID: String, desiredState: String, state: String,
-                containerID: String? = nil) {
+                containerID: String? = nil, error: String? = nil) {
         self.id = id
         self.slot = slot
         self.nodeID = nodeID
         self.desiredState = desiredState
         self.state = state
         self.containerID = containerID
+        self.error = error
     }
 
     /// States in which a task may still have a running process (docs.docker.com, "Swarm task states").

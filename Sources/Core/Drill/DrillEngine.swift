@@ -168,7 +168,10 @@ private final class DrillRun: @unchecked Sendable {
         scoped.components = drillable
         let restore = RestoreEngine(docker: docker, strategies: engine.strategies,
                                     stopTimeoutSeconds: engine.stopTimeoutSeconds, logger: logger)
-        let map = containers.mapValues(\.name)
+        // Only the services whose container is ready: one that failed to start (killed for memory, never ready) is
+        // reported as such above, and must not be asked of the restore plan.
+        let ready = Set(drillable.map(\.service))
+        let map = containers.filter { ready.contains($0.key) }.mapValues(\.name)
         let plan = try await restore.plan(
             manifest: scoped, origin: origin,
             options: RestoreOptions(services: Array(map.keys), intoStack: "stackvault-drill-\(id)", containerMap: map))

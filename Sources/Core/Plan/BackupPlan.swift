@@ -4,6 +4,9 @@ public struct BackupPlan: Sendable, Encodable, Equatable {
     /// The image directory copies run their helper containers from, and why (see `HelperImage`); nil when no
     /// directory is copied.
     public var helperImage: String?
+    /// What was found but is not backed up here, and why (a labelled Swarm service with no running task on this
+    /// node); not errors.
+    public var notes: [String] = []
 
     public init(stacks: [StackPlan], helperImage: String? = nil) {
         self.stacks = stacks

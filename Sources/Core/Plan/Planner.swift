@@ -24,6 +24,7 @@ public struct Planner: Sendable {
         let node = hasTasks ? try await docker.swarmNode() : .inactive
         var ids: [String] = []
         var labelled: Set<String> = []
+        var notes: [String] = []
         for summary in try await docker.listContainers(labelFilters: []) {
             let enabled = Self.isEnabled(summary.labels[Self.enableLabel])
             if enabled { labelled.insert(summary.id) }
@@ -36,7 +37,20 @@ public struct Planner: Sendable {
             where Self.isEnabled(service.labels[Self.enableLabel]) {
                 let tasks = try await docker.listContainers(
                     labelFilters: ["\(ContainerDetails.swarmServiceIDLabel)=\(service.id)"])
-                ids += tasks.filter { $0.state == "running" && !ids.contains($0.id) }.map(\.id)
+                let running = tasks.filter { $0.state == "running" }
+                ids += running.filter { !ids.contains($0.id) }.map(\.id)
+                if running.isEmpty {
+                    let replicas: String
+                    switch service.mode {
+                    case .replicated(let count): replicas = "\(count) replica(s)"
+                    case .global: replicas = "global"
+                    case .other(let mode): replicas = mode
+                    }
+                    notes.append("Swarm service \(service.name) is labelled \(Self.enableLabel)=true but has no running "
+                        + "task on this node (\(replicas)): nothing of it is backed up here. Its tasks run on other "
+                        + "nodes (whose StackVault backs them up), or it is scaled to 0 (no container holds its data "
+                        + "then: scale it up, and the next run backs it up)")
+                }
             }
         }
         var details: [ContainerDetails] = []
@@ -45,16 +59,31 @@ public struct Planner: Sendable {
             let container: ContainerDetails
             do {
                 container = try await docker.inspectContainer(id)
-            } catch let error as StackVaultError where error.code == .dockerAPI && !labelled.contains(id) {
-                continue  // removed since it was listed
+            } catch let error as StackVaultError where error.code == .dockerAPI {
+                // Removed since it was listed (a stack taken down meanwhile): left out, so that the other stacks are
+                // still planned. A labelled container that is still there but cannot be inspected fails the plan.
+                if labelled.contains(id),
+                   try await docker.listContainers(labelFilters: []).contains(where: { $0.id == id }) {
+                    throw error
+                }
+                continue
+            }
+            if let serviceID = container.swarmServiceID, node.isManager, services[serviceID] == nil {
+                do {
+                    services[serviceID] = try await docker.inspectService(serviceID)
+                } catch let error as StackVaultError where error.code == .dockerAPI {
+                    // A stack torn down meanwhile: its service is gone and its task goes with it. Any other
+                    // failure fails the plan.
+                    let remaining = try await docker.listServices(labelFilters: [])
+                    guard !remaining.contains(where: { $0.id == serviceID }) else { throw error }
+                    continue
+                }
             }
             details.append(container)
-            if let serviceID = container.swarmServiceID, node.isManager, services[serviceID] == nil {
-                services[serviceID] = try await docker.inspectService(serviceID)
-            }
         }
-        let plan = plan(for: details, swarm: SwarmView(node: node, services: services),
+        var plan = plan(for: details, swarm: SwarmView(node: node, services: services),
                         ownContainer: HolderIdentity.ownContainerID())
+        plan.notes = notes
         return await checkDirectories(plan, containers: details)
     }
 

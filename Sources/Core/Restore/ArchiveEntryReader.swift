@@ -4,7 +4,8 @@ import Foundation
 ///
 /// The file is read with `pread` from offset 0 (so several readers may share one descriptor) and decompressed on
 /// a helper thread for libarchive (``DecompressedTarReader``), as ``ArchiveVerifier`` does. Blocking: use it from a thread
-/// of your own. A visitor may stop early; the helper thread is then told to stop and joined.
+/// of your own. A visitor may stop early; the helper thread is then told to stop and joined. It leaves the file in the
+/// page cache, since passes follow one another (``LocalArchive`` drops it when released).
 final class ArchiveEntryReader {
     /// What the visitor wants next.
     enum Next {
@@ -33,7 +34,7 @@ final class ArchiveEntryReader {
     ) throws {
         let reader = try DecompressedTarReader(
             fileDescriptor: fileDescriptor, from: 0, compressor: compressor, what: what,
-            threadName: "stackvault-restore-decompress", decryption: decryption)
+            threadName: "stackvault-restore-decompress", decryption: decryption, dropsPageCache: false)
         var stoppedEarly = false
         let visited: Result<Void, any Error> = Result {
             try reader.open()

@@ -62,6 +62,10 @@ public struct ArchiveCheck: Sendable {
 /// An archive on local disk, opened once and read through that descriptor until it is released: from a local
 /// directory target, a local file, or downloaded from a remote target into a temporary file that is unlinked at
 /// once (so nothing is left behind, whatever happens).
+///
+/// Page cache (``PageCacheDropper``): ``check(strategies:keepingPageCache:)`` drops the file behind it unless told it
+/// is read again next (restore, drill: their passes then read it from memory, not a second time from disk); passes
+/// over components leave it; releasing the archive drops all of it, so nothing stays charged to StackVault.
 public final class LocalArchive: RestoreSource, @unchecked Sendable {
     /// The archive's name (`backup-app-20261127-120000-<uuid>.tar.zst`).
     public let name: String
@@ -92,6 +96,7 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     }
 
     deinit {
+        PageCacheDropper.drop(fileDescriptor, offset: 0, length: 0)
         close(fileDescriptor)
     }
 
@@ -163,8 +168,12 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
 
     /// Verifies the whole archive (``ArchiveVerifier``) and, when that passes, asks each component's strategy
     /// whether its dump ends the way a complete dump ends (from the dumps' last bytes, kept in the same pass).
-    /// With a `logger`, logs progress lines (compressed bytes read of the file's size, exact). Blocking.
-    public func check(strategies: StrategyRegistry, logger: Logger? = nil) throws -> ArchiveCheck {
+    /// With `keepingPageCache` (its components are read next) the file stays in the page cache until the archive is
+    /// released; without, it is dropped behind the reader. With a `logger`, logs progress lines (compressed bytes
+    /// read of the file's size, exact). Blocking.
+    public func check(strategies: StrategyRegistry, keepingPageCache: Bool = false, logger: Logger? = nil) throws
+        -> ArchiveCheck
+    {
         if isEncrypted && decryption == nil { return try checkEnvelope() }
         try syscall("lseek", path: origin, failing: "cannot rewind \(origin)") { lseek(fileDescriptor, 0, SEEK_SET) }
         let progress = logger.map {
@@ -174,7 +183,8 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
         defer { progress?.finish() }
         var check = ArchiveCheck(archive: name, report: try ArchiveVerifier.verify(
             fileDescriptor: fileDescriptor, compressor: compressor,
-            keepingFileTails: RestoreLimits.completenessTailBytes, decryption: decryption, progress: progress))
+            keepingFileTails: RestoreLimits.completenessTailBytes, decryption: decryption,
+            keepingPageCache: keepingPageCache, progress: progress))
         guard check.report.ok, let manifest = check.report.manifest else { return check }
         for component in manifest.components {
             guard let strategy = strategies.strategy(forType: component.type) else {
@@ -224,9 +234,13 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
         return check
     }
 
-    /// `check(strategies:logger:)` on a thread of its own, so the cooperative pool stays free.
-    public func verify(strategies: StrategyRegistry, logger: Logger? = nil) async throws -> ArchiveCheck {
-        try await runBlocking { _ in try self.check(strategies: strategies, logger: logger) }
+    /// `check(strategies:keepingPageCache:logger:)` on a thread of its own, so the cooperative pool stays free.
+    public func verify(strategies: StrategyRegistry, keepingPageCache: Bool = false, logger: Logger? = nil)
+        async throws -> ArchiveCheck
+    {
+        try await runBlocking { _ in
+            try self.check(strategies: strategies, keepingPageCache: keepingPageCache, logger: logger)
+        }
     }
 
     // MARK: - RestoreSource
@@ -361,7 +375,8 @@ private final class DescriptorSink: ByteSink {
         progress.add(Int64(bytes.count))
     }
 
+    /// Flushes and drops the copy from the page cache as it goes (the first pass over it reads it from disk).
     func flush() throws {
-        try file.flush()
+        try file.flushAndDropCache()
     }
 }

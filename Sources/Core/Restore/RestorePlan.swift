@@ -127,13 +127,10 @@ public struct RestorePlan: Sendable, Encodable {
         return out
     }
 
-    /// `2026-11-27 12:00:00 UTC`.
+    /// `2026-11-27 13:00:00 Europe/Berlin`: `date` in the zone of `TZ` (UTC when unset), the zone named; the one
+    /// way every command shows a time to people (see `DisplayTime`).
     public static func format(_ date: Date) -> String {
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "UTC")
-        formatter.dateFormat = "yyyy-MM-dd HH:mm:ss 'UTC'"
-        return formatter.string(from: date)
+        DisplayTime.named(date)
     }
 
     /// Wraps `text` at 110 columns, every line indented.

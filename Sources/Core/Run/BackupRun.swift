@@ -28,7 +28,7 @@ public struct BackupRun: Sendable {
     /// Nil: no lock across processes (one StackVault per host guaranteed by other means).
     public let locker: StackLocker?
     /// Stacks to back up; empty = all.
-    public let stackFilter: [String]
+    public var stackFilter: [String]
     /// Told when a run starts and how it ended (`NOTIFY_URLS`); nil = nobody.
     public let notifier: Notifier?
     public let busyStack: BusyStack
@@ -83,6 +83,7 @@ public struct BackupRun: Sendable {
         case .start: "BACKUP_ON_START"
         case .schedule: "scheduled"
         case .manual: "stackvault backup"
+        case .request: "requested"
         }
         let startLine = "backup run started (\(why), due \(due.iso8601)): "
             + "\(names.count) stack(s)\(names.isEmpty ? "" : ": " + names.joined(separator: ", ")) to "

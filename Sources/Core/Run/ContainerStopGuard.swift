@@ -244,7 +244,9 @@ public struct ContainerStopGuard: Sendable {
     ) async {
         let started = ContinuousClock.now
         var logged = false
-        while ContinuousClock.now < deadline {
+        // Looked at once at least, even when the deadline has passed (a recovery, a cancel after a long stop): a
+        // container that has stopped is not reported as still running.
+        while true {
             // An inspect failure (daemon busy or unreachable) is polled again, like a running container.
             if let details = try? await docker.inspectContainer(container.id), !details.isRunning {
                 if logged {
@@ -252,6 +254,7 @@ public struct ContainerStopGuard: Sendable {
                 }
                 return
             }
+            guard ContinuousClock.now < deadline else { break }
             if !logged {
                 logger.info("waiting for Docker to finish stopping \(container.name) before starting it again")
                 logged = true

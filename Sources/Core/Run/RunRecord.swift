@@ -8,6 +8,8 @@ public enum RunTrigger: String, Codable, Sendable {
     case start
     /// `stackvault backup` (never written to the state file: only the daemon keeps one).
     case manual
+    /// Asked of the running daemon: `stackvault run-now`, or SIGUSR1.
+    case request
 }
 
 /// A run that has started.

@@ -45,7 +45,9 @@ public struct StackBackup: Sendable {
                 bytesWritten: measures.bytesWritten, containersStopped: measures.containersStopped,
                 services: stack.services.count, warnings: stack.warnings, archivesInTarget: measures.archivesInTarget)
         } catch {
-            let message = "\(error)" + steps.unwind().joined()
+            let cause = error is CancellationError
+                ? "stopped (SIGTERM/SIGINT) before it ended" : "\(error)"
+            let message = cause + steps.unwind().joined()
             let measures = steps.measures
             log.error("stack \(stack.name) failed: \(message)")
             return StackOutcome(

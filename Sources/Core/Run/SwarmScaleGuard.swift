@@ -128,14 +128,17 @@ public struct SwarmScaleGuard: Sendable {
         }
         let failures = await restore.trigger().value
         guard failures.isEmpty else {
-            let commands: [String] = services.filter { failures[$0.id] != nil }.map { service in
+            // A service Swarm cannot start has its replica count back already: scaling by hand would change nothing.
+            let commands: [String] = services.filter {
+                failures[$0.id].map { !$0.contains("Swarm cannot start its tasks") } ?? false
+            }.map { service in
                 let count = replicas[service.id] ?? 1
                 return "docker service scale \(service.name)=\(count)"
             }
             let problems = failures.values.sorted().joined(separator: "; ")
-            let hint = commands.joined(separator: "; ")
-            log.critical(
-                "SWARM SERVICES LEFT SCALED DOWN in stack \(stack): \(problems). Scale them back by hand: \(hint)")
+            let hint = commands.isEmpty ? "fix what keeps Swarm from starting their tasks"
+                : "Scale them back by hand: " + commands.joined(separator: "; ")
+            log.critical("SWARM SERVICES LEFT SCALED DOWN in stack \(stack): \(problems). \(hint)")
             let bodyFailure = outcome.failureDescription.map { "; and the \(purpose) failed: \($0)" } ?? ""
             throw StackVaultError(.containerRestart, "could not scale back: \(problems)\(bodyFailure)")
         }
@@ -173,6 +176,16 @@ public struct SwarmScaleGuard: Sendable {
                 logger.info("the tasks of \(service.name) are gone")
                 return
             }
+            // Someone else changed the service meanwhile (a `docker stack deploy` sets its replicas again and drops
+            // StackVault's labels): its tasks will not go; say so now rather than after the wait limit.
+            let now = try await docker.inspectService(service.id)
+            if case .replicated(let replicas) = now.mode, replicas > 0 {
+                throw StackVaultError(.dockerAPI, "Swarm service \(service.name) was changed by someone else while its "
+                    + "tasks were stopping for the copy (it asks for \(replicas) replica(s) again"
+                    + (now.labels[SwarmService.scaledFromLabel] == nil ? ", and StackVault's labels are gone: a "
+                        + "`docker stack deploy` or `docker service update`?" : "")
+                    + "); nothing of it was copied: run the backup again")
+            }
             guard ContinuousClock.now < deadline else {
                 throw StackVaultError(.dockerAPI, "the tasks of Swarm service \(service.name) were still running "
                     + "\(waitLimit) after it was scaled to 0 (see docker service ps \(service.name))")
@@ -203,6 +216,14 @@ public struct SwarmScaleGuard: Sendable {
     static func scale(_ id: String, name: String, to count: Int, docker: any DockerEngine, logger: Logger,
                       waitLimit: Duration, pollInterval: Duration) async throws
     {
+        // Tasks still stopping (a run cancelled while it waited for them to go) end first: new tasks started beside
+        // them would run two copies on the same volumes for a while.
+        let stopping = ContinuousClock.now + min(waitLimit, .seconds(60))
+        while try await docker.listTasks(serviceID: id).contains(where: { $0.desiredState != "running" && $0.mayRun }),
+              ContinuousClock.now < stopping {
+            try? await Task.sleep(for: pollInterval)
+        }
+        let earlier = Set(try await docker.listTasks(serviceID: id).map(\.id))
         for attempt in 1...3 {
             do {
                 try await docker.scaleService(id, replicas: count, labels: [
@@ -213,13 +234,29 @@ public struct SwarmScaleGuard: Sendable {
                 try? await Task.sleep(for: .seconds(attempt))
             }
         }
+        // The scale to 0 and back are two updates of the service, so Swarm's rollback point (`docker service
+        // rollback`, and an automatic rollback of a failed update) would be the spec at 0 replicas. A third update
+        // with the same spec makes the rollback point the service as it runs again: a rollback then changes nothing.
+        do {
+            try await docker.scaleService(id, replicas: count, labels: [:])
+        } catch {
+            logger.warning("\("could not reset the rollback point of Swarm service \(name) (`docker service rollback` would scale it to 0): \(error)")")
+        }
         let deadline = ContinuousClock.now + waitLimit
         while true {
-            let running = try await docker.listTasks(serviceID: id)
-                .filter { $0.desiredState == "running" && $0.state == "running" }.count
+            let all = try await docker.listTasks(serviceID: id)
+            let running = all.filter { $0.desiredState == "running" && $0.state == "running" }.count
             if running >= count {
                 logger.info("Swarm service \(name) runs \(count) task(s) again")
                 return
+            }
+            // Swarm cannot start its tasks (an image that is gone, a constraint no node meets): say why now.
+            let refused = all.filter { !earlier.contains($0.id) && ["rejected", "failed"].contains($0.state)
+                && $0.error != nil }
+            if running == 0, refused.count >= 3, let reason = refused.last?.error {
+                throw StackVaultError(.containerRestart, "scaled back to \(count), but Swarm cannot start its tasks: "
+                    + "\(reason) (\(refused.count) tasks \(refused.last!.state)); fix that, and Swarm starts them (see "
+                    + "docker service ps --no-trunc \(name))")
             }
             guard ContinuousClock.now < deadline else {
                 throw StackVaultError(.containerRestart, "scaled back to \(count), but only \(running) task(s) run "

@@ -124,6 +124,7 @@ public struct S3Backend: StorageBackend, RetryConfigurable {
         _ = try await client.send(S3Client.Unsigned(
             method: "PUT", key: key, headers: headers, body: { file.body(offset: 0, length: size) },
             payloadHash: digests.sha256Hex, timeoutSeconds: nil), operation: "uploading \(name) to \(description)")
+        file.dropFromCache(offset: 0, length: size)
     }
 
     /// HEADs the new object: it must exist with the local file's size. A missing object is a transient error (a

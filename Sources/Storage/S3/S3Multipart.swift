@@ -170,6 +170,7 @@ extension S3Backend {
                 headers: digests.headers(mode), body: { file.body(offset: offset, length: length) },
                 payloadHash: digests.sha256Hex, timeoutSeconds: nil), operation: operation)
         }
+        file.dropFromCache(offset: offset, length: length)
         guard let etag = response.head.headers["etag"], !etag.isEmpty else {
             throw StackVaultError(.storage, "\(operation) failed: the server's answer has no ETag")
         }

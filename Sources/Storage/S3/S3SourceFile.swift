@@ -37,6 +37,12 @@ final class S3SourceFile: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// Drops `length` bytes at `offset` from the page cache: a part that was sent is not read again (unless a
+    /// retry reads it from disk). Parts go in parallel, so each drops its own range (``PageCacheDropper``).
+    func dropFromCache(offset: Int64, length: Int64) {
+        PageCacheDropper.drop(fd, offset: offset, length: length)
+    }
+
     /// Reads up to `buffer.count` bytes at `offset`, retrying interrupted and short reads; 0 only at the end.
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: Int64) throws -> Int {
         var done = 0

@@ -19,3 +19,12 @@ CURLcode CCurl_easy_getinfo_off_t(CURL *_Nonnull handle, CURLINFO info, curl_off
 
 /// Value that a read callback returns to abort the transfer.
 size_t CCurl_readfunc_abort(void);
+
+// Page-cache control for streamed files (Linux `sync_file_range(2)`, which Swift's Glibc module does not export).
+#include <stdint.h>
+
+/// Starts write-back of the dirty pages of `length` bytes at `offset` (0: to the end of the file) without waiting
+/// (`SYNC_FILE_RANGE_WRITE`); with `wait` non-zero, also waits for write-back already under way before and for this
+/// one after (`SYNC_FILE_RANGE_WAIT_BEFORE | SYNC_FILE_RANGE_WRITE | SYNC_FILE_RANGE_WAIT_AFTER`). Returns 0, or -1
+/// with `errno` set.
+int CStackVaultShims_sync_file_range(int fd, int64_t offset, int64_t length, int wait);
