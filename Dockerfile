@@ -1,12 +1,14 @@
 # StackVault sidecar image: `stackvault daemon` with the Docker socket mounted.
 #
-# Two ways to build it:
-#   - Where a registry is reachable (BuildKit, the default builder since Docker 23):
+# Two ways to build it (README "Quick start" step 1 says what each needs):
+#   - Where Docker Hub and Debian's mirrors are reachable, with BuildKit or the legacy builder (Docker 20.10):
 #         docker build -t stackvault .
-#     builds the binary in the Swift image (stage `build`) and runs it on Debian slim (stage `runtime`).
+#     builds the binary in the Swift image (stage `build`, scripts/build-binary.sh) and runs it on Debian slim
+#     (stage `runtime`). Nothing but Docker is needed on the host.
 #   - Without a registry (the CI machines): scripts/build-image.sh. It builds the runtime base from Debian packages
-#     with mmdebstrap, builds the binary on the host, and builds the target `prebuilt` with the legacy builder,
-#     which stops at that stage and so never needs the Swift image.
+#     with mmdebstrap, builds the binary on the host, builds this file's target `runtime-base` on that base with the
+#     legacy builder (which stops at the target, so the Swift image is never pulled) and adds the binary with
+#     scripts/prebuilt.Dockerfile.
 #
 # The binary is linked with --static-swift-stdlib: the Swift runtime and Foundation are inside it; the image only
 # needs the C libraries it links (libcurl, libzstd, libxxhash, OpenSSL, libarchive), CA certificates for HTTPS targets and
@@ -16,7 +18,8 @@
 # would need the socket's group id of each host. See docs/operations.md "Security" for what that means.
 
 ARG BASE_IMAGE=debian:bookworm-slim
-ARG SWIFT_IMAGE=swift:6.1-bookworm
+# The toolchain CI builds and tests with (Package.swift allows 6.1 or newer).
+ARG SWIFT_IMAGE=swift:6.3-bookworm
 
 FROM ${BASE_IMAGE} AS runtime-base
 # A base built by scripts/build-image.sh has these already; a plain Debian image gets them from apt.
@@ -36,21 +39,12 @@ CMD ["daemon"]
 LABEL org.opencontainers.image.title="StackVault" \
       org.opencontainers.image.description="Backup sidecar for Docker Compose stacks"
 
-# The binary (and, for a debug build, its Swift runtime libraries) from the build context's rootfs/.
-FROM runtime-base AS prebuilt
-COPY rootfs/ /
-RUN stackvault --version
-
 FROM ${SWIFT_IMAGE} AS build
-RUN apt-get update \
-    && apt-get install -y --no-install-recommends \
-        libcurl4-openssl-dev libzstd-dev libxxhash-dev libssl-dev libarchive-dev pkg-config \
-    && rm -rf /var/lib/apt/lists/*
 WORKDIR /src
+COPY scripts/install-deps.sh scripts/
+RUN bash scripts/install-deps.sh --build-only
 COPY . .
-RUN swift build -c release --static-swift-stdlib --product stackvault \
-    && install -D -m 0755 "$(swift build -c release --show-bin-path)/stackvault" /rootfs/usr/local/bin/stackvault \
-    && strip /rootfs/usr/local/bin/stackvault
+RUN bash scripts/build-binary.sh /rootfs/usr/local/bin/stackvault
 
 FROM runtime-base AS runtime
 COPY --from=build /rootfs/ /

@@ -370,10 +370,17 @@ extension Integration {
                 usleep(500_000)
                 health = try Docker.inspect(sidecar, "{{if .State.Health}}{{.State.Health.Status}}{{end}}")
             }
+            // Healthy comes with the first state file, while the start-up backup may still be copying: wait for it.
+            let isArchive = { (file: String) in file.hasPrefix("backup-\(name)-") && file.hasSuffix(".tar.zst") }
+            var archives = TestBed.hostFiles(target)
+            let archiveDeadline = Date().addingTimeInterval(90)
+            while Date() < archiveDeadline, !archives.contains(where: isArchive) {
+                usleep(500_000)
+                archives = TestBed.hostFiles(target)
+            }
             let logs = try Shell.run(["docker", "logs", sidecar], check: false)
             #expect(health == "healthy", "\(logs.stdout)\n\(logs.stderr)")
-            let archives = TestBed.hostFiles(target)
-            #expect(archives.contains { $0.hasPrefix("backup-\(name)-") && $0.hasSuffix(".tar.zst") }, "\(archives)")
+            #expect(archives.contains(where: isArchive), "\(archives)\n\(logs.stdout)\n\(logs.stderr)")
             #expect(logs.stdout.contains("daemon started"), "the daemon logs to stdout")
             try Shell.run(["docker", "stop", "-t", "60", sidecar])
             #expect(try Docker.inspect(sidecar, "{{.State.ExitCode}}") == "0")

@@ -53,18 +53,12 @@ struct BackupCommand: AsyncParsableCommand {
         }
         let unknown = selection.stacks.filter { name in plan.stack(named: name) == nil }
         if !unknown.isEmpty {
-<<<<<<< HEAD
             let known = plan.stacks.map(\.name)
-            printError("no labelled stack named \(unknown.joined(separator: ", ")); "
+            printError("no labelled stack named \(unknown.joined(separator: ", "))"
+                + " (from \(selection.source.rawValue)); "
                 + "known: \(known.isEmpty ? "none" : known.joined(separator: ", "))"
                 + PlanRendering.notes(plan, about: unknown))
             throw ExitStatus.unreachable
-=======
-            printError("no labelled stack named \(unknown.joined(separator: ", "))"
-                + " (from \(selection.source.rawValue)); "
-                + "known: \(plan.stacks.map(\.name).joined(separator: ", "))")
-            throw ExitStatus.failure
->>>>>>> h20run
         }
 
         // The same run as the daemon's, with the same per-stack lock, so a manual run never overlaps a scheduled

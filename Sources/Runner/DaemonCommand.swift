@@ -105,16 +105,11 @@ struct DaemonCommand: AsyncParsableCommand {
                 }
                 drills = DrillService(
                     schedule: drillSchedule, onStart: drillOnStart,
-<<<<<<< HEAD
-                    environment: environment, target: options.target, workDir: nil, host: host, stacks: stack,
+                    environment: environment, target: options.target, workDir: nil, host: host,
+                    stacks: selection.stacks,
                     // An identity of its own: with the daemon's, a drill and a backup of one stack would each take
                     // the other's lock for a stale one.
                     locker: locker.withOwnIdentity(), state: stateStore, metrics: metrics,
-=======
-                    environment: environment, target: options.target, workDir: nil, host: host,
-                    stacks: selection.stacks,
-                    locker: locker, state: stateStore, metrics: metrics,
->>>>>>> h20run
                     notifier: try Notifier(environment: variables, logger: environment.logger),
                     logger: environment.logger)
             }
@@ -149,6 +144,7 @@ struct DaemonCommand: AsyncParsableCommand {
             // runs again, and its stale locks are gone.
             let failures = await locker.recoverAbandonedLocks()
             await stateStore.update { $0.containersLeftStopped = failures.isEmpty ? nil : failures }
+            _ = await locker.removeOrphanedContainers(docker: environment.docker)
             // A Swarm service left at 0 by this host's killed StackVault runs again now, not at the next run.
             await SwarmScaleGuard.recoverInterrupted(docker: environment.docker, host: hostName, locker: locker,
                                                      logger: logger)

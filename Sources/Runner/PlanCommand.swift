@@ -47,17 +47,11 @@ struct PlanCommand: AsyncParsableCommand {
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
             if !selection.isAll {
                 let known = plan.stacks.map(\.name)
-<<<<<<< HEAD
-                if let unknown = stack.first(where: { !known.contains($0) }) {
-                    throw StackVaultError(.invalidConfiguration, "no labelled stack named \(unknown); known: "
-                        + (known.isEmpty ? "none" : known.joined(separator: ", "))
-                        + PlanRendering.notes(plan, about: [unknown]))
-=======
                 if let unknown = selection.stacks.first(where: { !known.contains($0) }) {
                     throw StackVaultError(.invalidConfiguration, "no labelled stack named \(unknown) (from "
                         + "\(selection.source.rawValue)); known: "
-                        + (known.isEmpty ? "none" : known.joined(separator: ", ")))
->>>>>>> h20run
+                        + (known.isEmpty ? "none" : known.joined(separator: ", "))
+                        + PlanRendering.notes(plan, about: [unknown]))
                 }
                 plan.stacks = plan.stacks.filter { selection.contains($0.name) }
             }
@@ -110,21 +104,16 @@ enum PlanRendering {
         return relevant.isEmpty ? "" : ". " + relevant.joined(separator: ". ")
     }
 
-<<<<<<< HEAD
-    static func json(_ plan: BackupPlan, target: String) throws -> String {
-        try prettyJSON(Document(target: target, helperImage: plan.helperImage, stacks: plan.stacks, notes: plan.notes))
-=======
     struct Selection: Encodable {
         var source: String
         var stacks: [String]
->>>>>>> h20run
     }
 
     static func json(_ plan: BackupPlan, target: String, selection: StackSelection) throws -> String {
         try prettyJSON(Document(
             target: target, helperImage: plan.helperImage,
             selection: selection.isAll ? nil : Selection(source: selection.source.rawValue, stacks: selection.stacks),
-            stacks: plan.stacks))
+            stacks: plan.stacks, notes: plan.notes))
     }
 
     static func text(_ plan: BackupPlan, target: String, selection: StackSelection) -> String {

@@ -132,6 +132,41 @@ import StackVaultTestKit
         #expect(store.lockNames.count == 3, "abandonedStops changed the locks")
     }
 
+    @Test func drillAndHelperContainersOfAGoneProcessAreRemovedAndOthersKept() async throws {
+        let me = HolderIdentity.current()
+        let dead = HolderIdentity(id: "dead", pid: 999_999, pidNamespace: me.pidNamespace, container: nil)
+        let live = HolderIdentity(id: "live", pid: me.pid, pidNamespace: me.pidNamespace, container: nil)
+        let made = { (maker: HolderIdentity) in maker.labels(prefix: StackLocker.makerLabel) }
+        let docker = FakeDockerEngine(containers: [
+            .fake(name: "drill-dead", labels: [DrillEngine.label: "a"].merging(made(dead)) { $1 }),
+            .fake(name: "helper-dead", running: false,
+                  labels: [HelperImage.containerLabel: "web"].merging(made(dead)) { $1 }),
+            .fake(name: "drill-live", labels: [DrillEngine.label: "b"].merging(made(live)) { $1 }),
+            .fake(name: "helper-old", running: false, labels: [HelperImage.containerLabel: "web"]),
+            .fake(name: "app", labels: made(dead)),
+        ])
+        let locker = StackLocker(store: store, identity: me, logger: log.logger, docker: docker)
+        let removed = await locker.removeOrphanedContainers(docker: docker)
+        #expect(Set(removed) == ["drill-dead", "helper-dead"])
+        #expect(Set(docker.containers.map(\.name)) == ["drill-live", "helper-old", "app"])
+        #expect(HolderIdentity(labels: made(dead), prefix: StackLocker.makerLabel) == dead)
+    }
+
+    /// A PID reused by another process (or a PID namespace number reused after a container restart): the holder's
+    /// start time tells them apart.
+    @Test func aHolderWhosePIDIsAnotherProcessNowIsGone() async throws {
+        let me = HolderIdentity.current()
+        let started = try #require(me.startTime)
+        let locker = StackLocker(store: store, identity: me, logger: log.logger)
+        var reused = me
+        reused.id = "earlier"
+        reused.startTime = started - 1
+        #expect(try await locker.whyGone(reused)?.contains("that PID is another process now") == true)
+        var same = me
+        same.id = "other task"
+        #expect(try await locker.whyGone(same) == nil)
+    }
+
     @Test func aLockTakenInAnEarlierLifeOfThisContainerIsStale() async throws {
         let locker = StackLocker(store: store, identity: HolderIdentity(id: "now", pid: 7, pidNamespace: "pid:[2]",
                                                                          container: "c1"), logger: log.logger)

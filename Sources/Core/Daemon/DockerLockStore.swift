@@ -143,33 +143,26 @@ public struct DockerLockStore: LockStore {
     // MARK: - Labels and lease
 
     static func labels(of record: LockRecord) -> [String: String] {
-        var labels = [
+        let labels = [
             labelPrefix: "1",
             "\(labelPrefix).stack": record.stack,
-            "\(labelPrefix).holder": record.holder.id,
-            "\(labelPrefix).holder-pid": String(record.holder.pid),
             "\(labelPrefix).acquired": record.acquiredAt.formatted(.iso8601),
             "\(labelPrefix).expires": record.expiresAt.formatted(.iso8601),
             "\(labelPrefix).purpose": record.purpose,
         ]
-        if let namespace = record.holder.pidNamespace { labels["\(labelPrefix).holder-pidns"] = namespace }
-        if let container = record.holder.container { labels["\(labelPrefix).holder-container"] = container }
-        return labels
+        return labels.merging(record.holder.labels(prefix: "\(labelPrefix).holder")) { $1 }
     }
 
     static func record(from labels: [String: String]) -> LockRecord? {
         func date(_ key: String) -> Date? {
             labels["\(labelPrefix).\(key)"].flatMap { try? Date($0, strategy: .iso8601) }
         }
-        guard let stack = labels["\(labelPrefix).stack"], let holder = labels["\(labelPrefix).holder"],
-              let pid = labels["\(labelPrefix).holder-pid"].flatMap({ Int32($0) }), let acquired = date("acquired"),
-              let expires = date("expires")
+        guard let stack = labels["\(labelPrefix).stack"],
+              let holder = HolderIdentity(labels: labels, prefix: "\(labelPrefix).holder"),
+              let acquired = date("acquired"), let expires = date("expires")
         else { return nil }
         return LockRecord(
-            stack: stack,
-            holder: HolderIdentity(id: holder, pid: pid, pidNamespace: labels["\(labelPrefix).holder-pidns"],
-                                   container: labels["\(labelPrefix).holder-container"]),
-            acquiredAt: acquired, expiresAt: expires,
+            stack: stack, holder: holder, acquiredAt: acquired, expiresAt: expires,
             purpose: labels["\(labelPrefix).purpose"] ?? "backup")
     }
 

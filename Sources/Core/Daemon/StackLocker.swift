@@ -71,12 +71,16 @@ public struct HolderIdentity: Sendable, Equatable, CustomStringConvertible {
     public var pidNamespace: String?
     /// The container the process runs in, if any.
     public var container: String?
+    /// When the process started, in clock ticks after boot (`/proc/<pid>/stat` field 22, proc(5)): tells a PID
+    /// reused by another process (or a PID namespace number reused after a container restart) from the holder.
+    public var startTime: UInt64?
 
-    public init(id: String, pid: Int32, pidNamespace: String?, container: String?) {
+    public init(id: String, pid: Int32, pidNamespace: String?, container: String?, startTime: UInt64? = nil) {
         self.id = id
         self.pid = pid
         self.pidNamespace = pidNamespace
         self.container = container
+        self.startTime = startTime
     }
 
     /// This process.
@@ -85,7 +89,17 @@ public struct HolderIdentity: Sendable, Equatable, CustomStringConvertible {
         let host = ProcessInfo.processInfo.hostName
         let namespace = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/pid")
         return HolderIdentity(id: "\(host)/\(pid)/\(UUID().uuidString.prefix(8).lowercased())", pid: pid,
-                              pidNamespace: namespace, container: ownContainerID())
+                              pidNamespace: namespace, container: ownContainerID(), startTime: startTime(of: pid))
+    }
+
+    /// Field 22 (`starttime`) of `/proc/<pid>/stat`; nil when there is no such process. The fields are counted
+    /// after the last `)`, since the command name (field 2) may hold spaces and parentheses.
+    static func startTime(of pid: Int32) -> UInt64? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")")
+        else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? UInt64(fields[19]) : nil  // fields[0] is field 3 (state)
     }
 
     /// The id of the Docker container this process runs in, from the bind mount Docker puts on /etc/hostname
@@ -106,6 +120,23 @@ public struct HolderIdentity: Sendable, Equatable, CustomStringConvertible {
 
     public var description: String {
         id + (container.map { " in container \($0.prefix(12))" } ?? "")
+    }
+
+    /// Docker labels `<prefix>` (the id), `<prefix>-pid`, `<prefix>-pidns`, `<prefix>-container`: how a lock, a
+    /// drill container and a helper container name the process that made them.
+    public func labels(prefix: String) -> [String: String] {
+        var labels = [prefix: id, "\(prefix)-pid": String(pid)]
+        if let pidNamespace { labels["\(prefix)-pidns"] = pidNamespace }
+        if let container { labels["\(prefix)-container"] = container }
+        if let startTime { labels["\(prefix)-start"] = String(startTime) }
+        return labels
+    }
+
+    /// The identity `labels(prefix:)` wrote; nil when the labels are not there.
+    public init?(labels: [String: String], prefix: String) {
+        guard let id = labels[prefix], let pid = labels["\(prefix)-pid"].flatMap({ Int32($0) }) else { return nil }
+        self.init(id: id, pid: pid, pidNamespace: labels["\(prefix)-pidns"], container: labels["\(prefix)-container"],
+                  startTime: labels["\(prefix)-start"].flatMap { UInt64($0) })
     }
 }
 
@@ -321,24 +352,60 @@ public struct StackLocker: Sendable {
     func staleness(of lock: StoredLock) async throws -> String? {
         let holder = lock.record.holder
         if holder.id == identity.id { return "this process took it and did not release it" }
+        if let gone = try await whyGone(holder) { return gone }
+        if lock.expiresAt < now() {
+            let ttl = String(format: "%g", self.ttl.seconds)
+            return "its lease expired at \(lock.expiresAt.iso8601) (not renewed for \(ttl) s)"
+        }
+        return nil
+    }
+
+    /// Why the process `holder` is provably gone (taken in an earlier life of this container, a process of this PID
+    /// namespace that no longer exists, a holder container that no longer runs); nil when it may still work.
+    func whyGone(_ holder: HolderIdentity) async throws -> String? {
         if let container = holder.container, container == identity.container, let namespace = holder.pidNamespace,
            let mine = identity.pidNamespace, namespace != mine
         {
             return "it was taken in an earlier life of this container (which has been restarted since)"
         }
-        if let namespace = holder.pidNamespace, namespace == identity.pidNamespace, !Self.processExists(holder.pid) {
-            return "its holder process \(holder.pid) has exited"
+        if let namespace = holder.pidNamespace, namespace == identity.pidNamespace {
+            if !Self.processExists(holder.pid) { return "its holder process \(holder.pid) has exited" }
+            if let started = holder.startTime, let now = HolderIdentity.startTime(of: holder.pid), now != started {
+                return "its holder process \(holder.pid) has exited (that PID is another process now)"
+            }
         }
         if let container = holder.container, container != identity.container,
            try await store.isContainerRunning(container) != true
         {
             return "its holder's container \(container.prefix(12)) is not running"
         }
-        if lock.expiresAt < now() {
-            let ttl = String(format: "%g", self.ttl.seconds)
-            return "its lease expired at \(lock.expiresAt.iso8601) (not renewed for \(ttl) s)"
-        }
         return nil
+    }
+
+    /// Label prefix naming the process that made a drill or helper container (`HolderIdentity.labels(prefix:)`).
+    public static let makerLabel = "stackvault.made-by"
+
+    /// Removes the drill and helper containers (and their anonymous volumes) of StackVault processes that are gone
+    /// (SIGKILL, OOM kill, their container stopped): a live process removes its own on every other path. Returns
+    /// the names removed. Containers without the maker labels (from earlier versions) are left alone.
+    public func removeOrphanedContainers(docker: any DockerEngine) async -> [String] {
+        var removed: [String] = []
+        for label in [DrillEngine.label, HelperImage.containerLabel] {
+            guard let found = try? await docker.listContainers(labelFilters: [label]) else { continue }
+            for container in found {
+                guard let maker = HolderIdentity(labels: container.labels, prefix: Self.makerLabel),
+                      maker.id != identity.id, let why = try? await whyGone(maker)
+                else { continue }
+                do {
+                    try await docker.removeContainer(container.id, force: true)
+                    removed.append(container.name)
+                    logger.warning("removed \(container.name), left by a StackVault that is gone (\(maker)): \(why)")
+                } catch {
+                    logger.warning("could not remove \(container.name), left by a StackVault that is gone: \(error)")
+                }
+            }
+        }
+        return removed
     }
 
     private func renew(_ id: String, name: String) async {

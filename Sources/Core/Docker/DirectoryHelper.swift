@@ -93,7 +93,8 @@ public struct DirectoryHelper: Sendable {
         ContainerCreateSpec(
             name: "stackvault-helper-\(UUID().uuidString.prefix(8).lowercased())",
             image: image.image ?? "", entrypoint: image.entrypoint ?? [], command: ["helper"] + arguments, user: "0",
-            labels: [HelperImage.containerLabel: container.name],
+            labels: [HelperImage.containerLabel: container.name]
+                .merging(HolderIdentity.current().labels(prefix: StackLocker.makerLabel)) { $1 },
             volumesFrom: ["\(container.id):\(writable ? "rw" : "ro")"], networkDisabled: true,
             capDrop: ["ALL"], capAdd: writable ? Self.writeCapabilities : Self.readCapabilities, noLogs: true)
     }

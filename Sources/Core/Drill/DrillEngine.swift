@@ -216,7 +216,8 @@ private final class DrillRun: @unchecked Sendable {
         let safeService = String(service.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
         let spec = ContainerCreateSpec(
             name: "stackvault-drill-\(id)-\(safeService)", image: image, entrypoint: [],
-            labels: [DrillEngine.label: name, "\(DrillEngine.label).service": service],
+            labels: [DrillEngine.label: name, "\(DrillEngine.label).service": service]
+                .merging(HolderIdentity.current().labels(prefix: StackLocker.makerLabel)) { $1 },
             networkDisabled: true)
         var full = spec
         full.environment = dumps.flatMap { $0.drillEnvironment(password: password) }
