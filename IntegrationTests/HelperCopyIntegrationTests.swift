@@ -47,6 +47,15 @@ extension Integration {
                 try stackvault(["restore", "--latest", "--stack", name, "--yes"])
             }
 
+            /// The helper container copying this target's directory (`helper tar-create`; not the one that measures
+            /// it for the progress lines, `helper size`, which runs before the stop), or "".
+            func copyHelper() throws -> String {
+                try Shell.run(["docker", "ps", "-a", "--no-trunc", "--format", "{{.ID}} {{.Command}}", "--filter",
+                               "label=\(HelperImage.containerLabel)=\(name)"])
+                    .stdout.split(separator: "\n").first { $0.contains("tar-create") }
+                    .map { String($0.prefix { $0 != " " }) } ?? ""
+            }
+
             /// Helper containers left for this target (must be none after every test).
             func helpersLeft() throws -> String {
                 try Shell.run(["docker", "ps", "-aq", "--filter", "label=\(HelperImage.containerLabel)=\(name)"])
@@ -216,7 +225,7 @@ extension Integration {
             var helper = ""
             let deadline = Date().addingTimeInterval(120)
             while helper.isEmpty && Date() < deadline && run.process.isRunning {
-                helper = try target.helpersLeft()
+                helper = try target.copyHelper()
                 try await Task.sleep(for: .milliseconds(100))
             }
             #expect(!helper.isEmpty, "no helper container appeared\n\(run.log.suffix(3000))")

@@ -127,7 +127,8 @@ struct DrillCommand: AsyncParsableCommand {
             archive = try await ArchiveSelection.open(
                 archive: self.archive, latest: latest, stack: stack, host: host, workDir: workDir,
                 environment: environment, target: options.target)
-            let check = try await archive.verify(strategies: environment.strategies, keepingPageCache: true)
+            let check = try await archive.verify(strategies: environment.strategies, keepingPageCache: true,
+                                                 logger: environment.logger)
             if check.envelope != nil {
                 return .failed("cannot drill \(archive.name): it is encrypted (age) and no identity is set; set "
                     + "AGE_IDENTITY_FILE (or AGE_PASSPHRASE) to the key it was encrypted to", exitCode: 1)

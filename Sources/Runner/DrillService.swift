@@ -112,7 +112,8 @@ struct DrillService: Service {
     func drillArchive(_ name: String, log: Logger) async throws -> (Bool, [String]) {
         let storage = try environment.catalog(target).storage(forHost: host)
         let archive = try await ArchiveSelection.open(name, from: storage, workDir: workDir, environment: environment)
-        let check = try await archive.verify(strategies: environment.strategies, keepingPageCache: true)
+        let check = try await archive.verify(strategies: environment.strategies, keepingPageCache: true,
+                                             logger: environment.logger)
         guard check.ok, let manifest = check.report.manifest else {
             return (false, check.envelope != nil
                 ? ["the archive is encrypted and the daemon has no identity (AGE_IDENTITY_FILE) to drill it"]

@@ -7,6 +7,8 @@ import StackVaultCore
 ///
 /// - `stackvault helper tar-create <dir>`: writes the PAX tar of `<dir>` to stdout (``DiskTarReader``): top entry
 ///   `<basename of dir as given>/`, the rest below it, as Docker's archive API names them.
+/// - `stackvault helper size <dir>`: measures `<dir>` (``DirectorySize``) for a copy's progress total; stdout
+///   stays empty.
 /// - `stackvault helper tar-extract <dir>`: reads such a tar from stdin and replaces the content of `<dir>` with
 ///   it (``DiskTarExtractor``: staged inside `<dir>`, swapped, old content removed; the top entry's name is
 ///   ignored and its metadata applied to `<dir>` itself).
@@ -22,8 +24,25 @@ struct HelperCommand: ParsableCommand {
         commandName: "helper",
         abstract: "Commands run inside StackVault's helper container.",
         shouldDisplay: false,
-        subcommands: [TarCreateCommand.self, TarExtractCommand.self]
+        subcommands: [TarCreateCommand.self, TarExtractCommand.self, SizeCommand.self]
     )
+}
+
+/// `stackvault helper size <dir>`: the size of a directory without reading its files (``DirectorySize``), for the
+/// total of a copy's progress lines. Writes nothing to stdout; its summary has `entries` and `dataBytes`.
+struct SizeCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "size",
+        abstract: "Measures a directory (entries, bytes of regular files) without reading any file.",
+        shouldDisplay: false
+    )
+
+    @Argument(help: "The directory (a symlink to one is resolved).")
+    var directory: String
+
+    func run() throws {
+        try reportingSummary("size", directory) { try DirectorySize.measure(directory: directory) }
+    }
 }
 
 /// `stackvault helper tar-create <dir>`: the PAX tar of a directory to stdout.

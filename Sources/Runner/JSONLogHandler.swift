@@ -58,7 +58,7 @@ struct JSONLogHandler: LogHandler {
             "logger": label,
             "message": event.message.description,
         ]
-        if !merged.isEmpty { object["metadata"] = merged.mapValues(Self.plain) }
+        if !merged.isEmpty { object["metadata"] = merged.mapValues(LogMetadataJSON.value) }
         if let error = event.error { object["error"] = "\(error)" }
         guard var line = try? JSONSerialization.data(withJSONObject: object,
                                                      options: [.sortedKeys, .withoutEscapingSlashes])
@@ -66,15 +66,5 @@ struct JSONLogHandler: LogHandler {
         line.append(UInt8(ascii: "\n"))
         let handle = destination.handle
         Self.output.withLock { _ in handle.write(line) }
-    }
-
-    /// Metadata values as JSON-compatible values.
-    static func plain(_ value: Logger.Metadata.Value) -> Any {
-        switch value {
-        case .string(let text): text
-        case .stringConvertible(let convertible): convertible.description
-        case .array(let values): values.map(plain)
-        case .dictionary(let entries): entries.mapValues(plain)
-        }
     }
 }

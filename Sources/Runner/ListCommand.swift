@@ -77,7 +77,7 @@ struct ListCommand: AsyncParsableCommand {
                         let storage = try archive.host.map { try catalog.storage(forHost: $0) } ?? catalog.root
                         let check = try await ArchiveSelection.open(listing.name, from: storage, workDir: workDir,
                                                                     environment: environment)
-                            .verify(strategies: environment.strategies)
+                            .verify(strategies: environment.strategies, logger: environment.logger)
                         row.verified = !check.ok ? "FAILED (checked now)"
                             : check.envelope != nil ? "envelope ok (no identity)" : "ok (checked now)"
                         row.problems = check.problems

@@ -59,7 +59,8 @@ struct RestoreCommand: AsyncParsableCommand {
             environment = try Environment(options: options)
             let map = try RestoreOptions.parseMap(mappings)
             archive = try await selection.open(environment: environment, target: options.target)
-            let check = try await archive.verify(strategies: environment.strategies, keepingPageCache: true)
+            let check = try await archive.verify(strategies: environment.strategies, keepingPageCache: true,
+                                                 logger: environment.logger)
             if check.envelope != nil {
                 printError("refusing to restore \(archive.name): it is encrypted (age) and no identity is set; set "
                     + "AGE_IDENTITY_FILE (or AGE_PASSPHRASE) to the key it was encrypted to. Nothing was changed.")

@@ -47,7 +47,10 @@ struct Environment {
         let levelName = try options.logLevel.map { try EnvironmentValue.choice("--log-level", $0, from: levels) }
             ?? EnvironmentValue.choice("LOG_LEVEL", variables["LOG_LEVEL"], from: levels)
         let level = levelName.flatMap { Logger.Level(rawValue: $0) } ?? .info
-        Logging.bootstrapOnce(level: level, format: try LogFormat(environment: variables), destination: logs)
+        let format = try LogFormat(environment: variables)
+        Logging.bootstrapOnce(level: level, format: format, destination: logs)
+        // Text lines say the numbers already; JSON lines also carry them as fields.
+        ProgressReporter.settings = try ProgressSettings.parse(environment: variables, metadataFields: format == .json)
         var logger = Logger(label: "stackvault")
         logger.logLevel = level
         self.logger = logger

@@ -26,7 +26,7 @@ struct VerifyCommand: AsyncParsableCommand {
         do {
             let environment = try Environment(options: options)
             archive = try await selection.open(environment: environment, target: options.target)
-            check = try await archive.verify(strategies: environment.strategies)
+            check = try await archive.verify(strategies: environment.strategies, logger: environment.logger)
         } catch {
             printError("\(error)")
             throw ExitStatus.code(for: error)

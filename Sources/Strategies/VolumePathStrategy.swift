@@ -39,6 +39,26 @@ public struct VolumePathStrategy: BackupStrategy {
         return [ComponentSpec(type: type, name: name, path: normalized, archivePath: "\(service)/volumes/\(name)")]
     }
 
+    /// The directory's size from a helper container (`stackvault helper size`: one `fstatat` per entry, no data
+    /// read), while the container still runs; nil in the container's own layer or without a helper image, or when
+    /// measuring fails (the copy then shows no total).
+    public func estimateSize(_ component: ComponentSpec, container: ContainerDetails, context: BackupContext) async
+        -> Int64?
+    {
+        guard let path = BackupContext.directory(of: component) else { return nil }
+        let helper = await context.docker.helperImage(build: true)
+        guard case .helper(let image) = DirectoryCopy.choose(path: path, mounts: container.mounts, helper: helper)
+        else { return nil }
+        let place = "service \(context.service) (container \(container.name)) of stack \(context.stack)"
+        do {
+            return try await DirectoryHelper(docker: context.docker, image: image, container: container, place: place)
+                .size(path).dataBytes
+        } catch {
+            context.logger.debug("\(place): measuring \(path) for the progress lines failed: \(error)")
+            return nil
+        }
+    }
+
     public func backup(
         _ component: ComponentSpec,
         container: ContainerDetails,

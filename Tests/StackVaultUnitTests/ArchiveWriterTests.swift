@@ -1,4 +1,5 @@
 import Foundation
+import Logging
 import Testing
 
 @testable import StackVaultCore
@@ -135,9 +136,14 @@ struct ArchiveWriterTests {
             ("db/dump.sql", .file), ("volumes/data", .tree), ("volumes/data-pax", .tree), ("config/app.conf", .tree),
         ])
         let writer = try Self.makeWriter(directory)
-        let progress = ArchiveProgressRecorder()
-        writer.onProgress = { progress.record($0) }
+        // Each component's progress is told its content bytes (the manifest's `sizeBytes`).
+        let silent = ProgressSettings(interval: nil)
+        let fileProgress = ProgressReporter(operation: "dump", subject: "db", total: nil, logger: Logger(label: "t"),
+                                            settings: silent)
+        let treeProgress = ProgressReporter(operation: "copy", subject: "data", total: nil, logger: Logger(label: "t"),
+                                            settings: silent)
         try writer.writeIndex(index)
+        writer.progress = fileProgress
 
         let dump = Support.sampleBytes(count: 5 * 1_048_576 + 13, seed: 11)
         let fileRecord = try await writer.addFile(at: "db/dump.sql", mode: 0o640) { sink in
@@ -153,9 +159,11 @@ struct ArchiveWriterTests {
                 }
             }
         }
+        writer.progress = treeProgress
         let gnuRecord = try await writer.addTar(at: "volumes/data") { sink in
             try Self.stream(file: directory.path("gnu.tar"), chunk: 10_007, into: sink)
         }
+        writer.progress = nil
         let paxRecord = try await writer.addTar(at: "volumes/data-pax") { sink in
             try Self.stream(file: directory.path("pax.tar"), chunk: 333_333, into: sink)
         }
@@ -200,7 +208,7 @@ struct ArchiveWriterTests {
         // Sizes and progress.
         let fileSize = try #require(try FileManager.default.attributesOfItem(atPath: output)[.size] as? Int)
         #expect(writer.compressedBytesWritten == Int64(fileSize))
-        #expect(progress.values.count >= 2 && progress.values.last == writer.uncompressedBytesWritten)
+        #expect(fileProgress.doneBytes == Int64(dump.count) && treeProgress.doneBytes == gnuRecord.sizeBytes)
         #expect(try Self.shellOutput("stat -c %a \(Support.quote(output))") == "600")
 
         // zstd accepts it; the index comes first, the manifest last.
@@ -605,24 +613,6 @@ struct ArchiveWriterTests {
         #expect(try Manifest(jsonData: Data(json.utf8)) == manifest)
         #expect(manifest.tool == "stackvault" && Manifest.currentFormatVersion == 1)
         #expect(throws: StackVaultError.self) { try Manifest(jsonData: Data("{}".utf8)) }
-    }
-}
-
-/// Records progress callbacks.
-final class ArchiveProgressRecorder: @unchecked Sendable {
-    private let lock = NSLock()
-    private var recorded: [Int64] = []
-
-    func record(_ value: Int64) {
-        lock.lock()
-        recorded.append(value)
-        lock.unlock()
-    }
-
-    var values: [Int64] {
-        lock.lock()
-        defer { lock.unlock() }
-        return recorded
     }
 }
 

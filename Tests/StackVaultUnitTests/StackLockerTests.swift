@@ -77,9 +77,15 @@ final class InMemoryLockStore: LockStore {
     }
 }
 
-/// Records log lines, to check what the locker said.
+/// Records log lines (and their metadata), to check what was said.
 final class RecordingLogHandler: LogHandler, @unchecked Sendable {
+    struct Event {
+        var message: String
+        var metadata: Logger.Metadata
+    }
+
     private let lines = Mutex<[String]>([])
+    private let logged = Mutex<[Event]>([])
     var logLevel: Logger.Level = .trace
     var metadata: Logger.Metadata = [:]
     subscript(metadataKey key: String) -> Logger.Metadata.Value? {
@@ -89,9 +95,11 @@ final class RecordingLogHandler: LogHandler, @unchecked Sendable {
 
     func log(event: LogEvent) {
         lines.withLock { $0.append("\(event.level) \(event.message)") }
+        logged.withLock { $0.append(Event(message: "\(event.message)", metadata: event.metadata ?? [:])) }
     }
 
     var recorded: [String] { lines.withLock { $0 } }
+    var events: [Event] { logged.withLock { $0 } }
 
     var logger: Logger { Logger(label: "test") { _ in self } }
 }

@@ -6,9 +6,6 @@ final class ArchiveOutput: TarWriteClient {
     var error: (any Error)?
     var discard = false
     var uncompressedBytes: Int64 = 0
-    var onProgress: (@Sendable (Int64) -> Void)?
-    private var reportedAt: Int64 = 0
-    static let progressInterval: Int64 = 4 << 20
 
     init(stream: any CompressionStream) {
         self.stream = stream
@@ -25,21 +22,11 @@ final class ArchiveOutput: TarWriteClient {
             return -1
         }
         uncompressedBytes += Int64(buffer.count)
-        reportProgress(force: false)
         return buffer.count
     }
 
     /// Counts tar bytes that reached the archive other than through ``write(_:)``.
     func count(_ bytes: Int64) {
         uncompressedBytes += bytes
-        reportProgress(force: false)
-    }
-
-    func reportProgress(force: Bool) {
-        guard let onProgress else { return }
-        if force || uncompressedBytes - reportedAt >= Self.progressInterval {
-            reportedAt = uncompressedBytes
-            onProgress(uncompressedBytes)
-        }
     }
 }

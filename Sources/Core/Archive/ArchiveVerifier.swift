@@ -31,14 +31,15 @@ public enum ArchiveVerifier {
 
     /// Verifies, and keeps the last `tailBytes` bytes of each `.file` component in ``VerificationReport/fileTails``
     /// (for the strategies' completeness checks, in the same pass). The file is dropped from the page cache behind
-    /// the reader unless `keepingPageCache` (it is read again next).
+    /// the reader unless `keepingPageCache` (it is read again next). `progress` is told the compressed bytes read.
     static func verify(
         fileDescriptor: Int32, compressor: any Compressor, keepingFileTails tailBytes: Int,
-        decryption: ArchiveDecryption? = nil, keepingPageCache: Bool = false
+        decryption: ArchiveDecryption? = nil, keepingPageCache: Bool = false, progress: ProgressReporter? = nil
     ) throws -> VerificationReport {
         let reader = try DecompressedTarReader(
             fileDescriptor: fileDescriptor, from: nil, compressor: compressor, what: "archive",
-            threadName: "stackvault-verify-decompress", decryption: decryption, dropsPageCache: !keepingPageCache)
+            threadName: "stackvault-verify-decompress", decryption: decryption, dropsPageCache: !keepingPageCache,
+            progress: progress)
         var verification = Verification(tailBytes: tailBytes)
         verification.read(reader)
         // Drain whatever libarchive left, so the decompressor reaches the end and checks the whole file.

@@ -53,7 +53,7 @@ extension ArchiveWriter {
         let content: ChecksummingSink
         do {
             let stream = try compressor.makeCompressor(writingTo: payload)
-            content = ChecksummingSink(downstream: stream)
+            content = ChecksummingSink(downstream: stream, progress: progress)
             try await produce(content)
             try stream.finish()
             try fileSink.flush()
@@ -126,19 +126,22 @@ extension ArchiveWriter {
     }
 }
 
-/// Checksums (XXH3) and counts what passes through on its way downstream.
+/// Checksums (XXH3) and counts what passes through on its way downstream; tells `progress` too.
 private final class ChecksummingSink: ByteSink {
     private let downstream: any ByteSink
+    private let progress: ProgressReporter?
     private(set) var checksum = XXH3()
     private(set) var count: Int64 = 0
 
-    init(downstream: any ByteSink) {
+    init(downstream: any ByteSink, progress: ProgressReporter?) {
         self.downstream = downstream
+        self.progress = progress
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         try downstream.write(bytes)
         checksum.update(bytes)
         count += Int64(bytes.count)
+        progress?.add(Int64(bytes.count))
     }
 }

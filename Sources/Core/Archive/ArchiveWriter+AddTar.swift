@@ -53,6 +53,7 @@ extension ArchiveWriter {
         let rootParts = ArchivePath.components(Array(root.utf8))
         var top: [UInt8]?
         var digest = TreeChecksum()
+        let progress = self.progress
         try queue.checkCancellation("reading the tar stream for '\(root)'")
         try reader.forEachEntry(unreadable: {
             StackVaultError(.archive, "the tar stream for '\(root)' is unreadable: \($0)")
@@ -128,6 +129,7 @@ extension ArchiveWriter {
                     ) { chunk in
                         try queue.checkCancellation("reading the tar stream for '\(root)'")
                         digest.addContent(chunk)
+                        progress?.add(Int64(chunk.count))
                     }
                 }
             } catch let broken as TarReader.BrokenData {

@@ -80,7 +80,6 @@ extension ArchiveWriter {
                 )
             }
             state = .finished
-            output.reportProgress(force: true)
             return report
         } catch {
             // Nothing half-made or unverified is left behind.

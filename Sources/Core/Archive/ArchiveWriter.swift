@@ -30,10 +30,10 @@ import Foundation
 public final class ArchiveWriter: ArchiveSink, @unchecked Sendable {
     /// The archive file being written.
     public let outputPath: String
-    /// Called with the number of uncompressed (tar) bytes written so far, at most every 4 MiB and once at the end.
-    public var onProgress: (@Sendable (_ uncompressedBytes: Int64) -> Void)? {
-        didSet { output.onProgress = onProgress }
-    }
+    /// The progress of the component being added: told the content bytes of each chunk (a dump's bytes, the data
+    /// of a directory's files: the unit of the manifest's `sizeBytes`) as they pass. Set it before `addFile` or
+    /// `addTar`; nil: nobody is told.
+    public var progress: ProgressReporter?
     /// Compressed bytes produced so far (the size of the archive file once finished).
     public var compressedBytesWritten: Int64 { fileSink.totalBytes }
     /// Uncompressed tar bytes written so far.

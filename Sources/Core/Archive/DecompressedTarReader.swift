@@ -29,7 +29,8 @@ final class DecompressedTarReader {
         threadName: String,
         lowPriority: Bool = false,
         decryption: ArchiveDecryption? = nil,
-        dropsPageCache: Bool = true
+        dropsPageCache: Bool = true,
+        progress: ProgressReporter? = nil
     ) throws {
         let queue = ByteChunkQueue(what: "the decompressed \(what)")
         self.queue = queue
@@ -39,7 +40,7 @@ final class DecompressedTarReader {
             if lowPriority { lowerThreadPriority() }
             completion.complete(Result {
                 try decompressArchive(fileDescriptor, from: offset, growth: growth, compressor, into: queue, what: what,
-                                      decryption: decryption, dropsPageCache: dropsPageCache)
+                                      decryption: decryption, dropsPageCache: dropsPageCache, progress: progress)
             })
         }
         thread.name = threadName
@@ -79,6 +80,7 @@ final class DecompressedTarReader {
 /// descriptor's current offset. With `growth`, reads only what the writer has published and waits for more until
 /// the writer sets the end. Stops when the queue is cancelled or its reader goes; ends the queue on every path.
 /// With `dropsPageCache` and no `growth`, drops what it read from the page cache behind it and at the end.
+/// `progress` is told the compressed bytes of each read.
 func decompressArchive(
     _ fd: Int32,
     from offset: off_t?,
@@ -87,7 +89,8 @@ func decompressArchive(
     into queue: ByteChunkQueue,
     what: String,
     decryption: ArchiveDecryption? = nil,
-    dropsPageCache: Bool = true
+    dropsPageCache: Bool = true,
+    progress: ProgressReporter? = nil
 ) throws -> Int64 {
     defer { queue.closeWriting() }
     let decompressor = try compressor.makeDecompressor(writingTo: queue)
@@ -116,6 +119,7 @@ func decompressArchive(
             at: offset.map { Int64($0) + total }, what: what)
         if count == 0 { break }
         total += Int64(count)
+        progress?.add(Int64(count))
         try input.write(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
         growth?.noteRead(upTo: Int64(offset ?? 0) + total)
         pageCache?.consumed(upTo: max(start, 0) + total)

@@ -63,12 +63,21 @@ public struct DirectoryHelper: Sendable {
         public var skippedSockets: Int
         public var skippedSocketPaths: [String]
         public var warnings: [String]
+        /// Bytes of regular files (`dataBytes`): what `size` measured, or what a copy read.
+        public var dataBytes: Int64 = 0
     }
 
     /// Streams the PAX tar of `path` (top entry `<basename>/`) into `sink`.
     public func read(_ path: String, into sink: any ByteSink) async throws -> Summary {
         try await run(["tar-create", path], path: path, writable: false, stdin: nil, stdout: sink,
                       doing: "read \(path)")
+    }
+
+    /// Measures `path` without reading its files (`stackvault helper size`, ``DirectorySize``): the summary's
+    /// `dataBytes` is the bytes of its regular files, the estimate of what a copy of it reads.
+    public func size(_ path: String) async throws -> Summary {
+        try await run(["size", path], path: path, writable: false, stdin: nil, stdout: CollectingSink(limit: 4096),
+                      doing: "measure \(path)")
     }
 
     /// Replaces the content of `path` with the tar stream `body` writes (top entry: the directory itself).
@@ -143,7 +152,8 @@ public struct DirectoryHelper: Sendable {
         return Summary(
             skippedSockets: (object["skippedSockets"] as? NSNumber)?.intValue ?? 0,
             skippedSocketPaths: object["skippedSocketPaths"] as? [String] ?? [],
-            warnings: object["warnings"] as? [String] ?? [])
+            warnings: object["warnings"] as? [String] ?? [],
+            dataBytes: (object["dataBytes"] as? NSNumber)?.int64Value ?? 0)
     }
 
     /// What to do when the helper image does not work.

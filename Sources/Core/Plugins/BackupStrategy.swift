@@ -122,6 +122,11 @@ public protocol BackupStrategy: Sendable {
     /// `RestoreLimits.completenessTailBytes`): nil when it ends the way a complete one does, else the problem.
     /// `verify` and `restore` refuse an archive with such a problem. Default: no check (nil).
     func checkCompleteness(of component: Manifest.ManifestComponent, tail: [UInt8]) -> String?
+
+    /// A cheap estimate of the content bytes `backup` will write for `component` (the unit of the manifest's
+    /// `sizeBytes`), taken before the stack's containers stop: the total of the progress lines, shown as an
+    /// estimate. Reads no data; nil when there is none to be had cheaply. Default: nil.
+    func estimateSize(_ component: ComponentSpec, container: ContainerDetails, context: BackupContext) async -> Int64?
 }
 
 /// A backup strategy that can also put its components back into a container. `restore` refuses an archive with a
@@ -172,6 +177,12 @@ extension BackupStrategy {
     public var matchesKeyPrefix: Bool { false }
 
     public func checkCompleteness(of component: Manifest.ManifestComponent, tail: [UInt8]) -> String? { nil }
+
+    public func estimateSize(_ component: ComponentSpec, container: ContainerDetails, context: BackupContext) async
+        -> Int64?
+    {
+        nil
+    }
 
     /// True when `key` selects this strategy.
     public func matches(labelKey key: String) -> Bool {

@@ -12,6 +12,14 @@ public protocol RestoreSource: Sendable {
     /// Writes the `.tree` component `archivePath` into `sink` as a tar stream whose top entry is named `top` (a
     /// single name, no `/`), everything below it moved along; modes, owners, times and links as archived.
     func writeTree(_ archivePath: String, as top: String, layout: TreeTarLayout, into sink: any ByteSink) throws
+
+    /// This source, telling `progress` the content bytes it reads (a file's bytes, the data of a tree's files: the
+    /// unit of the manifest's `sizeBytes`). Default: the source itself, which tells nobody.
+    func reporting(to progress: ProgressReporter) -> any RestoreSource
+}
+
+extension RestoreSource {
+    public func reporting(to progress: ProgressReporter) -> any RestoreSource { self }
 }
 
 /// How `RestoreSource.writeTree` lays out the tar stream of a tree.
@@ -112,7 +120,8 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     }
 
     /// Opens the archive `name` of `storage`: in place for a local directory target, else downloaded (streamed)
-    /// into a temporary file in `workDirectory` that is unlinked as soon as it is created.
+    /// into a temporary file in `workDirectory` that is unlinked as soon as it is created. The download's
+    /// progress lines have no total (the backend's read says no size up front).
     public static func open(
         name: String,
         storage: any StorageBackend,
@@ -138,14 +147,15 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
         ) { Foundation.open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600) }
         unlink(path)
         do {
-            let progress = ProgressLogger(logger: logger, label: "downloading \(name)")
-            let sink = DescriptorSink(fd: fd, what: "the temporary copy of \(name) in \(workDirectory)") {
-                progress.report($0)
-            }
+            let progress = ProgressReporter(operation: "download", subject: "\(name) from \(storage.description)",
+                                            total: nil,
+                                            logger: logger).start()
+            defer { progress.finish() }
+            let sink = DescriptorSink(fd: fd, what: "the temporary copy of \(name) in \(workDirectory)",
+                                      progress: progress)
             logger.info("downloading \(name) from \(storage.description)")
             try await storage.read(name, into: sink)
             try sink.flush()
-            progress.finish()
         } catch {
             close(fd)
             throw error
@@ -159,14 +169,22 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     /// Verifies the whole archive (``ArchiveVerifier``) and, when that passes, asks each component's strategy
     /// whether its dump ends the way a complete dump ends (from the dumps' last bytes, kept in the same pass).
     /// With `keepingPageCache` (its components are read next) the file stays in the page cache until the archive is
-    /// released; without, it is dropped behind the reader. Blocking.
-    public func check(strategies: StrategyRegistry, keepingPageCache: Bool = false) throws -> ArchiveCheck {
+    /// released; without, it is dropped behind the reader. With a `logger`, logs progress lines (compressed bytes
+    /// read of the file's size, exact). Blocking.
+    public func check(strategies: StrategyRegistry, keepingPageCache: Bool = false, logger: Logger? = nil) throws
+        -> ArchiveCheck
+    {
         if isEncrypted && decryption == nil { return try checkEnvelope() }
         try syscall("lseek", path: origin, failing: "cannot rewind \(origin)") { lseek(fileDescriptor, 0, SEEK_SET) }
+        let progress = logger.map {
+            ProgressReporter(operation: "verification", subject: name,
+                             total: ProgressTotal(bytes: sizeBytes, estimated: false), logger: $0).start()
+        }
+        defer { progress?.finish() }
         var check = ArchiveCheck(archive: name, report: try ArchiveVerifier.verify(
             fileDescriptor: fileDescriptor, compressor: compressor,
             keepingFileTails: RestoreLimits.completenessTailBytes, decryption: decryption,
-            keepingPageCache: keepingPageCache))
+            keepingPageCache: keepingPageCache, progress: progress))
         guard check.report.ok, let manifest = check.report.manifest else { return check }
         for component in manifest.components {
             guard let strategy = strategies.strategy(forType: component.type) else {
@@ -216,20 +234,41 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
         return check
     }
 
-    /// `check(strategies:keepingPageCache:)` on a thread of its own, so the cooperative pool stays free.
-    public func verify(strategies: StrategyRegistry, keepingPageCache: Bool = false) async throws -> ArchiveCheck {
-        try await runBlocking { _ in try self.check(strategies: strategies, keepingPageCache: keepingPageCache) }
+    /// `check(strategies:keepingPageCache:logger:)` on a thread of its own, so the cooperative pool stays free.
+    public func verify(strategies: StrategyRegistry, keepingPageCache: Bool = false, logger: Logger? = nil)
+        async throws -> ArchiveCheck
+    {
+        try await runBlocking { _ in
+            try self.check(strategies: strategies, keepingPageCache: keepingPageCache, logger: logger)
+        }
     }
 
     // MARK: - RestoreSource
 
     public func readFile(_ archivePath: String, into sink: any ByteSink) throws {
+        try readFile(archivePath, into: sink, progress: nil)
+    }
+
+    public func writeTree(_ archivePath: String, as top: String, layout: TreeTarLayout, into sink: any ByteSink)
+        throws
+    {
+        try writeTree(archivePath, as: top, layout: layout, into: sink, progress: nil)
+    }
+
+    public func reporting(to progress: ProgressReporter) -> any RestoreSource {
+        ReportingArchive(archive: self, progress: progress)
+    }
+
+    func readFile(_ archivePath: String, into sink: any ByteSink, progress: ProgressReporter?) throws {
         let wanted = ArchivePath.components(Array(archivePath.utf8))
         var found = false
         try reader().forEachEntry { tar, entry, path in
             guard ArchivePath.components(path) == wanted, entry.isRegularFile else { return .next }
             found = true
-            _ = try copyEntryData(tar, entry, shown: archivePath) { try sink.write($0) }
+            _ = try copyEntryData(tar, entry, shown: archivePath) { chunk in
+                try sink.write(chunk)
+                progress?.add(Int64(chunk.count))
+            }
             return .stop
         }
         guard found else {
@@ -237,8 +276,8 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
         }
     }
 
-    public func writeTree(_ archivePath: String, as top: String, layout: TreeTarLayout, into sink: any ByteSink)
-        throws
+    func writeTree(_ archivePath: String, as top: String, layout: TreeTarLayout, into sink: any ByteSink,
+                   progress: ProgressReporter?) throws
     {
         let topBytes = Array(top.utf8)
         guard ArchivePath.problem(topBytes) == nil, ArchivePath.components(topBytes) == [topBytes] else {
@@ -278,7 +317,8 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
             do {
                 _ = try writer.copy(
                     entry, from: tar, as: relative.isEmpty ? topBytes : topBytes + [ArchivePath.slash] + relative,
-                    hardlink: linkTarget, isFile: isFile, shown: shown)
+                    hardlink: linkTarget, isFile: isFile, shown: shown
+                ) { chunk in progress?.add(Int64(chunk.count)) }
             } catch let broken as TarReader.BrokenData {
                 throw StackVaultError(.archive, "the data of '\(shown)' is unreadable: \(broken.message)")
             }
@@ -302,19 +342,37 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
     }
 }
 
-/// Buffers writes into a file descriptor it does not own, reporting the running total.
+/// A ``LocalArchive`` read for one restore step: tells `progress` the content bytes read.
+private struct ReportingArchive: RestoreSource {
+    let archive: LocalArchive
+    let progress: ProgressReporter
+
+    func readFile(_ archivePath: String, into sink: any ByteSink) throws {
+        try archive.readFile(archivePath, into: sink, progress: progress)
+    }
+
+    func writeTree(_ archivePath: String, as top: String, layout: TreeTarLayout, into sink: any ByteSink) throws {
+        try archive.writeTree(archivePath, as: top, layout: layout, into: sink, progress: progress)
+    }
+
+    func reporting(to progress: ProgressReporter) -> any RestoreSource {
+        archive.reporting(to: progress)
+    }
+}
+
+/// Buffers writes into a file descriptor it does not own, telling `progress` each write's size.
 private final class DescriptorSink: ByteSink {
     private let file: ArchiveFileSink
-    private let progress: (Int64) -> Void
+    private let progress: ProgressReporter
 
-    init(fd: Int32, what: String, progress: @escaping (Int64) -> Void) {
+    init(fd: Int32, what: String, progress: ProgressReporter) {
         file = ArchiveFileSink(fd: fd, what: what)
         self.progress = progress
     }
 
     func write(_ bytes: UnsafeRawBufferPointer) throws {
         try file.write(bytes)
-        progress(file.totalBytes)
+        progress.add(Int64(bytes.count))
     }
 
     /// Flushes and drops the copy from the page cache as it goes (the first pass over it reads it from disk).

@@ -178,8 +178,16 @@ public struct RestoreEngine: Sendable {
         log.info("\(step.service): restoring \(step.component.archivePath) into container \(step.container)")
         do {
             let container = if let reader { reader } else { try await docker.inspectContainer(step.containerID) }
+            let component = step.component
+            let progress = ProgressReporter(
+                operation: "restore",
+                subject: (component.name.map { "\(component.type) \($0)" } ?? component.type)
+                    + " (service \(step.service))",
+                total: ProgressTotal(bytes: component.sizeBytes, estimated: false), logger: log
+            ).start()
+            defer { progress.finish() }
             let context = RestoreContext(docker: docker, logger: log, stack: plan.targetStack, service: step.service,
-                                         archive: source)
+                                         archive: source.reporting(to: progress))
             try await step.strategy.restore(step.component, into: container, context: context)
             let seconds = (ContinuousClock.now - started).seconds
             log.info("\(step.service): \(step.component.archivePath) restored in \(String(format: "%.1f s", seconds))")

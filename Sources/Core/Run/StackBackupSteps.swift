@@ -59,7 +59,6 @@ final class StackBackupSteps {
         var directory: String
         var temporaryPath: String
         var startedAt: Date
-        var progress: ProgressLogger
     }
 
     // MARK: 1. Plan
@@ -98,8 +97,6 @@ final class StackBackupSteps {
             writer.abort()
             return nil
         }
-        let progress = ProgressLogger(logger: log, label: stack.name)
-        writer.onProgress = { bytes in progress.report(bytes) }
         try writer.writeIndex(ArchiveIndex(
             formatVersion: Manifest.currentFormatVersion, stack: stack.name,
             components: stack.services.flatMap { service in
@@ -109,7 +106,7 @@ final class StackBackupSteps {
                 }
             }))
         return OpenArchive(writer: writer, name: name, directory: directory, temporaryPath: temporaryPath,
-                           startedAt: startedAt, progress: progress)
+                           startedAt: startedAt)
     }
 
     // MARK: 3. Dump
@@ -136,6 +133,11 @@ final class StackBackupSteps {
         // A helper image that must first be built and imported is made before anything stops, not during the
         // downtime (see `HelperImage`).
         _ = await docker.helperImage(build: true)
+        let estimates = await estimateSizes(of: services)
+        if Task.isCancelled {
+            throw StackVaultError(.cancelled, "stopped (SIGTERM/SIGINT) before any container of stack \(stack.name) "
+                + "was stopped")
+        }
         let stopGuard = ContainerStopGuard(
             docker: docker, stopTimeoutSeconds: configuration.stopTimeoutSeconds, logger: log)
         // A Swarm task is never stopped (Swarm would start a replacement): its service is scaled to 0 and back, and
@@ -154,7 +156,8 @@ final class StackBackupSteps {
                     for service in services {
                         let reader = service.swarmService.flatMap { readers[$0.id] }
                         for component in service.components(needing: .stopped) {
-                            try await self.back(up: component, of: service, into: archive.writer, from: reader)
+                            try await self.back(up: component, of: service, into: archive.writer, from: reader,
+                                                estimate: estimates[component.spec.archivePath])
                         }
                     }
                 }
@@ -180,7 +183,6 @@ final class StackBackupSteps {
         measures.bytesRead = writer.uncompressedBytesWritten
         measures.bytesWritten = writer.compressedBytesWritten
         self.writer = nil
-        archive.progress.finish()
         log.info("archive verified: \(count) component(s), \(ByteCount(writer.compressedBytesWritten))")
         cleanup.pop("remove the partial archive")
         let (temporaryPath, kept) = (archive.temporaryPath, "\(archive.directory)/\(archive.name).unsent")
@@ -234,17 +236,45 @@ final class StackBackupSteps {
 
     // MARK: Helpers
 
+    /// Each directory's size, measured while its container still runs (`BackupStrategy.estimateSize`), by archive
+    /// path: the estimated totals of the copies' progress lines. Nothing is measured when progress lines are off.
+    private func estimateSizes(of services: [ServicePlan]) async -> [String: Int64] {
+        guard ProgressReporter.settings.interval != nil else { return [:] }
+        var estimates: [String: Int64] = [:]
+        for service in services {
+            guard let container = try? await docker.inspectContainer(service.containerID) else { continue }
+            let context = BackupContext(docker: docker, logger: log, stack: stack.name, service: service.service)
+            for component in service.components(needing: .stopped) where !Task.isCancelled {
+                estimates[component.spec.archivePath] = await component.strategy.estimateSize(
+                    component.spec, container: container, context: context)
+            }
+        }
+        return estimates
+    }
+
     /// Runs one component's strategy (the one the plan resolved); the writer keeps what it wrote for the manifest.
     private func back(
         up component: PlannedComponent,
         of service: ServicePlan,
         into writer: ArchiveWriter,
-        from reader: ContainerDetails? = nil
+        from reader: ContainerDetails? = nil,
+        estimate: Int64? = nil
     ) async throws {
         let container = if let reader { reader } else { try await docker.inspectContainer(service.containerID) }
         log.info("\(service.service): \(component.summary) from container \(container.name)")
         let started = ContinuousClock.now
         let context = BackupContext(docker: docker, logger: log, stack: stack.name, service: service.service)
+        let subject = (component.spec.name.map { "\(component.spec.type) \($0)" } ?? component.spec.type)
+            + " (service \(service.service))"
+        let progress = ProgressReporter(
+            operation: component.requirement == .stopped ? "copy" : "dump", subject: subject,
+            total: estimate.map { ProgressTotal(bytes: $0, estimated: true) }, logger: log
+        ).start()
+        writer.progress = progress
+        defer {
+            progress.finish()
+            writer.progress = nil
+        }
         let record: ComponentRecord
         do {
             record = try await component.strategy.backup(component.spec, container: container, context: context,

@@ -80,10 +80,11 @@ final class TarStreamWriter {
 extension TarStreamWriter {
     /// Copies `entry` from `reader` renamed; see ``TarWriter/copy(_:from:as:hardlink:isFile:shown:content:)``.
     func copy(_ entry: TarEntry, from reader: TarReader, as path: [UInt8], hardlink: [UInt8]?, isFile: Bool,
-              shown: String) throws -> TarWriter.Copied
+              shown: String, content: (UnsafeRawBufferPointer) throws -> Void = { _ in }) throws -> TarWriter.Copied
     {
         try wording {
-            try writer.copy(entry, from: reader, as: path, hardlink: hardlink, isFile: isFile, shown: shown) { _ in }
+            try writer.copy(entry, from: reader, as: path, hardlink: hardlink, isFile: isFile, shown: shown,
+                            content: content)
         }
     }
 }

@@ -66,10 +66,15 @@ public struct S3Backend: StorageBackend, RetryConfigurable {
         let file = try S3SourceFile(path: localPath)
         let key = configuration.key(for: name)
         let started = ContinuousClock.now
+        // Bytes done: the parts the server accepted (a part sent again is not counted twice).
+        let progress = ProgressReporter(operation: "upload", subject: "\(name) to \(description)",
+                                        total: ProgressTotal(bytes: file.size, estimated: false), logger: logger)
+            .start()
+        defer { progress.finish() }
         await client.credentials.beginOperation()
         do {
             do {
-                try await upload(file, key: key, name: name)
+                try await upload(file, key: key, name: name, progress: progress)
             } catch let error as StackVaultError
                 where !configuration.checksumIsExplicit && checksum.current == .sha256
                 && (error.cause as? S3ErrorResponse)?.rejectsChecksumHeader == true
@@ -78,7 +83,8 @@ public struct S3Backend: StorageBackend, RetryConfigurable {
                     + "Content-MD5 from now on (set S3_CHECKSUM=md5 to say so and skip this first try)"
                 logger.warning("\(message)")
                 checksum.current = .md5
-                try await upload(file, key: key, name: name)
+                progress.set(0)
+                try await upload(file, key: key, name: name, progress: progress)
             }
         } catch is CancellationError {
             throw StackVaultError(.cancelled, "the upload of \(name) to \(description) was cancelled")
@@ -95,11 +101,12 @@ public struct S3Backend: StorageBackend, RetryConfigurable {
         return stored
     }
 
-    func upload(_ file: S3SourceFile, key: String, name: String) async throws {
+    func upload(_ file: S3SourceFile, key: String, name: String, progress: ProgressReporter? = nil) async throws {
         if file.size <= configuration.multipartThreshold {
             try await uploadSingle(file, key: key, name: name)
+            progress?.add(file.size)
         } else {
-            try await uploadMultipart(file, key: key, name: name)
+            try await uploadMultipart(file, key: key, name: name, progress: progress)
         }
     }
 

@@ -65,8 +65,11 @@ struct S3CompletedPart: Sendable, Equatable {
 
 extension S3Backend {
     /// Uploads `file` as `key` in parts, `configuration.concurrency` at a time, each streamed from the file at its
-    /// offset and signed with its SHA-256 (plus its checksum header); aborts the upload on any failure.
-    func uploadMultipart(_ file: S3SourceFile, key: String, name: String) async throws {
+    /// offset and signed with its SHA-256 (plus its checksum header); aborts the upload on any failure. `progress`
+    /// is told each part's length once the server accepted it.
+    func uploadMultipart(_ file: S3SourceFile, key: String, name: String, progress: ProgressReporter? = nil)
+        async throws
+    {
         let plan = try S3PartPlan(fileSize: file.size, preferredPartSize: configuration.partSize,
                                   maxParts: configuration.maxParts)
         let concurrency = max(1, min(configuration.concurrency, plan.partCount))
@@ -78,7 +81,7 @@ extension S3Backend {
         do {
             let started = ContinuousClock.now
             let parts = try await uploadParts(file, plan: plan, concurrency: concurrency, key: key, name: name,
-                                              uploadID: uploadID)
+                                              uploadID: uploadID, progress: progress)
             let uploaded = ContinuousClock.now
             try await completeMultipartUpload(key: key, name: name, uploadID: uploadID, parts: parts)
             logger.debug(
@@ -110,7 +113,8 @@ extension S3Backend {
         concurrency: Int,
         key: String,
         name: String,
-        uploadID: String
+        uploadID: String,
+        progress: ProgressReporter? = nil
     ) async throws -> [S3CompletedPart] {
         try await withThrowingTaskGroup(of: S3CompletedPart.self) { group in
             var parts: [S3CompletedPart] = []
@@ -125,6 +129,7 @@ extension S3Backend {
             do {
                 while let part = try await group.next() {
                     parts.append(part)
+                    progress?.add(plan.range(ofPart: part.number).length)
                     logger.debug("S3: \(name): part \(part.number) of \(plan.partCount) uploaded")
                     if next <= plan.partCount {
                         let number = next
