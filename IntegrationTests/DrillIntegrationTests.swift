@@ -20,7 +20,7 @@ extension Integration {
             throws
         {
             try Shell.run(["docker", "rm", "-f", "-v", name], check: false)
-            try Shell.run(["docker", "run", "-d", "--name", name, "--label", "stackvault.test=true",
+            try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true",
                            "--label", "backup.enable=true", "--label", "backup.database.pg_dumpall=true",
                            "-e", "POSTGRES_PASSWORD=live-\(name)"] + extraLabels + [image])
             try Docker.waitForPostgres(name, user: "postgres", password: "live-\(name)")
@@ -60,7 +60,7 @@ extension Integration {
                 CREATE TABLE t (id INT PRIMARY KEY, s TEXT);
                 INSERT INTO t SELECT seq, CONCAT('it''s (', seq, ');') FROM seq_1_to_2500;
                 """)
-            try Shell.run(["docker", "run", "-d", "--name", files, "--label", "stackvault.test=true",
+            try Shell.run(["docker", "run", "-d", "--init", "--name", files, "--label", "stackvault.test=true",
                            "--label", "backup.enable=true", "--label", "backup.volume-path.data=/data",
                            "-v", "\(files)-data:/data", TestBed.busyboxImage, "sleep", "100000"])
             try Docker.exec(files, "mkdir -p /data/a && echo hello > /data/a/f && ln -s f /data/a/l && chmod 640 /data/a/f")
@@ -205,7 +205,7 @@ extension Integration {
                            TestBed.busyboxImage, "sh", "-c", "echo \(id) > /marker"])
             try Shell.run(["docker", "commit", "\(name)-build", image])
             try Shell.run(["docker", "rm", "-f", "\(name)-build"])
-            try Shell.run(["docker", "run", "-d", "--name", name, "--label", "stackvault.test=true",
+            try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true",
                            "--label", "backup.enable=true", "--label", "backup.volume-path.data=/data",
                            "-v", "/data", image, "sleep", "100000"])
             try Docker.exec(name, "echo x > /data/x")
@@ -223,7 +223,7 @@ extension Integration {
             // Several stacks in one call: a good one beside it still drills green, and the call says 1 of 2 passed.
             let good = "svtest-drill-good-\(id)"
             defer { _ = try? Shell.run(["docker", "rm", "-f", "-v", good], check: false) }
-            try Shell.run(["docker", "run", "-d", "--name", good, "--label", "stackvault.test=true",
+            try Shell.run(["docker", "run", "-d", "--init", "--name", good, "--label", "stackvault.test=true",
                            "--label", "backup.enable=true", "--label", "backup.volume-path.data=/data",
                            "-v", "/data", TestBed.busyboxImage, "sleep", "100000"])
             try Docker.exec(good, "echo y > /data/y")

@@ -229,6 +229,9 @@ public struct StackLocker: Sendable {
                 + "(other processes kept taking it)", isTransient: true)
         }
         logger.debug("took the lock \(name)")
+        // Helper and drill containers of dead runs go too: a run whose Docker went away for a moment could not
+        // remove its own, and may have ended cleanly otherwise (no stale lock to recover).
+        if let docker { _ = await removeOrphanedContainers(docker: docker) }
         let held = HeldLock(id: lockID, stack: stack, ttl: ttl, store: store)
         let result = await withTaskGroup(of: Void.self) { group in
             group.addTask { await self.renew(lockID, name: name) }

@@ -17,6 +17,9 @@ public final class DockerClient: DockerEngine {
     public let helperImageOverride: String?
     /// The helper image once resolved (see `helperImage()`).
     let resolvedHelperImage = Mutex<HelperImage?>(nil)
+    /// True once the daemon has answered a request: a later failure to connect means it went away (stopped,
+    /// restarting, crashed), not that it was never reachable.
+    private let hasAnswered = Mutex(false)
 
     public init(endpoint: DockerEndpoint, helperImageOverride: String? = nil) {
         self.endpoint = endpoint
@@ -359,7 +362,9 @@ public final class DockerClient: DockerEngine {
             request = try await makeRequest(method, path, body: body.map(Array.init), timeout: timeout)
         }
         do {
-            return try await http.send(request)
+            let response = try await http.send(request)
+            hasAnswered.withLock { $0 = true }
+            return response
         } catch let error as HTTPTransportError {
             throw connectionError(error)
         }
@@ -367,7 +372,10 @@ public final class DockerClient: DockerEngine {
 
     private func connectionError(_ error: HTTPTransportError) -> StackVaultError {
         var hint = "is dockerd running, and is the socket mounted into this container? (\(error.message))"
-        if let socket = endpoint.socketPath {
+        if hasAnswered.withLock({ $0 }) {
+            hint = "Docker answered earlier in this run and has gone away: was dockerd stopped, restarted or killed? "
+                + "(\(error.message))"
+        } else if let socket = endpoint.socketPath {
             if !FileManager.default.fileExists(atPath: socket) {
                 hint = "\(socket) does not exist: mount it with -v /var/run/docker.sock:/var/run/docker.sock"
             } else if access(socket, R_OK | W_OK) != 0 {
