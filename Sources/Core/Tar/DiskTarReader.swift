@@ -75,6 +75,7 @@ public enum DiskTarReader {
                 summary.warn("\(shownRelative()): \(warning)")
             }
             if type == TarFileType.regular && !isHardlink && entry.size > 0 {
+                if archive_entry_sparse_count(entry.pointer) > 0 { try writer.writeSparseMap(shown: shown()) }
                 summary.dataBytes += try walk.copyData(into: writer, shown: shown)
             }
             try writer.finishEntry(shown: shown())
@@ -205,8 +206,8 @@ private final class DiskWalk {
                 throw StackVaultError(.io, "cannot read the content of '\(shown())': \(archiveErrorString(disk))")
             }
             while progress < offset {
-                let hole = Int(min(Int64(zeros.count), offset - progress))
-                try writer.writeData(UnsafeRawBufferPointer(rebasing: zeros[0..<hole]), shown: shown())
+                let hole = Int(min(Int64(zeroBytes.count), offset - progress))
+                try writer.writeData(UnsafeRawBufferPointer(rebasing: zeroBytes[0..<hole]), shown: shown())
                 progress += Int64(hole)
             }
             if count > 0, let block {
@@ -217,13 +218,6 @@ private final class DiskWalk {
         }
     }
 }
-
-/// Zeros standing for the holes of sparse files (never written to).
-nonisolated(unsafe) private let zeros: UnsafeRawBufferPointer = {
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-    buffer.initializeMemory(as: UInt8.self, repeating: 0)
-    return UnsafeRawBufferPointer(buffer)
-}()
 
 /// Counts the bytes passed on to another sink.
 private final class CountingSink: ByteSink {
