@@ -233,7 +233,8 @@ struct ArchiveSparseTests {
         let index = ArchiveWriterTests.index([("v", .tree)])
         for (label, size, regions, problem) in [("sane", 100_000, [(0, 10), (50_000, 4096)], "")] + Self.badMaps {
             let file = directory.path("\(label).tar")
-            try Data(try Self.sparseTar(size: size, regions: regions, index: index)).write(to: URL(fileURLWithPath: file))
+            try Data(try Self.sparseTar(size: size, regions: regions, index: index))
+                .write(to: URL(fileURLWithPath: file))
             #expect(try Support.shell("zstd -q \(Support.quote(file))").status == 0)
             let report = try ArchiveVerifier.verify(path: file + ".zst", compressor: ZstdCompressor())
             let sparseProblems = report.problems.filter { $0.contains("sparse") }

@@ -22,7 +22,8 @@ struct EncryptedArchiveTests {
         #expect(try Support.shell("""
             set -e; cd \(Support.quote(directory.root)); mkdir -p src/data/sub
             head -c 200000 /dev/urandom > src/data/sub/random.bin; printf 'hello\\n' > src/data/hello.txt
-            truncate -s 8M src/data/sparse; printf 'inside' | dd of=src/data/sparse bs=1 seek=5000000 conv=notrunc 2>/dev/null
+            truncate -s 8M src/data/sparse
+            printf 'inside' | dd of=src/data/sparse bs=1 seek=5000000 conv=notrunc 2>/dev/null
             tar --sparse -C src -cf tree.tar data
             """).status == 0)
         let writer = try ArchiveWriter(

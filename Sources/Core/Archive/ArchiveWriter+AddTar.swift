@@ -5,8 +5,9 @@ extension ArchiveWriter {
     ///
     /// The stream is handed to a helper thread through a ``ByteChunkQueue`` and copied entry by entry: the first path component
     /// of every entry (and of every hard-link target) becomes `root`; symlink targets, modes, owners, times,
-    /// extended attributes and sparse maps are kept (a sparse file costs its data regions, not its size). Entries with absolute paths or `..` components, or outside the first entry's
-    /// top-level directory, are refused with an error naming the entry.
+    /// extended attributes and sparse maps are kept (a sparse file costs its data regions, not its size). Entries
+    /// with absolute paths or `..` components, or outside the first entry's top-level directory, and sparse maps
+    /// that are out of order, overlapping or past their file's size are refused with an error naming the entry.
     public func addTar(at root: String, produce: (any ByteSink) async throws -> Void) async throws -> ComponentRecord {
         try requireAddable(root, kind: .tree)
         let queue = ByteChunkQueue(what: "the tar stream for '\(root)'")
