@@ -24,7 +24,10 @@ extension Integration {
                 var arguments = ["docker", "run", "-d", "--name", name, "--label", "stackvault.test=true",
                                  "--label", "backup.enable=true", "-v", "\(name):/data"]
                 for (key, value) in labels.sorted(by: { $0.key < $1.key }) { arguments += ["--label", "\(key)=\(value)"] }
-                try Shell.run(arguments + [TestBed.busyboxImage, "sh", "-c", "trap 'exit 0' TERM; while true; do sleep 1; done"])
+                // `wait` returns at once on SIGTERM (a foreground `sleep` would hold the trap for up to 1 s): the
+                // measured downtimes are StackVault's, not the stop's.
+                try Shell.run(arguments + [TestBed.busyboxImage, "sh", "-c",
+                                           "trap 'exit 0' TERM; while true; do sleep 1 & wait $!; done"])
                 return target
             }
 
@@ -211,6 +214,11 @@ extension Integration {
             let archive = try Shell.sh("find '\(target.backups.path)' -name '*.tar.zst'").stdout
                 .trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(try FileManager.default.attributesOfItem(atPath: archive)[.size] as? Int ?? .max < 4 << 20)
+            let verify = try target.stackvault(["verify", "--latest", "--stack", target.name])
+            #expect(verify.ok && verify.stdout.contains("PASSED"), "\(verify.stdout)\n\(verify.stderr)")
+            let list = try target.stackvault(["list", "--stack", target.name, "--verify"])
+            #expect(list.ok && list.stdout.contains((archive as NSString).lastPathComponent),
+                    "\(list.stdout)\n\(list.stderr)")
 
             // A user's own GNU tar gives the files back with content and holes.
             let extracted = target.backups.appendingPathComponent("gnu-tar").path
