@@ -27,8 +27,9 @@ import Foundation
 /// previous hashed block (or the start) as an 8-byte little-endian integer, then its bytes; the entry ends with the
 /// number of all-zero blocks after the last hashed block, as 8 bytes likewise. This depends on the logical content
 /// only, not on where the holes lie: a restored file whose file system puts its holes elsewhere, or fills some of
-/// them, digests the same as long as it is read back as a sparse entry. Entries that are not sparse are hashed as
-/// above, byte for byte, so archives written before sparse entries existed keep their digests.
+/// them, digests the same as long as it is read back as a sparse entry (read back whole, as Docker's archive API
+/// reads every file, it is a dense entry with another digest). Entries that are not sparse are hashed as above,
+/// byte for byte, so archives written before sparse entries existed keep their digests.
 public typealias TreeDigest = TreeHash<SHA256>
 
 /// The same walk as ``TreeDigest`` with XXH3 instead of SHA-256: the archive writer's in-path checksum of a tree,
