@@ -14,14 +14,17 @@ struct EncryptedArchiveTests {
                         startedAt: Date(), warnings: [])
     }
 
-    /// Writes an encrypted archive with two file components around a tree, to `identity`; returns the dump bytes.
+    /// Writes an encrypted archive with two file components around a tree (with a sparse file, as GNU tar's own
+    /// sparse entry), to `identity`; returns the dump bytes.
     static func writeArchive(
         in directory: Support.TemporaryDirectory, to identity: AgeX25519Identity, name: String = "out.tar.zst.age"
     ) async throws -> [UInt8] {
         #expect(try Support.shell("""
             set -e; cd \(Support.quote(directory.root)); mkdir -p src/data/sub
             head -c 200000 /dev/urandom > src/data/sub/random.bin; printf 'hello\\n' > src/data/hello.txt
-            tar -C src -cf tree.tar data
+            truncate -s 8M src/data/sparse
+            printf 'inside' | dd of=src/data/sparse bs=1 seek=5000000 conv=notrunc 2>/dev/null
+            tar --sparse -C src -cf tree.tar data
             """).status == 0)
         let writer = try ArchiveWriter(
             outputPath: directory.path(name), compressor: ZstdCompressor(settings: CompressionSettings(level: 3)),
@@ -58,6 +61,11 @@ struct EncryptedArchiveTests {
         let names = listing.output.split(separator: "\n")
         #expect(names.first == "stackvault-index.json" && names.last == "stackvault.json")
         #expect(names.contains("db/dump.sql") && names.contains { $0.hasPrefix("volumes/data/") && $0.hasSuffix("random.bin") })
+        let sparse = try Support.shell("""
+            cd \(Support.quote(directory.root)) && mkdir x && tar --zstd -xf plain.tar.zst -C x \\
+              && cmp src/data/sparse x/volumes/data/sparse && du -k x/volumes/data/sparse | cut -f1
+            """)
+        #expect(sparse.output == "4\n", "the sparse file keeps its holes through age: \(sparse.output)")
 
         let archive = try LocalArchive.open(localPath: directory.path("out.tar.zst.age"), compressor: ZstdCompressor(settings: .init()),
                                             identities: [identity])

@@ -113,4 +113,17 @@ import Testing
         #expect(summary.operation == "size" && summary.entries == 7 && summary.dataBytes == 150)
         #expect(throws: StackVaultError.self) { try DirectorySize.measure(directory: root + "/missing") }
     }
+
+    /// A sparse file counts as the copy stores it: its data, not its holes (a small one whole, holes and all).
+    @Test func aSparseFileCountsItsDataNotItsHoles() throws {
+        let root = FileManager.default.temporaryDirectory.appendingPathComponent("svsize-\(UUID().uuidString)").path
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        #expect(FileManager.default.createFile(atPath: root + "/big", contents: Data(count: 8192)))
+        #expect(truncate(root + "/big", 4 << 30) == 0)
+        #expect(FileManager.default.createFile(atPath: root + "/small", contents: nil))
+        #expect(truncate(root + "/small", 60_000) == 0)
+        let summary = try DirectorySize.measure(directory: root)
+        #expect(summary.dataBytes >= 8192 + 60_000 && summary.dataBytes < 1 << 20, "\(summary.dataBytes)")
+    }
 }

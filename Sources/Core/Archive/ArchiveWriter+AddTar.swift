@@ -4,9 +4,10 @@ extension ArchiveWriter {
     /// Adds the tar stream `produce` writes, its top entry renamed to `root`; see ``ArchiveSink/addTar(at:produce:)``.
     ///
     /// The stream is handed to a helper thread through a ``ByteChunkQueue`` and copied entry by entry: the first path component
-    /// of every entry (and of every hard-link target) becomes `root`; symlink targets, modes, owners, times and
-    /// extended attributes are kept. Entries with absolute paths or `..` components, or outside the first entry's
-    /// top-level directory, are refused with an error naming the entry.
+    /// of every entry (and of every hard-link target) becomes `root`; symlink targets, modes, owners, times,
+    /// extended attributes and sparse maps are kept (a sparse file costs its data regions, not its size). Entries
+    /// with absolute paths or `..` components, or outside the first entry's top-level directory, and sparse maps
+    /// that are out of order, overlapping or past their file's size are refused with an error naming the entry.
     public func addTar(at root: String, produce: (any ByteSink) async throws -> Void) async throws -> ComponentRecord {
         try requireAddable(root, kind: .tree)
         let queue = ByteChunkQueue(what: "the tar stream for '\(root)'")
@@ -114,9 +115,11 @@ extension ArchiveWriter {
                 if type == .symlink { linkTarget = entry.symlink ?? [] }
             }
             let size: Int64 = type == .file ? entry.size : 0
+            // A sparse file keeps its map: only its data regions are copied and hashed (see `TreeDigest`).
+            let sparse = type == .file && reader.currentEntryIsSparse
             digest.addEntry(
                 relativePath: relative, type: type, mode: entry.permissions, uid: entry.uid, gid: entry.gid,
-                size: size, linkTarget: linkTarget)
+                size: size, linkTarget: linkTarget, sparse: sparse)
             let entryName = relative.isEmpty ? root : "\(root)/\(ArchivePath.display(relative))"
 
             // Entry data is read in place from libarchive's buffers (the queue's chunks, mostly): no copy.
@@ -125,10 +128,10 @@ extension ArchiveWriter {
                 copied = try writing {
                     try tar.copy(
                         entry, from: reader, as: ArchivePath.join(rootParts + parts.dropFirst()),
-                        hardlink: hardlinkCopy, isFile: type == .file, shown: entryName
-                    ) { chunk in
+                        hardlink: hardlinkCopy, isFile: type == .file, keepingHoles: true, shown: entryName
+                    ) { chunk, offset in
                         try queue.checkCancellation("reading the tar stream for '\(root)'")
-                        digest.addContent(chunk)
+                        digest.addContent(chunk, at: offset)
                         progress?.add(Int64(chunk.count))
                     }
                 }

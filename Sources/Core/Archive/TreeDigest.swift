@@ -18,6 +18,18 @@ import Foundation
 ///   are decimal;
 /// - `linkTarget` is a symlink's target byte for byte, a hard link's target path relative to the root (as
 ///   `relativePath`), and empty for every other type.
+///
+/// A regular file stored as a sparse entry (PAX `GNU.sparse` 1.0: only its data regions are in the archive) has
+/// `typeChar` `s` and `size` its logical size (holes included), and its content is hashed so that holes cost
+/// nothing: the logical content (holes read as zeros) is cut into 4,096-byte blocks from offset 0, the last one
+/// shorter when `size` is not a multiple of 4,096. Every full block that is all zeros is only counted; every other
+/// block (and the short last block, whatever it holds) is hashed as the number of all-zero blocks counted since the
+/// previous hashed block (or the start) as an 8-byte little-endian integer, then its bytes; the entry ends with the
+/// number of all-zero blocks after the last hashed block, as 8 bytes likewise. This depends on the logical content
+/// only, not on where the holes lie: a restored file whose file system puts its holes elsewhere, or fills some of
+/// them, digests the same as long as it is read back as a sparse entry (read back whole, as Docker's archive API
+/// reads every file, it is a dense entry with another digest). Entries that are not sparse are hashed as above,
+/// byte for byte, so archives written before sparse entries existed keep their digests.
 public typealias TreeDigest = TreeHash<SHA256>
 
 /// The same walk as ``TreeDigest`` with XXH3 instead of SHA-256: the archive writer's in-path checksum of a tree,
@@ -48,6 +60,9 @@ public enum TreeEntryType: UInt8, Sendable, CaseIterable {
 
     /// The digest character.
     public var character: Character { Character(Unicode.Scalar(rawValue)) }
+
+    /// The digest character of a regular file stored as a sparse entry.
+    static let sparseCharacter: UInt8 = 0x73  // s
 }
 
 /// ``TreeDigest``'s walk over a tree's entries, with any hash function.
@@ -57,12 +72,15 @@ public struct TreeHash<Hash: TreeHashFunction>: Sendable {
     private var hasher = Hash()
     /// Entries added so far.
     public private(set) var entries = 0
-    /// Content bytes added so far.
+    /// Content bytes added so far (for sparse entries the data regions only, not the holes).
     public private(set) var contentBytes: Int64 = 0
+    /// The current entry's block state while it is sparse, nil otherwise.
+    private var sparse: SparseBlocks?
 
     public init() {}
 
-    /// Starts an entry; its `size` content bytes follow through `addContent`.
+    /// Starts an entry; its `size` content bytes follow through `addContent(_:)`, or, when `sparse` (a regular
+    /// file stored as a sparse entry, `size` its logical size), its data regions through `addContent(_:at:)`.
     public mutating func addEntry(
         relativePath: [UInt8],
         type: EntryType,
@@ -70,13 +88,15 @@ public struct TreeHash<Hash: TreeHashFunction>: Sendable {
         uid: Int64,
         gid: Int64,
         size: Int64,
-        linkTarget: [UInt8] = []
+        linkTarget: [UInt8] = [],
+        sparse: Bool = false
     ) {
+        endSparseEntry()
         var record: [UInt8] = []
         record.reserveCapacity(relativePath.count + linkTarget.count + 64)
         record += relativePath
         record.append(0)
-        record.append(type.rawValue)
+        record.append(sparse && type == .file ? TreeEntryType.sparseCharacter : type.rawValue)
         record.append(0)
         record += Array(String(mode & 0o7777, radix: 8).utf8)
         record.append(0)
@@ -90,6 +110,7 @@ public struct TreeHash<Hash: TreeHashFunction>: Sendable {
         record.append(0)
         hasher.update(bytes: record)
         entries += 1
+        if sparse && type == .file { self.sparse = SparseBlocks(size: size) }
     }
 
     /// Starts an entry whose path and link target are strings (hashed as UTF-8).
@@ -100,7 +121,8 @@ public struct TreeHash<Hash: TreeHashFunction>: Sendable {
         uid: Int64,
         gid: Int64,
         size: Int64,
-        linkTarget: String = ""
+        linkTarget: String = "",
+        sparse: Bool = false
     ) {
         addEntry(
             relativePath: Array(relativePath.utf8),
@@ -109,19 +131,145 @@ public struct TreeHash<Hash: TreeHashFunction>: Sendable {
             uid: uid,
             gid: gid,
             size: size,
-            linkTarget: Array(linkTarget.utf8)
+            linkTarget: Array(linkTarget.utf8),
+            sparse: sparse
         )
     }
 
-    /// Adds content bytes of the current entry.
+    /// Adds content bytes of the current entry (at the end of what was added so far, for a sparse entry).
     public mutating func addContent(_ buffer: UnsafeRawBufferPointer) {
-        hasher.update(buffer)
+        guard sparse != nil else {
+            hasher.update(buffer)
+            contentBytes += Int64(buffer.count)
+            return
+        }
+        addContent(buffer, at: sparse!.position)
+    }
+
+    /// Adds a data region's bytes of the current sparse entry at the logical `offset`: the bytes between the end of
+    /// the previous data and `offset` are a hole (zeros), counted, not hashed. Offsets must not go back (callers
+    /// check the sparse map first); bytes past the entry's size are ignored.
+    public mutating func addContent(_ buffer: UnsafeRawBufferPointer, at offset: Int64) {
+        guard var blocks = sparse else {
+            hasher.update(buffer)
+            contentBytes += Int64(buffer.count)
+            return
+        }
+        sparse = nil  // no copy-on-write of the block buffer while it changes
+        blocks.skipZeros(to: offset, into: &hasher)
+        blocks.add(buffer, into: &hasher)
         contentBytes += Int64(buffer.count)
+        sparse = blocks
+    }
+
+    /// Ends the current sparse entry: its trailing hole, its short last block and its trailing zero-block count.
+    private mutating func endSparseEntry() {
+        guard var blocks = sparse else { return }
+        sparse = nil
+        blocks.finish(into: &hasher)
     }
 
     /// The digest of everything added so far.
     public func finalize() -> Hash.Digest {
-        hasher.finalize()
+        var copy = self
+        copy.endSparseEntry()
+        return copy.hasher.finalize()
+    }
+}
+
+/// ``TreeHash``'s state inside a sparse entry: the logical content in 4,096-byte blocks, all-zero blocks counted.
+private struct SparseBlocks {
+    static let blockSize = 4096
+
+    /// The entry's logical size.
+    let size: Int64
+    /// Logical bytes passed so far (data and holes).
+    private(set) var position: Int64 = 0
+    /// All-zero full blocks since the last hashed block.
+    private var zeroBlocks: UInt64 = 0
+    /// The start of the current block when it is not complete yet (`position % blockSize` bytes).
+    private var partial: [UInt8] = []
+
+    init(size: Int64) {
+        self.size = size
+    }
+
+    /// Passes zeros up to `offset` (a hole): whole blocks are only counted.
+    mutating func skipZeros(to offset: Int64, into hasher: inout some TreeHashFunction) {
+        var gap = min(offset, size) - position
+        guard gap > 0 else { return }
+        if !partial.isEmpty {
+            let fill = Int(min(gap, Int64(Self.blockSize - partial.count)))
+            partial += repeatElement(0, count: fill)
+            position += Int64(fill)
+            gap -= Int64(fill)
+            if partial.count == Self.blockSize { completePartial(into: &hasher) }
+        }
+        let whole = gap / Int64(Self.blockSize)
+        zeroBlocks += UInt64(whole)
+        position += whole * Int64(Self.blockSize)
+        gap -= whole * Int64(Self.blockSize)
+        if gap > 0 {
+            partial = Array(repeating: 0, count: Int(gap))
+            position += gap
+        }
+    }
+
+    /// Passes data bytes at the current position.
+    mutating func add(_ buffer: UnsafeRawBufferPointer, into hasher: inout some TreeHashFunction) {
+        var rest = UnsafeRawBufferPointer(rebasing: buffer.prefix(Int(max(0, min(Int64(buffer.count),
+                                                                              size - position)))))
+        if !partial.isEmpty {
+            let fill = min(rest.count, Self.blockSize - partial.count)
+            partial += rest.prefix(fill)
+            position += Int64(fill)
+            rest = UnsafeRawBufferPointer(rebasing: rest.dropFirst(fill))
+            if partial.count == Self.blockSize { completePartial(into: &hasher) }
+        }
+        while rest.count >= Self.blockSize {
+            block(UnsafeRawBufferPointer(rebasing: rest.prefix(Self.blockSize)), into: &hasher)
+            position += Int64(Self.blockSize)
+            rest = UnsafeRawBufferPointer(rebasing: rest.dropFirst(Self.blockSize))
+        }
+        if !rest.isEmpty {
+            partial = Array(rest)
+            position += Int64(rest.count)
+        }
+    }
+
+    /// Ends the entry: zeros up to its size, the short last block, the trailing count.
+    mutating func finish(into hasher: inout some TreeHashFunction) {
+        skipZeros(to: size, into: &hasher)
+        if !partial.isEmpty {
+            hashBlock(partial, into: &hasher)
+            partial = []
+        }
+        withUnsafeBytes(of: zeroBlocks.littleEndian) { hasher.update($0) }
+    }
+
+    private mutating func completePartial(into hasher: inout some TreeHashFunction) {
+        let full = partial
+        partial = []
+        full.withUnsafeBytes { block($0, into: &hasher) }
+    }
+
+    /// A full block: counted when all zeros, hashed otherwise.
+    private mutating func block(_ bytes: UnsafeRawBufferPointer, into hasher: inout some TreeHashFunction) {
+        if memcmp(bytes.baseAddress!, zeroBytes.baseAddress!, bytes.count) == 0 {
+            zeroBlocks += 1
+        } else {
+            hashBlock(bytes, into: &hasher)
+        }
+    }
+
+    private mutating func hashBlock(_ bytes: UnsafeRawBufferPointer, into hasher: inout some TreeHashFunction) {
+        withUnsafeBytes(of: zeroBlocks.littleEndian) { hasher.update($0) }
+        hasher.update(bytes)
+        zeroBlocks = 0
+    }
+
+    private mutating func hashBlock(_ bytes: [UInt8], into hasher: inout some TreeHashFunction) {
+        bytes.withUnsafeBytes { hashBlock($0, into: &hasher) }
     }
 }
 

@@ -157,6 +157,7 @@ struct Verification {
             return skipData(archive, shown: shown)
         }
         let size: Int64 = type == .file ? entry.size : 0
+        let sparse = type == .file && archive.currentEntryIsSparse
 
         switch actual.kind {
         case .file:
@@ -166,13 +167,19 @@ struct Verification {
             if actual.entries > 0 {
                 problems.append("the file component '\(root.path)' appears more than once")
             }
+            if sparse {
+                // Only tree components hold sparse entries; a file component is always written whole.
+                problems.append("'\(shown)' is stored sparse, which stackvault never writes in a file component")
+                actuals[root.path] = actual
+                return skipData(archive, shown: shown)
+            }
         case .tree:
             let mode = entry.permissions
             let (uid, gid) = (entry.uid, entry.gid)
             actual.tree.addEntry(relativePath: relative, type: type, mode: mode, uid: uid, gid: gid, size: size,
-                                 linkTarget: linkTarget)
+                                 linkTarget: linkTarget, sparse: sparse)
             actual.treeChecksum?.addEntry(relativePath: relative, type: type, mode: mode, uid: uid, gid: gid,
-                                          size: size, linkTarget: linkTarget)
+                                          size: size, linkTarget: linkTarget, sparse: sparse)
         }
         actual.entries += 1
 
@@ -188,8 +195,15 @@ struct Verification {
                 intact = false
                 break reading
             case .data(let chunk, let offset):
-                guard offset == read else {
-                    problems.append("'\(shown)' is stored sparse, which stackvault never writes")
+                if let problem = TarReader.sparseProblem(offset: offset, count: chunk.count, position: read,
+                                                         size: entry.size)
+                {
+                    problems.append("'\(shown)': \(problem)")
+                    intact = false
+                    break reading
+                }
+                if !sparse && offset != read {
+                    problems.append("the data of '\(shown)' is out of order (offset \(offset) after \(read) bytes)")
                     intact = false
                     break reading
                 }
@@ -203,15 +217,16 @@ struct Verification {
                             if actual.tail.count > tailBytes { actual.tail.removeFirst(actual.tail.count - tailBytes) }
                         }
                     case .tree:
-                        actual.tree.addContent(chunk)
-                        actual.treeChecksum?.addContent(chunk)
+                        actual.tree.addContent(chunk, at: offset)
+                        actual.treeChecksum?.addContent(chunk, at: offset)
                     }
                     actual.sizeBytes += Int64(chunk.count)
                 }
-                read += Int64(chunk.count)
+                read = offset + Int64(chunk.count)
             }
         }
-        if intact && type == .file && read != size {
+        // A sparse entry may end in a hole, which has no data block.
+        if intact && type == .file && !sparse && read != size {
             problems.append("'\(shown)' holds \(read) bytes, its header says \(size)")
         }
         actuals[root.path] = actual

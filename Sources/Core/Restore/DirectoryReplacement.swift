@@ -117,7 +117,7 @@ public struct DirectoryReplacement: Sendable {
         let archivePath = self.archivePath
         let writer = DirectoryHelper(docker: docker, image: image, container: container, place: place)
         let summary = try await writer.write(path) { sink in
-            try source.writeTree(archivePath, as: top, layout: .whole, into: sink)
+            try source.writeTree(archivePath, as: top, layout: .wholeKeepingHoles, into: sink)
         }
         for warning in summary.warnings { logger.warning("\(place): \(path): \(warning)") }
     }

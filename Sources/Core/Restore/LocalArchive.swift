@@ -23,9 +23,15 @@ extension RestoreSource {
 }
 
 /// How `RestoreSource.writeTree` lays out the tar stream of a tree.
+///
+/// Sparse files are written in full (holes as zeros) for Docker's archive upload, whose extraction writes every
+/// byte anyway; only ``wholeKeepingHoles`` keeps their sparse maps.
 public enum TreeTarLayout: Sendable, Equatable {
     /// Every entry of the tree.
     case whole
+    /// Every entry of the tree, sparse files as sparse entries (`GNU.sparse` 1.0, only their data regions): for
+    /// `stackvault helper tar-extract`, which recreates the holes.
+    case wholeKeepingHoles
     /// Every entry, preceded by an empty regular file named like the top entry. Docker's archive upload removes
     /// whatever is in the way of a non-directory entry, so extracting this stream replaces the directory `top`
     /// as a whole: nothing that was in it survives. Never use it where `top` is a mount point.
@@ -317,8 +323,8 @@ public final class LocalArchive: RestoreSource, @unchecked Sendable {
             do {
                 _ = try writer.copy(
                     entry, from: tar, as: relative.isEmpty ? topBytes : topBytes + [ArchivePath.slash] + relative,
-                    hardlink: linkTarget, isFile: isFile, shown: shown
-                ) { chunk in progress?.add(Int64(chunk.count)) }
+                    hardlink: linkTarget, isFile: isFile, keepingHoles: layout == .wholeKeepingHoles, shown: shown
+                ) { chunk, _ in progress?.add(Int64(chunk.count)) }
             } catch let broken as TarReader.BrokenData {
                 throw StackVaultError(.archive, "the data of '\(shown)' is unreadable: \(broken.message)")
             }

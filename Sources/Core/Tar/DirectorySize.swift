@@ -7,8 +7,9 @@ import Foundation
 /// below not entered, a hard-linked file counted once. One `fstatat` per entry, no data read.
 public enum DirectorySize {
     /// Walks `path` (a symlink to a directory is resolved, as the copy does). The summary's `entries` counts every
-    /// entry, the top directory included; `dataBytes` the sizes of regular files (as the manifest's `sizeBytes`
-    /// counts them: sparse files at full size); `tarBytes` is left 0.
+    /// entry, the top directory included; `dataBytes` the sizes of regular files as the manifest's `sizeBytes`
+    /// counts them (a file that the copy stores sparse, at least ``DiskTarReader/denseBelow`` bytes, by its allocated
+    /// blocks: about its data regions, not its holes); `tarBytes` is left 0.
     ///
     /// - Throws: `StackVaultError` naming the call and path when the directory cannot be opened or read.
     public static func measure(directory path: String) throws -> DiskTarSummary {
@@ -50,7 +51,8 @@ public enum DirectorySize {
                     if info.st_nlink > 1, !seen.insert([UInt64(info.st_dev), UInt64(info.st_ino)]).inserted {
                         continue
                     }
-                    bytes += Int64(info.st_size)
+                    let size = Int64(info.st_size)
+                    bytes += size < DiskTarReader.denseBelow ? size : min(size, Int64(info.st_blocks) * 512)
                 case S_IFDIR where info.st_dev == device:
                     let child = try DirectoryTree.openDirectory(entry.name, in: directory, shown: name)
                     defer { close(child) }

@@ -31,9 +31,10 @@ import Foundation
 /// Needs room for both copies for a moment, and root (owners, devices, `trusted.*` xattrs).
 public enum DiskTarExtractor {
     /// libarchive's extraction flags: everything restored, nothing outside the stage written.
-    // ARCHIVE_EXTRACT_SPARSE: archives hold sparse files in full (holes as zeros, `TarWriter.copy`); runs of
-    // zero blocks become holes again on disk.
-    static let flags: Int32 = ARCHIVE_EXTRACT_SPARSE | ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME
+    // No ARCHIVE_EXTRACT_SPARSE: sparse files arrive as sparse entries and their holes are recreated from the map
+    // (seeks); a file that was stored whole is written whole, zero blocks included (a preallocated file stays
+    // allocated, and reads back as the same dense entry: its tree digest does not change in a drill).
+    static let flags: Int32 = ARCHIVE_EXTRACT_OWNER | ARCHIVE_EXTRACT_PERM | ARCHIVE_EXTRACT_TIME
         | ARCHIVE_EXTRACT_XATTR | ARCHIVE_EXTRACT_ACL | ARCHIVE_EXTRACT_SECURE_NODOTDOT
         | ARCHIVE_EXTRACT_SECURE_SYMLINKS | ARCHIVE_EXTRACT_SECURE_NOABSOLUTEPATHS
 

@@ -26,6 +26,10 @@ import Foundation
 /// so that no path length limit applies) and restores it at the end: run it in a process of its own (the helper),
 /// not beside other threads that use relative paths.
 public enum DiskTarReader {
+    /// Regular files smaller than this are stored whole, without looking for holes: a hole in them saves at most
+    /// this much, and the search costs six `lseek` calls per file.
+    static let denseBelow: Int64 = 64 << 10
+
     /// Writes the PAX tar of the directory `path` (symlinks in `path` itself resolved) into `sink`; returns what
     /// was stored. Throws ``StackVaultError`` naming the path and the entry when anything cannot be read.
     public static func write(directory path: String, into sink: any ByteSink) throws -> DiskTarSummary {
@@ -75,6 +79,7 @@ public enum DiskTarReader {
                 summary.warn("\(shownRelative()): \(warning)")
             }
             if type == TarFileType.regular && !isHardlink && entry.size > 0 {
+                if archive_entry_sparse_count(entry.pointer) > 0 { try writer.writeSparseMap(shown: shown()) }
                 summary.dataBytes += try walk.copyData(into: writer, shown: shown)
             }
             try writer.finishEntry(shown: shown())
@@ -107,9 +112,6 @@ private let paxRestrictedFormat: Int32 = 0x30003
 /// The disk walk's behaviour: other file systems not entered, file flags not read.
 private let walkBehavior = ARCHIVE_READDISK_NO_TRAVERSE_MOUNTS | ARCHIVE_READDISK_NO_FFLAGS
 
-/// Regular files smaller than this are stored whole, without looking for holes: a hole in them saves at most this
-/// much, and the search costs six `lseek` calls per file.
-private let denseBelow: Int64 = 64 << 10
 
 /// One `archive_read_disk` walk over a directory, with the hard-link resolver for its entries.
 private final class DiskWalk {
@@ -141,7 +143,7 @@ private final class DiskWalk {
         archive_read_disk_set_metadata_filter_callback(disk, { archive, _, entry in
             guard let archive, let entry else { return 1 }
             let dense = UInt32(archive_entry_filetype(entry)) == TarFileType.regular
-                && archive_entry_size(entry) < denseBelow
+                && archive_entry_size(entry) < DiskTarReader.denseBelow
             archive_read_disk_set_behavior(archive, walkBehavior | (dense ? ARCHIVE_READDISK_NO_SPARSE : 0))
             return 1
         }, nil)
@@ -205,8 +207,8 @@ private final class DiskWalk {
                 throw StackVaultError(.io, "cannot read the content of '\(shown())': \(archiveErrorString(disk))")
             }
             while progress < offset {
-                let hole = Int(min(Int64(zeros.count), offset - progress))
-                try writer.writeData(UnsafeRawBufferPointer(rebasing: zeros[0..<hole]), shown: shown())
+                let hole = Int(min(Int64(zeroBytes.count), offset - progress))
+                try writer.writeData(UnsafeRawBufferPointer(rebasing: zeroBytes[0..<hole]), shown: shown())
                 progress += Int64(hole)
             }
             if count > 0, let block {
@@ -217,13 +219,6 @@ private final class DiskWalk {
         }
     }
 }
-
-/// Zeros standing for the holes of sparse files (never written to).
-nonisolated(unsafe) private let zeros: UnsafeRawBufferPointer = {
-    let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 1 << 20, alignment: 16)
-    buffer.initializeMemory(as: UInt8.self, repeating: 0)
-    return UnsafeRawBufferPointer(buffer)
-}()
 
 /// Counts the bytes passed on to another sink.
 private final class CountingSink: ByteSink {

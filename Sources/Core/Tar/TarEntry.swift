@@ -126,6 +126,19 @@ struct TarEntry {
     func clearSparse() {
         archive_entry_sparse_clear(pointer)
     }
+
+    /// The data regions of the entry's sparse map (offset and length in bytes, ascending, as libarchive keeps
+    /// them: contiguous regions merged, invalid ones dropped); empty when the entry is not sparse.
+    var sparseRegions: [(offset: Int64, length: Int64)] {
+        var regions: [(offset: Int64, length: Int64)] = []
+        guard archive_entry_sparse_reset(pointer) > 0 else { return regions }
+        var offset: Int64 = 0
+        var length: Int64 = 0
+        while archive_entry_sparse_next(pointer, &offset, &length) == ARCHIVE_OK {
+            regions.append((offset, length))
+        }
+        return regions
+    }
 }
 
 /// Calls `body` with `bytes` as a NUL-terminated C string.

@@ -116,42 +116,65 @@ final class TarReader {
         var message: String
     }
 
-    /// Zeros for the holes of sparse entries (never written to).
-    nonisolated(unsafe) private static let zeros: UnsafeRawBufferPointer = {
-        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 << 10, alignment: 16)
-        buffer.initializeMemory(as: UInt8.self, repeating: 0)
-        return UnsafeRawBufferPointer(buffer)
-    }()
+    /// Why a data block of a sparse entry at `offset` with `count` bytes cannot follow the data so far, which ended
+    /// at `position`, in an entry of `size` logical bytes; nil when it can. (libarchive's tar reader takes a
+    /// `GNU.sparse` map as it comes: regions out of order, overlapping or past the size are for its user to refuse.)
+    static func sparseProblem(offset: Int64, count: Int, position: Int64, size: Int64) -> String? {
+        if offset < position {
+            return "its sparse map is out of order or overlapping (a data region at offset \(offset) after data "
+                + "up to offset \(position))"
+        }
+        if offset > size || Int64(count) > size - offset {
+            return "its sparse map has a data region (offset \(offset), \(count) bytes) past its size of "
+                + "\(size) bytes"
+        }
+        return nil
+    }
 
-    /// Passes the current entry's data to `body` in place, the holes of a sparse entry as zeros (a trailing hole
-    /// included), at most `size` bytes; returns the bytes passed. Throws ``BrokenData`` when the data cannot be
-    /// read, or `body`'s error.
-    func readData(size: Int64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
-        var copied: Int64 = 0
+    /// Passes the current entry's data blocks to `body` in place with their offsets in the entry (ahead of the
+    /// data so far after a hole of a sparse entry), checked with ``sparseProblem(offset:count:position:size:)``
+    /// against `size`; returns the offset where the data ended. Throws ``BrokenData`` when the data cannot be read
+    /// or its map is not sane, or `body`'s error.
+    func readBlocks(size: Int64, _ body: (UnsafeRawBufferPointer, Int64) throws -> Void) throws -> Int64 {
+        var position: Int64 = 0
         while true {
             switch nextDataBlock() {
             case .end:
-                // A sparse entry that ends in a hole has no data block for it: pass its zeros too.
-                while currentEntryIsSparse && copied < size {
-                    let hole = min(Int64(Self.zeros.count), size - copied)
-                    try body(UnsafeRawBufferPointer(rebasing: Self.zeros[0..<Int(hole)]))
-                    copied += hole
-                }
-                return copied
+                return position
             case .failed:
                 throw BrokenData(message: errorMessage)
             case .data(let block, let offset):
-                // A sparse entry: its holes are passed as zeros (a copy is never sparse).
-                while copied < offset && copied < size {
-                    let hole = min(Int64(Self.zeros.count), offset - copied, size - copied)
-                    try body(UnsafeRawBufferPointer(rebasing: Self.zeros[0..<Int(hole)]))
-                    copied += hole
+                if let problem = Self.sparseProblem(offset: offset, count: block.count, position: position,
+                                                    size: size)
+                {
+                    throw BrokenData(message: problem)
                 }
-                let chunk = UnsafeRawBufferPointer(rebasing: block.prefix(Int(max(0, size - copied))))
-                try body(chunk)
-                copied += Int64(chunk.count)
+                try body(block, offset)
+                position = offset + Int64(block.count)
             }
         }
+    }
+
+    /// Passes the current entry's data to `body` in place, the holes of a sparse entry as zeros (a trailing hole
+    /// included), `size` bytes at most; returns the bytes passed. Throws ``BrokenData`` when the data cannot be
+    /// read, or `body`'s error.
+    func readData(size: Int64, _ body: (UnsafeRawBufferPointer) throws -> Void) throws -> Int64 {
+        var copied: Int64 = 0
+        func zeros(_ end: Int64) throws {
+            while copied < end {
+                let hole = Int(min(Int64(zeroBytes.count), end - copied))
+                try body(UnsafeRawBufferPointer(rebasing: zeroBytes[0..<hole]))
+                copied += Int64(hole)
+            }
+        }
+        _ = try readBlocks(size: size) { block, offset in
+            try zeros(offset)
+            try body(block)
+            copied += Int64(block.count)
+        }
+        // A sparse entry that ends in a hole has no data block for it.
+        if currentEntryIsSparse { try zeros(size) }
+        return copied
     }
 
     /// Skips the current entry's data; false when it cannot be read.

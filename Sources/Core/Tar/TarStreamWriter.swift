@@ -66,6 +66,11 @@ final class TarStreamWriter {
         try wording { try writer.finishEntry(shown: shown()) }
     }
 
+    /// See ``TarWriter/writeSparseMap(shown:)``.
+    func writeSparseMap(shown: @autoclosure () -> String) throws {
+        try wording { try writer.writeSparseMap(shown: shown()) }
+    }
+
     /// Stops without finishing the entry or the stream (see ``TarWriter/abandon()``).
     func abandon() {
         writer.abandon()
@@ -78,13 +83,15 @@ final class TarStreamWriter {
 }
 
 extension TarStreamWriter {
-    /// Copies `entry` from `reader` renamed; see ``TarWriter/copy(_:from:as:hardlink:isFile:shown:content:)``.
+    /// Copies `entry` from `reader` renamed; see
+    /// ``TarWriter/copy(_:from:as:hardlink:isFile:keepingHoles:shown:content:)``.
     func copy(_ entry: TarEntry, from reader: TarReader, as path: [UInt8], hardlink: [UInt8]?, isFile: Bool,
-              shown: String, content: (UnsafeRawBufferPointer) throws -> Void = { _ in }) throws -> TarWriter.Copied
+              keepingHoles: Bool, shown: String,
+              content: (UnsafeRawBufferPointer, Int64) throws -> Void = { _, _ in }) throws -> TarWriter.Copied
     {
         try wording {
-            try writer.copy(entry, from: reader, as: path, hardlink: hardlink, isFile: isFile, shown: shown,
-                            content: content)
+            try writer.copy(entry, from: reader, as: path, hardlink: hardlink, isFile: isFile,
+                            keepingHoles: keepingHoles, shown: shown, content: content)
         }
     }
 }

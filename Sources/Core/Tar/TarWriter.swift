@@ -76,6 +76,14 @@ final class TarWriter {
         }
     }
 
+    /// Starts the data of an entry with a sparse map: libarchive's PAX writer emits the `GNU.sparse` 1.0 map with
+    /// the first data call, so an entry whose data regions are all empty (a file that is one hole) needs this one.
+    func writeSparseMap(shown: @autoclosure () -> String) throws {
+        if archive_write_data(archive, zeroBytes.baseAddress, 0) < 0 {
+            throw fail("writing the sparse map of '\(shown())'")
+        }
+    }
+
     /// Ends the current entry, padding its data to the size its header announced and to 512 bytes.
     func finishEntry(shown: @autoclosure () -> String) throws {
         let status = archive_write_finish_entry(archive)
