@@ -5,8 +5,9 @@ import Testing
 /// dockerd goes away while a backup has the stack's containers stopped for the copy: stopped and started again
 /// after the run has ended (an upgrade, `systemctl restart docker`), or killed and started again at once (a crash
 /// that systemd restarts). The run fails cleanly (it ends, says why, presents no archive); afterwards the
-/// containers run again, started by the run itself or by the next StackVault from the stop journal that the lock
-/// container keeps across the restart; no lock, helper container or partial archive is left.
+/// containers run again: started by the run itself when Docker is back within `LOCK_TTL`, else by the next
+/// StackVault from the stop journal that the lock container keeps across the restart; no lock, helper container or
+/// partial archive is left.
 ///
 /// Runs on a private dockerd (`PrivateDockerd`), so that restarting it disturbs nothing else.
 extension Integration {
@@ -43,7 +44,10 @@ extension Integration {
             let targetURL = directory.appendingPathComponent("target")
             try FileManager.default.createDirectory(at: targetURL, withIntermediateDirectories: true)
             let target = "file://\(targetURL.path)"
-            let environment = ["DOCKER_HOST": dockerd.host, "STOP_TIMEOUT": "1", "LOG_FORMAT": "text"]
+            // LOCK_TTL is also how long a run waits for Docker to come back: shorter than the outage in the first
+            // case (the next StackVault starts them), longer in the second (the run itself does).
+            let environment = ["DOCKER_HOST": dockerd.host, "STOP_TIMEOUT": "1", "LOG_FORMAT": "text",
+                               "LOCK_TTL": outage == .stoppedUntilTheRunEnds ? "6" : "45"]
             // The containers have written their data; a first backup also imports the lock and helper images.
             let deadline = Date().addingTimeInterval(60)
             while Date() < deadline,
@@ -83,6 +87,8 @@ extension Integration {
             if outage == .stoppedUntilTheRunEnds {
                 // It says why, and what to run by hand meanwhile.
                 #expect(log.contains("has gone away"), "\(log.suffix(3000))")
+                #expect(log.contains("Docker does not answer; waiting up to 6 s for it to come back"),
+                        "\(log.suffix(3000))")
                 #expect(log.contains("CONTAINERS LEFT STOPPED") && log.contains("docker start \(names[0])"),
                         "\(log.suffix(3000))")
                 try dockerd.start()
@@ -93,6 +99,10 @@ extension Integration {
 
             // The containers run again: by the run itself, or (Docker was gone until it ended) by the next one.
             let down = try names.filter { try dockerd.state($0) != "running" }
+            if outage == .crashedAndRestartedAtOnce {
+                let said = log.suffix(3000)
+                #expect(down.isEmpty, "Docker was back within LOCK_TTL, but the run did not start \(down):\n\(said)")
+            }
             let next = try StackVaultCLI.run(["backup", "--stack", project, "--target", target],
                                              environment: environment)
             let output = next.stdout + next.stderr

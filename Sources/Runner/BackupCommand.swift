@@ -44,7 +44,7 @@ struct BackupCommand: AsyncParsableCommand {
             // A Swarm service a killed run left at 0 has no task to plan from: scale it back first (see BackupRun).
             await SwarmScaleGuard.recoverInterrupted(
                 docker: environment.docker, host: stackBackup.configuration.hostName,
-                locker: StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger),
+                locker: try environment.stackLocker(withDocker: false),
                 logger: environment.logger)
             plan = try await Planner(docker: environment.docker, strategies: environment.strategies).makePlan()
         } catch {
@@ -65,8 +65,7 @@ struct BackupCommand: AsyncParsableCommand {
         // one; a stack another StackVault is backing up fails (the user asked for it now).
         let run = BackupRun(
             docker: environment.docker, strategies: environment.strategies, stackBackup: stackBackup,
-            locker: StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger,
-                                docker: environment.docker),
+            locker: try environment.stackLocker(),
             stackFilter: selection.stacks, notifier: notifier, busyStack: .fail, logger: environment.logger)
         Self.warnIfADaemonRuns(environment)
         let record = try await runCancellably(logger: environment.logger) {

@@ -66,8 +66,7 @@ struct DaemonCommand: AsyncParsableCommand {
                 throw StackVaultError(.invalidConfiguration, "the schedule \"\(cron.expression)\" never fires")
             }
             onStart = try backupOnStart || Self.flag("BACKUP_ON_START", in: variables)
-            ttl = try EnvironmentValue.integer("LOCK_TTL", variables["LOCK_TTL"], range: 2...Int.max, unit: "seconds")
-                ?? 60
+            ttl = Int(try environment.lockTTL().components.seconds)
             let metricsAddress = try MetricsAddress(environment: variables)
             let stackBackup = try await environment.makeStackBackup(target: options.target)
             let host = stackBackup.configuration.hostName

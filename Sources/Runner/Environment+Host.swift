@@ -19,6 +19,20 @@ extension Environment {
         }
     }
 
+    /// The stack locks' lease, `LOCK_TTL` seconds (default 60, at least 2): how long a lock lives without renewal,
+    /// and how long a run waits for a Docker daemon that went away to start what it had stopped.
+    func lockTTL() throws -> Duration {
+        .seconds(try EnvironmentValue.integer("LOCK_TTL", variables["LOCK_TTL"], range: 2...Int.max, unit: "seconds")
+            ?? 60)
+    }
+
+    /// A stack locker on this Docker engine with the `LOCK_TTL` lease (`docker`: what it needs to recover a dead
+    /// run's stopped containers and remove its helpers).
+    func stackLocker(withDocker: Bool = true) throws -> StackLocker {
+        StackLocker(store: DockerLockStore(client: docker), ttl: try lockTTL(), logger: logger,
+                    docker: withDocker ? docker : nil)
+    }
+
     /// `url` with the path segment `folder` appended (`s3://bucket/prefix` -> `s3://bucket/prefix/host`).
     static func url(_ url: String, inFolder folder: String) -> String {
         url.hasSuffix("/") ? url + folder : url + "/" + folder

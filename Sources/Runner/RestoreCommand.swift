@@ -95,8 +95,7 @@ struct RestoreCommand: AsyncParsableCommand {
         if !noDrill { try await drillDumpsFirst(plan, manifest: manifest, archive: archive, environment: environment) }
 
         // The same per-stack lock as backups: no scheduled backup stops or copies the stack half-way through.
-        let locker = StackLocker(store: DockerLockStore(client: environment.docker), logger: environment.logger,
-                                 docker: environment.docker)
+        let locker = try environment.stackLocker()
         await SwarmScaleGuard.recoverInterrupted(docker: environment.docker, host: engine.host, locker: locker,
                                                  logger: environment.logger)
         let outcome = try await runCancellably(logger: environment.logger) {

@@ -287,9 +287,12 @@ public struct StackLocker: Sendable {
         let started = down.count - failures.count
         if started > 0 { onRecovered(stack, started) }
         let others = journal.stopped.filter { c in !down.contains(c) }.map(\.name)
+        let failed = Set(failures.compactMap { $0.split(separator: ":").first.map(String.init) })
+        let startedNames = down.map(\.name).filter { !failed.contains($0) }
         let message = "a StackVault \(lock.record.purpose) of stack \(stack) (\(lock.record.holder)) died while "
-            + "its containers were stopped: started \(down.map(\.name).joined(separator: ", ")) again after "
-            + String(format: "%.1f s down", seconds)
+            + "its containers were stopped: "
+            + (startedNames.isEmpty ? String(format: "they have been down for %.1f s", seconds)
+                : "started \(startedNames.joined(separator: ", ")) again after " + String(format: "%.1f s down", seconds))
             + (others.isEmpty ? "" : "; \(others.joined(separator: ", ")) already ran again or are gone")
         guard failures.isEmpty else {
             logger.critical("\(message); but could NOT start: \(failures.joined(separator: "; "))")

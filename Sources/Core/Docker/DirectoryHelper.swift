@@ -123,10 +123,12 @@ public struct DirectoryHelper: Sendable {
                 throw StackVaultError(.cancelled, "stopped (SIGTERM/SIGINT) while a helper container was to \(doing) "
                     + "of \(place); the helper was removed")
             }
+            // Docker gone (dockerd stopped or restarting) is not the image's fault: no advice about it.
+            let gone = (error as? StackVaultError)?.code == .dockerUnreachable
             throw StackVaultError(
-                .dockerAPI,
-                "could not \(doing) of \(place) through a helper container from the image \(image): \(error); "
-                    + advice)
+                gone ? .dockerUnreachable : .dockerAPI,
+                "could not \(doing) of \(place) through a helper container from the image \(image): \(error)"
+                    + (gone ? "" : "; " + advice))
         }
         let text = stderr.text
         let lines = text.split(separator: "\n").map(String.init)

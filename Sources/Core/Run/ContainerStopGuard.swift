@@ -121,9 +121,12 @@ public struct ContainerStopGuard: Sendable {
         let stoppedBy = stopStarted + .seconds(timeout + stopMarginSeconds)
         let interval = pollInterval
         let toStart = asked
+        // Docker gone (dockerd restarting) is waited for as long as the lock's lease: after that another StackVault
+        // may take the lock and start them from its journal.
+        let dockerWait = held?.ttl ?? Self.defaultDockerWait
         let restart = RunOnce {
             (failures: await Self.startAll(toStart, docker: docker, stoppedBy: stoppedBy, pollInterval: interval,
-                                           logger: log),
+                                           dockerWait: dockerWait, logger: log),
              at: ContinuousClock.now)
         }
         let outcome: Result<T, any Error>
@@ -179,20 +182,25 @@ public struct ContainerStopGuard: Sendable {
         }
     }
 
+    /// How long a start waits for a Docker daemon that does not answer when no lock gives a lease.
+    static let defaultDockerWait = Duration.seconds(60)
+
     /// Starts every container again, providers before the containers that share their network namespace, once
     /// Docker has stopped it (see the type's documentation), three tries each; a try counts when inspect shows
-    /// the container running afterwards. Returns the failures.
+    /// the container running afterwards. While Docker does not answer (dockerd stopped or restarting), it is
+    /// polled every second for up to `dockerWait`, and those polls are not tries. Returns the failures.
     static func startAll(
         _ containers: [StoppedContainer],
         docker: any DockerEngine,
         stoppedBy deadline: ContinuousClock.Instant,
         pollInterval: Duration,
+        dockerWait: Duration = defaultDockerWait,
         logger: Logger
     ) async -> [String] {
         var failures: [String] = []
         for tier in StoppedContainer.startTiers(containers) {
             failures += await startTier(tier, docker: docker, stoppedBy: deadline, pollInterval: pollInterval,
-                                        logger: logger)
+                                        dockerWait: dockerWait, logger: logger)
         }
         return failures
     }
@@ -202,6 +210,7 @@ public struct ContainerStopGuard: Sendable {
         docker: any DockerEngine,
         stoppedBy deadline: ContinuousClock.Instant,
         pollInterval: Duration,
+        dockerWait: Duration,
         logger: Logger
     ) async -> [String] {
         await withTaskGroup(of: String?.self) { group in
@@ -209,21 +218,37 @@ public struct ContainerStopGuard: Sendable {
                 group.addTask {
                     await waitUntilNotRunning(container, docker: docker, deadline: deadline,
                                               pollInterval: pollInterval, logger: logger)
-                    for attempt in 1...3 {
+                    var attempt = 1
+                    // Set when a start first finds Docker gone: from then on, `dockerWait` for it to come back.
+                    var dockerDeadline: ContinuousClock.Instant?
+                    while true {
                         do {
                             try await docker.startContainer(container.id)
                             guard try await docker.inspectContainer(container.id).isRunning else {
                                 throw StackVaultError(.containerRestart,
                                     "Docker started it, but it is not running (it exited at once; see docker logs \(container.name))")
                             }
+                            if dockerDeadline != nil { logger.info("Docker answers again: started \(container.name)") }
                             return nil
+                        } catch let error as StackVaultError
+                            where error.code == .dockerUnreachable
+                                && ContinuousClock.now < (dockerDeadline ?? .now + dockerWait)
+                        {
+                            if dockerDeadline == nil {
+                                dockerDeadline = .now + dockerWait
+                                let message = "Docker does not answer; waiting up to "
+                                    + "\(Int(dockerWait.seconds.rounded())) s for it to come back to start "
+                                    + "\(container.name) again"
+                                logger.warning("\(message)")
+                            }
+                            try? await Task.sleep(for: .seconds(1))
                         } catch where attempt < 3 {
                             try? await Task.sleep(for: .seconds(attempt))
+                            attempt += 1
                         } catch {
                             return "\(container.name): \(error)"
                         }
                     }
-                    return nil
                 }
             }
             var failures: [String] = []
@@ -246,13 +271,19 @@ public struct ContainerStopGuard: Sendable {
         var logged = false
         // Looked at once at least, even when the deadline has passed (a recovery, a cancel after a long stop): a
         // container that has stopped is not reported as still running.
+        var inspectError: (any Error)?
         while true {
             // An inspect failure (daemon busy or unreachable) is polled again, like a running container.
-            if let details = try? await docker.inspectContainer(container.id), !details.isRunning {
-                if logged {
-                    logger.info("\(container.name) has stopped \(String(format: "(waited %.1f s)", (ContinuousClock.now - started).seconds))")
+            do {
+                if try await !docker.inspectContainer(container.id).isRunning {
+                    if logged {
+                        logger.info("\(container.name) has stopped \(String(format: "(waited %.1f s)", (ContinuousClock.now - started).seconds))")
+                    }
+                    return
                 }
-                return
+                inspectError = nil
+            } catch {
+                inspectError = error
             }
             guard ContinuousClock.now < deadline else { break }
             if !logged {
@@ -261,7 +292,12 @@ public struct ContainerStopGuard: Sendable {
             }
             try? await Task.sleep(for: pollInterval)
         }
-        logger.warning("\(container.name) still runs \(String(format: "%.1f s", (ContinuousClock.now - started).seconds)) after its stop request; Docker did not stop it")
+        let waited = String(format: "%.1f s", (ContinuousClock.now - started).seconds)
+        if let inspectError {
+            logger.warning("could not see whether \(container.name) has stopped (\(waited) after its stop request): \(inspectError)")
+        } else {
+            logger.warning("\(container.name) still runs \(waited) after its stop request; Docker did not stop it")
+        }
     }
 }
 

@@ -50,6 +50,13 @@ public enum DiskTarReader {
             let shownRelative = { relative.isEmpty ? "." : ArchivePath.display(relative) }
             let shown = { "\(resolved)/\(shownRelative())" }
             if let warning = status.warning { summary.warn("\(shownRelative()): \(warning)") }
+            if DiskTar.isRestoreScratch(relative) {
+                // Not descended into: none of it is the application's data.
+                summary.warn("\(shownRelative()): left out: the scratch directory of a restore of this path that was "
+                    + "interrupted (dockerd or the host went down mid-restore); the next restore removes it, or remove "
+                    + "it by hand")
+                continue
+            }
             let type = entry.fileType & TarFileType.mask
             if type == TarFileType.socket {
                 summary.skippedSockets += 1

@@ -117,4 +117,17 @@ extension DiskTar {
 /// Reading and writing directories on disk as PAX tar streams with full fidelity (libarchive): the code the
 /// helper container runs (`stackvault helper tar-create|tar-extract`). See ``DiskTarReader`` and
 /// ``DiskTarExtractor``.
-public enum DiskTar {}
+public enum DiskTar {
+    /// Name prefixes of the scratch entries a restore makes directly inside the directory it replaces
+    /// (``DiskTarExtractor``: stage, old content, top entry; `DirectoryReplacement`'s archive-API fallback: stage).
+    static let restoreScratchPrefixes = [".stackvault-stage-", ".stackvault-old-", ".stackvault-top-",
+                                         ".stackvault-restore-"].map { Array($0.utf8) }
+
+    /// True when `relative` (a path below the copied directory) is a restore's scratch entry at its top level:
+    /// one left there means that restore was interrupted where it could not clean up (dockerd or the host went
+    /// down), and a backup leaves it out.
+    static func isRestoreScratch(_ relative: [UInt8]) -> Bool {
+        !relative.contains(ArchivePath.slash)
+            && restoreScratchPrefixes.contains { relative.starts(with: $0) && relative.count > $0.count }
+    }
+}
