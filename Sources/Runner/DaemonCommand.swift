@@ -137,22 +137,28 @@ struct DaemonCommand: AsyncParsableCommand {
             + "Docker \(environment.docker.endpointDescription)"
             + (metricsServer.map { "; metrics on http://\($0.boundAddress)/metrics" } ?? "")
         logger.info("\(startLine)")
-        do {
-            _ = try await environment.docker.apiVersion()
-            // Before anything else: what a dead StackVault (this container's previous life included) had stopped
-            // runs again, and its stale locks are gone.
-            let failures = await locker.recoverAbandonedLocks()
-            await stateStore.update { $0.containersLeftStopped = failures.isEmpty ? nil : failures }
-            _ = await locker.removeOrphanedContainers(docker: environment.docker)
-            // A Swarm service left at 0 by this host's killed StackVault runs again now, not at the next run.
-            await SwarmScaleGuard.recoverInterrupted(docker: environment.docker, host: hostName, locker: locker,
-                                                     logger: logger)
-        } catch {
-            logger.error("\(error) -- runs will fail until Docker answers")
+        // Runs first in the daemon's service, where SIGTERM already means a graceful shutdown (before the service
+        // group runs, SIGTERM would kill the process half-way through a recovery).
+        let docker = environment.docker
+        let startup: @Sendable () async -> Void = {
+            do {
+                _ = try await docker.apiVersion()
+                // Before anything else: what a dead StackVault (this container's previous life included) had stopped
+                // runs again, and its stale locks are gone.
+                let failures = await locker.recoverAbandonedLocks()
+                await stateStore.update { $0.containersLeftStopped = failures.isEmpty ? nil : failures }
+                _ = await locker.removeOrphanedContainers(docker: docker)
+                // A Swarm service left at 0 by this host's killed StackVault runs again now, not at the next run.
+                await SwarmScaleGuard.recoverInterrupted(docker: docker, host: hostName, locker: locker,
+                                                         logger: logger)
+            } catch {
+                logger.error("\(error) -- runs will fail until Docker answers")
+            }
         }
 
         let service = DaemonService(daemon: daemon, inbox: RunRequestInbox(stateFile: stateStore.file),
-                                    pidFile: DaemonPIDFile(stateFile: stateStore.file), logger: logger)
+                                    pidFile: DaemonPIDFile(stateFile: stateStore.file), logger: logger,
+                                    startup: startup)
         // Shutdown goes in reverse order: the daemon ends its run first, the metrics endpoint serves until then.
         // An identity of its own: the daemon's would make the lock of the daemon's own run in progress look stale
         // ("this process took it and did not release it").
@@ -244,8 +250,12 @@ struct DaemonService: Service {
     let inbox: RunRequestInbox
     let pidFile: DaemonPIDFile
     let logger: Logger
+    /// What runs before the schedule starts: what a dead StackVault stopped runs again, its stale locks and
+    /// containers go (see `DaemonCommand`).
+    var startup: @Sendable () async -> Void = {}
 
     func run() async throws {
+        await startup()
         let logger = self.logger
         let signals = await UnixSignalsSequence(trapping: .sigusr1, .sigusr2)
         // Requests from before this daemon started have no one waiting for them any more (run-now gives up when the
