@@ -52,8 +52,10 @@ public struct DirectoryHelper: Sendable {
     public let place: String
     /// How `read` gets the tar stream; by default from ``HelperChannel/environmentKey``.
     public var channel: HelperChannel?
-    /// Seconds a side-channel helper that runs but has not connected is waited for before it is removed.
-    var connectTimeout: Double = 120
+    /// Seconds a side-channel helper that runs but has not connected is waited for before it is removed:
+    /// `STACKVAULT_HELPER_CONNECT_TIMEOUT` (for tests), else 120.
+    var connectTimeout: Double = ProcessInfo.processInfo.environment["STACKVAULT_HELPER_CONNECT_TIMEOUT"]
+        .flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 120
 
     public init(docker: any DockerEngine, image: HelperImage, container: ContainerDetails, place: String,
                 channel: HelperChannel? = nil) {
