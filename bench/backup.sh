@@ -6,6 +6,7 @@
 #   BENCH_GIB=0.5 BENCH_ROUNDS=5 bash bench/backup.sh
 #   BENCH_AGE=1 bash bench/backup.sh     # also StackVault with age encryption (AGE_RECIPIENTS, a fresh key)
 #   BENCH_TREE_FILES=100000              # size of the small-file tree (kind "tree"); 0 leaves it out
+#   BENCH_PREFIX=svbench BENCH_DIR=/var/tmp/stackvault-bench   # names of its containers and volumes, its folder
 #
 # Contenders (volume, and tree: BENCH_TREE_FILES files of 1-8 KiB in 1,000-file folders): stackvault backup to a
 # local dir, through its helper container (the default for a volume; the tar comes over the side channel, an
@@ -28,9 +29,10 @@ ROUNDS="${BENCH_ROUNDS:-3}"
 WORK="${BENCH_DIR:-/var/tmp/stackvault-bench}"
 BUSYBOX="${STACKVAULT_TEST_BUSYBOX_IMAGE:-stackvault-test/busybox:latest}"
 POSTGRES="${STACKVAULT_TEST_POSTGRES_IMAGE:-stackvault-test/postgres:15}"
-VOL_C=svbench-files
-TREE_C=svbench-tree
-PG_C=svbench-pg
+VOL_C="${BENCH_PREFIX:-svbench}-files"
+TREE_C="${BENCH_PREFIX:-svbench}-tree"
+PG_C="${BENCH_PREFIX:-svbench}-pg"
+DATA_V="${BENCH_PREFIX:-svbench}-data"  # BENCH_PREFIX: names of the containers and volumes (default svbench)
 TREE_FILES="${BENCH_TREE_FILES:-100000}"
 export DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
 
@@ -90,9 +92,9 @@ PY
     touch "$dir/.done"
   fi
   docker rm -f "$VOL_C" >/dev/null 2>&1 || true
-  docker volume rm -f svbench-data >/dev/null 2>&1 || true
+  docker volume rm -f "$DATA_V" >/dev/null 2>&1 || true
   docker run -d --init --name "$VOL_C" --label stackvault.test=true --label backup.enable=true \
-    --label backup.volume-path.data=/data -v svbench-data:/data "$BUSYBOX" sleep 1000000 >/dev/null
+    --label backup.volume-path.data=/data -v "$DATA_V":/data "$BUSYBOX" sleep 1000000 >/dev/null
   say "loading the data into the volume"
   tar -C "$dir" --exclude .done -cf - . | docker exec -i "$VOL_C" tar -xf - -C /data
   DATA_BYTES=$(du -sb --exclude .done "$dir" | cut -f1)
@@ -100,11 +102,11 @@ PY
 
 make_tree() {
   docker rm -f "$TREE_C" >/dev/null 2>&1 || true
-  docker volume rm -f svbench-tree >/dev/null 2>&1 || true
+  docker volume rm -f "$TREE_C" >/dev/null 2>&1 || true
   docker run -d --init --name "$TREE_C" --label stackvault.test=true --label backup.enable=true \
-    --label backup.volume-path.data=/data -v svbench-tree:/data "$BUSYBOX" sleep 1000000 >/dev/null
+    --label backup.volume-path.data=/data -v "$TREE_C":/data "$BUSYBOX" sleep 1000000 >/dev/null
   say "writing $TREE_FILES small files into the tree volume"
-  local mp; mp=$(docker volume inspect -f '{{.Mountpoint}}' svbench-tree)
+  local mp; mp=$(docker volume inspect -f '{{.Mountpoint}}' "$TREE_C")
   python3 - "$mp" "$TREE_FILES" <<'PY'
 import os, random, sys
 root, n = sys.argv[1], int(sys.argv[2])
@@ -254,4 +256,4 @@ for kind in ("volume", "tree", "database"):
         print(f"  {kind:9} age encryption: wall {med(data[(kind, 'sv+age')]['wall']) / med(sv['wall']):.2f}x of plain StackVault")
 PY
 docker rm -f "$VOL_C" "$TREE_C" "$PG_C" >/dev/null 2>&1 || true
-docker volume rm -f svbench-data svbench-tree >/dev/null 2>&1 || true
+docker volume rm -f "$DATA_V" "$TREE_C" >/dev/null 2>&1 || true

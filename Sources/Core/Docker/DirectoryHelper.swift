@@ -163,6 +163,7 @@ public struct DirectoryHelper: Sendable {
                     }
                     return .stream(.success(received))
                 } catch {
+                    channel.abort()  // the helper's next write fails at once
                     return .stream(.failure(error))
                 }
             }
