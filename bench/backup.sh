@@ -97,7 +97,7 @@ PY
     --label backup.volume-path.data=/data -v "$DATA_V":/data "$BUSYBOX" sleep 1000000 >/dev/null
   say "loading the data into the volume"
   tar -C "$dir" --exclude .done -cf - . | docker exec -i "$VOL_C" tar -xf - -C /data
-  DATA_BYTES=$(du -sb --exclude .done "$dir" | cut -f1)
+  DATA_BYTES=$(du -sb --exclude .done "$dir/" | cut -f1)  # dir/: a symlinked data folder is followed
 }
 
 make_tree() {

@@ -3,7 +3,7 @@ import Foundation
 import StackVaultCore
 
 /// `stackvault helper ...`: hidden commands the helper container runs (its image is StackVault's own), not meant
-/// for people. No Docker, no environment, no logging set-up.
+/// for people. No Docker, no logging set-up, no environment but `STACKVAULT_HELPER_TOKEN` (for `--connect`).
 ///
 /// - `stackvault helper tar-create <dir> [--connect @name]`: writes the PAX tar of `<dir>` to stdout
 ///   (``DiskTarReader``): top entry `<basename of dir as given>/`, the rest below it, as Docker's archive API names
