@@ -337,5 +337,70 @@ extension Integration {
             #expect(try Docker.isRunning(target.name), "\(run.log.suffix(3000))")
             #expect(try target.helpersLeft().isEmpty, "\(run.log.suffix(3000))")
         }
+
+        /// The tar comes over the side channel (an abstract Unix socket, issue #13) by default; where it cannot,
+        /// (a network mode in which the helper cannot reach the socket, one Docker refuses, or
+        /// `STACKVAULT_HELPER_CHANNEL=attach`) it comes through Docker's attach stream, saying why. Every way
+        /// backs up the same tree and leaves no helper behind.
+        @Test(arguments: ["auto", "attach", "network:none", "network:container:svh13-no-such-container"])
+        func theSideChannelOrItsFallbackCopiesTheSameTree(_ channel: String) async throws {
+            try TestBed.requireDocker()
+            let target = try Target.make(labels: ["backup.volume-path.data": "/data"],
+                                         prepare: "mkdir /data/d && echo one > /data/d/a && "
+                                             + "dd if=/dev/urandom of=/data/random bs=1M count=40 2>/dev/null")
+            defer { target.remove() }
+            let before = try target.snapshot()
+            let sum = try Shell.sh("md5sum '\(try target.mountpoint)/random'").stdout.prefix(32)
+            let backup = try target.backup(environment: [HelperChannel.environmentKey: channel])
+            #expect(backup.ok, "\(backup.stdout)\n\(backup.stderr)")
+            let fellBack = backup.stderr.contains("copied through Docker's attach stream, not the side channel")
+            #expect(fellBack == (channel != "auto"), "\(backup.stderr.suffix(3000))")
+            if channel == "network:none" {
+                #expect(backup.stderr.contains("could not reach the side channel"), "\(backup.stderr.suffix(3000))")
+            }
+            if channel.hasPrefix("network:container:") {
+                #expect(backup.stderr.contains("could not be run"), "\(backup.stderr.suffix(3000))")
+            }
+            #expect(try target.helpersLeft().isEmpty)
+            try Shell.sh("rm -rf '\(try target.mountpoint)'/*")
+            let restore = try target.restore()
+            #expect(restore.ok, "\(restore.stdout)\n\(restore.stderr)")
+            #expect(try target.snapshot() == before)
+            #expect(try Shell.sh("md5sum '\(try target.mountpoint)/random'").stdout.prefix(32) == sum)
+            #expect(try Docker.isRunning(target.name))
+            #expect(try target.helpersLeft().isEmpty)
+        }
+
+        /// A helper that runs but never connects to the side channel (an image whose entrypoint sleeps for
+        /// `tar-create`: the command `helper tar-create ...` becomes `$0 $1 ...` of `sh -c`) is removed after `STACKVAULT_HELPER_CONNECT_TIMEOUT`; the stack fails naming service,
+        /// path and what happened, and the container runs again.
+        @Test func aHelperThatNeverConnectsIsRemovedAndTheStackFailsClearly() async throws {
+            try TestBed.requireDocker()
+            let target = try Target.make(labels: ["backup.volume-path.data": "/data"], prepare: "echo x > /data/x")
+            defer { target.remove() }
+            let image = "stackvault-test/sleeping-helper-\(UUID().uuidString.prefix(6).lowercased()):latest"
+            let builder = "\(target.name)-builder"
+            try Shell.run(["docker", "create", "--name", builder, "--label", "stackvault.test=true",
+                           TestBed.busyboxImage, "true"])
+            defer {
+                _ = try? Shell.run(["docker", "rm", "-f", builder], check: false)
+                _ = try? Shell.run(["docker", "rmi", "-f", image], check: false)
+            }
+            try Shell.run(["docker", "commit", "--change",
+                           #"ENTRYPOINT ["sh", "-c", "[ \"$1\" = tar-create ] && sleep 600; exit 1"]"#,
+                           "--change", "LABEL stackvault.test=true", builder, image])
+            let started = Date()
+            let backup = try target.backup(environment: [HelperImage.environmentKey: image,
+                                                         "STACKVAULT_HELPER_CONNECT_TIMEOUT": "5"])
+            #expect(!backup.ok, "\(backup.stdout)\n\(backup.stderr)")
+            let output = backup.stdout + backup.stderr
+            for expected in ["did not connect to StackVault's side channel within 5 s", "service \(target.name)",
+                             "read /data", HelperChannel.environmentKey] {
+                #expect(output.contains(expected), "\(expected) in \(output.suffix(3000))")
+            }
+            #expect(Date().timeIntervalSince(started) < 300, "the sleeping helper was not waited out")
+            #expect(try Docker.isRunning(target.name))
+            #expect(try target.helpersLeft().isEmpty)
+        }
     }
 }

@@ -6,9 +6,12 @@
 #   BENCH_GIB=0.5 BENCH_ROUNDS=5 bash bench/backup.sh
 #   BENCH_AGE=1 bash bench/backup.sh     # also StackVault with age encryption (AGE_RECIPIENTS, a fresh key)
 #   BENCH_TREE_FILES=100000              # size of the small-file tree (kind "tree"); 0 leaves it out
+#   BENCH_PREFIX=svbench BENCH_DIR=/var/tmp/stackvault-bench   # names of its containers and volumes, its folder
 #
 # Contenders (volume, and tree: BENCH_TREE_FILES files of 1-8 KiB in 1,000-file folders): stackvault backup to a
-# local dir, through its helper container (the default for a volume); sv-api, the same with
+# local dir, through its helper container (the default for a volume; the tar comes over the side channel, an
+# abstract Unix socket); sv-attach, the same with STACKVAULT_HELPER_CHANNEL=attach (the helper's stdout through
+# Docker's attach stream, as before issue #13's side channel); sv-api, the same with
 # STACKVAULT_HELPER_IMAGE=none (Docker's archive API); the seed's way (stop, docker cp to a temp dir, start,
 # tar | zstd -T0, zstd -t); the best shell pipeline (stop, docker cp C:/path - | zstd -T0 > out, start).
 # The peak memory is that of the StackVault process (the helper container's own is not counted).
@@ -26,9 +29,10 @@ ROUNDS="${BENCH_ROUNDS:-3}"
 WORK="${BENCH_DIR:-/var/tmp/stackvault-bench}"
 BUSYBOX="${STACKVAULT_TEST_BUSYBOX_IMAGE:-stackvault-test/busybox:latest}"
 POSTGRES="${STACKVAULT_TEST_POSTGRES_IMAGE:-stackvault-test/postgres:15}"
-VOL_C=svbench-files
-TREE_C=svbench-tree
-PG_C=svbench-pg
+VOL_C="${BENCH_PREFIX:-svbench}-files"
+TREE_C="${BENCH_PREFIX:-svbench}-tree"
+PG_C="${BENCH_PREFIX:-svbench}-pg"
+DATA_V="${BENCH_PREFIX:-svbench}-data"  # BENCH_PREFIX: names of the containers and volumes (default svbench)
 TREE_FILES="${BENCH_TREE_FILES:-100000}"
 export DOCKER_HOST="${DOCKER_HOST:-unix:///var/run/docker.sock}"
 
@@ -88,21 +92,21 @@ PY
     touch "$dir/.done"
   fi
   docker rm -f "$VOL_C" >/dev/null 2>&1 || true
-  docker volume rm -f svbench-data >/dev/null 2>&1 || true
+  docker volume rm -f "$DATA_V" >/dev/null 2>&1 || true
   docker run -d --init --name "$VOL_C" --label stackvault.test=true --label backup.enable=true \
-    --label backup.volume-path.data=/data -v svbench-data:/data "$BUSYBOX" sleep 1000000 >/dev/null
+    --label backup.volume-path.data=/data -v "$DATA_V":/data "$BUSYBOX" sleep 1000000 >/dev/null
   say "loading the data into the volume"
   tar -C "$dir" --exclude .done -cf - . | docker exec -i "$VOL_C" tar -xf - -C /data
-  DATA_BYTES=$(du -sb --exclude .done "$dir" | cut -f1)
+  DATA_BYTES=$(du -sb --exclude .done "$dir/" | cut -f1)  # dir/: a symlinked data folder is followed
 }
 
 make_tree() {
   docker rm -f "$TREE_C" >/dev/null 2>&1 || true
-  docker volume rm -f svbench-tree >/dev/null 2>&1 || true
+  docker volume rm -f "$TREE_C" >/dev/null 2>&1 || true
   docker run -d --init --name "$TREE_C" --label stackvault.test=true --label backup.enable=true \
-    --label backup.volume-path.data=/data -v svbench-tree:/data "$BUSYBOX" sleep 1000000 >/dev/null
+    --label backup.volume-path.data=/data -v "$TREE_C":/data "$BUSYBOX" sleep 1000000 >/dev/null
   say "writing $TREE_FILES small files into the tree volume"
-  local mp; mp=$(docker volume inspect -f '{{.Mountpoint}}' svbench-tree)
+  local mp; mp=$(docker volume inspect -f '{{.Mountpoint}}' "$TREE_C")
   python3 - "$mp" "$TREE_FILES" <<'PY'
 import os, random, sys
 root, n = sys.argv[1], int(sys.argv[2])
@@ -156,6 +160,9 @@ measure() {
 sv_volume() {
   "$SV" backup --stack "$TARGET_C" --target "file://$out" 2>"$WORK/sv.log" >/dev/null
   grep -o 'downtime [0-9.]* s)' "$WORK/sv.log" | head -1 | grep -o '[0-9.]*' >"$WORK/downtime"
+  if [ "${STACKVAULT_HELPER_CHANNEL:-auto}" = auto ] && grep -q 'not the side channel' "$WORK/sv.log"; then
+    grep 'not the side channel' "$WORK/sv.log" | head -1 >&2  # measured the fallback, not the side channel
+  fi
 }
 seed_volume() {
   local t0 t1; t0=$(now)
@@ -177,9 +184,10 @@ pipe_volume() {
 sv_db() { "$SV" backup --stack "$PG_C" --target "file://$out" >/dev/null 2>&1; }
 sv_age_volume() { AGE_RECIPIENTS="$BENCH_AGE_RECIPIENT" sv_volume; }
 sv_api_volume() { STACKVAULT_HELPER_IMAGE=none sv_volume; }
+sv_attach_volume() { STACKVAULT_HELPER_CHANNEL=attach sv_volume; }
 sv_age_db() { AGE_RECIPIENTS="$BENCH_AGE_RECIPIENT" sv_db; }
 pipe_db() { docker exec -e PGPASSWORD=bench "$PG_C" pg_dumpall -U postgres | zstd -q -T0 -o "$out/db.sql.zst"; }
-export -f sv_volume seed_volume pipe_volume sv_db pipe_db sv_age_volume sv_age_db sv_api_volume now
+export -f sv_volume seed_volume pipe_volume sv_db pipe_db sv_age_volume sv_age_db sv_api_volume sv_attach_volume now
 export SV VOL_C PG_C WORK out
 if [ "${BENCH_AGE:-0}" = 1 ]; then
   rm -f "$WORK/age-key.txt"
@@ -200,12 +208,14 @@ for round in $(seq 1 "$ROUNDS"); do
   say "round $round/$ROUNDS"
   export TARGET_C="$VOL_C"
   measure stackvault volume bash -c sv_volume
+  measure sv-attach volume bash -c sv_attach_volume
   measure sv-api volume bash -c sv_api_volume
   measure seed volume bash -c seed_volume
   measure pipeline volume bash -c pipe_volume
   if [ "$TREE_FILES" -gt 0 ]; then
     export TARGET_C="$TREE_C"
     measure stackvault tree bash -c sv_volume
+    measure sv-attach tree bash -c sv_attach_volume
     measure sv-api tree bash -c sv_api_volume
     measure pipeline tree bash -c pipe_volume
   fi
@@ -246,4 +256,4 @@ for kind in ("volume", "tree", "database"):
         print(f"  {kind:9} age encryption: wall {med(data[(kind, 'sv+age')]['wall']) / med(sv['wall']):.2f}x of plain StackVault")
 PY
 docker rm -f "$VOL_C" "$TREE_C" "$PG_C" >/dev/null 2>&1 || true
-docker volume rm -f svbench-data svbench-tree >/dev/null 2>&1 || true
+docker volume rm -f "$DATA_V" "$TREE_C" >/dev/null 2>&1 || true

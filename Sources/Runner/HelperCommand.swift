@@ -3,10 +3,13 @@ import Foundation
 import StackVaultCore
 
 /// `stackvault helper ...`: hidden commands the helper container runs (its image is StackVault's own), not meant
-/// for people. No Docker, no environment, no logging set-up.
+/// for people. No Docker, no logging set-up, no environment but `STACKVAULT_HELPER_TOKEN` (for `--connect`).
 ///
-/// - `stackvault helper tar-create <dir>`: writes the PAX tar of `<dir>` to stdout (``DiskTarReader``): top entry
-///   `<basename of dir as given>/`, the rest below it, as Docker's archive API names them.
+/// - `stackvault helper tar-create <dir> [--connect @name]`: writes the PAX tar of `<dir>` to stdout
+///   (``DiskTarReader``): top entry `<basename of dir as given>/`, the rest below it, as Docker's archive API names
+///   them. With `--connect` the tar goes to StackVault's side channel instead (an abstract Unix socket in the
+///   network namespace the helper shares with StackVault; the first line sent is the token from
+///   `STACKVAULT_HELPER_TOKEN`) and stdout stays empty; exit code 3 when that socket cannot be reached.
 /// - `stackvault helper size <dir>`: measures `<dir>` (``DirectorySize``) for a copy's progress total; stdout
 ///   stays empty.
 /// - `stackvault helper tar-extract <dir>`: reads such a tar from stdin and replaces the content of `<dir>` with
@@ -45,7 +48,8 @@ struct SizeCommand: ParsableCommand {
     }
 }
 
-/// `stackvault helper tar-create <dir>`: the PAX tar of a directory to stdout.
+/// `stackvault helper tar-create <dir> [--connect @name]`: the PAX tar of a directory to stdout or to StackVault's
+/// side channel.
 struct TarCreateCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "tar-create",
@@ -56,11 +60,33 @@ struct TarCreateCommand: ParsableCommand {
     @Argument(help: "The directory (a symlink to one is resolved).")
     var directory: String
 
+    @Option(help: ArgumentHelp(
+        "Write the tar to StackVault's side channel (an abstract Unix socket, @name) instead of stdout, after the "
+            + "token from \(HelperSideChannel.tokenVariable); exit code \(HelperSideChannel.unreachableExitCode) "
+            + "when it cannot be reached."))
+    var connect: String?
+
     func run() throws {
         signal(SIGPIPE, SIG_IGN)  // a reader that went away is a write error with a message, not a silent death
+        guard let connect else {
+            try reportingSummary("tar-create", directory) {
+                try DiskTarReader.write(directory: directory, toFileDescriptor: STDOUT_FILENO,
+                                        what: "standard output (the tar stream of '\(directory)')")
+            }
+            return
+        }
+        let token = ProcessInfo.processInfo.environment[HelperSideChannel.tokenVariable] ?? ""
+        let fd: Int32
+        do {
+            fd = try HelperSideChannel.connect(to: connect, token: token)
+        } catch {
+            printError("helper tar-create \(directory): \(error)")
+            throw ExitCode(HelperSideChannel.unreachableExitCode)
+        }
+        defer { close(fd) }
         try reportingSummary("tar-create", directory) {
-            try DiskTarReader.write(directory: directory, toFileDescriptor: STDOUT_FILENO,
-                                    what: "standard output (the tar stream of '\(directory)')")
+            try DiskTarReader.write(directory: directory, toFileDescriptor: fd,
+                                    what: "StackVault's side channel (the tar stream of '\(directory)')")
         }
     }
 }

@@ -82,6 +82,11 @@ public struct VolumePathStrategy: BackupStrategy {
             let record = try await archive.addTar(at: component.archivePath) { sink in
                 summary = try await reader.read(path, into: sink)
             }
+            if let reason = summary?.attachReason {
+                let message = "\(place): \(path) was copied through Docker's attach stream, not the side channel: "
+                    + reason
+                context.logger.info("\(message)")
+            }
             if let summary, summary.skippedSockets > 0 {
                 let message = "\(place): \(summary.skippedSockets) socket(s) in \(path) were left out (a socket "
                     + "cannot be archived; the program that made it makes it again): "

@@ -48,6 +48,35 @@ public final class FakeDockerEngine: DockerEngine {
 
     private let state = Mutex(State())
     private let scaleHook = Mutex<(@Sendable (_ serviceID: String, _ replicas: Int) async -> Void)?>(nil)
+    private let helperRunner = Mutex<HelperRunner?>(nil)
+
+    /// What a helper container does in `runHelper`: gets its spec and its stdout and stderr, returns its exit code;
+    /// runs on a thread of its own (it may block, e.g. on a socket).
+    public typealias HelperRunner = @Sendable (ContainerCreateSpec, _ stdout: any ByteSink, _ stderr: any ByteSink)
+        throws -> Int
+
+    /// Makes `runHelper` run `body` (without it, `runHelper` throws as an engine that cannot run helpers). Each run
+    /// is recorded as `helper:<name>` in `calls` and its spec in `created`.
+    public func onRunHelper(_ body: @escaping HelperRunner) {
+        helperRunner.withLock { $0 = body }
+    }
+
+    public func runHelper(
+        _ spec: ContainerCreateSpec,
+        stdin: (@Sendable (any ByteSink) throws -> Void)?,
+        stdout: any ByteSink,
+        stderr: any ByteSink
+    ) async throws -> Int {
+        guard let body = helperRunner.withLock({ $0 }) else {
+            throw StackVaultError(.dockerAPI, "\(endpointDescription) cannot run helper containers")
+        }
+        state.withLock {
+            $0.created.append(spec)
+            $0.calls.append("helper:\(spec.name ?? "")")
+        }
+        let sinks = UnsafeSinks(stdout: stdout, stderr: stderr)
+        return try await runBlocking { _ in try body(spec, sinks.stdout, sinks.stderr) }
+    }
 
     /// Runs `hook` after each `scaleService` (what another actor does meanwhile: a redeploy, a task still stopping).
     public func afterScale(_ hook: @escaping @Sendable (_ serviceID: String, _ replicas: Int) async -> Void) {
@@ -408,4 +437,10 @@ extension ContainerDetails {
         return ContainerDetails(id: "id-\(name)", name: name, image: "fake/image", isRunning: running, labels: all,
                                 environment: environment, mounts: mounts)
     }
+}
+
+/// A helper's sinks, handed to the thread that plays the helper (used by it alone).
+private struct UnsafeSinks: @unchecked Sendable {
+    let stdout: any ByteSink
+    let stderr: any ByteSink
 }

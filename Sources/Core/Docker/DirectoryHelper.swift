@@ -50,12 +50,20 @@ public struct DirectoryHelper: Sendable {
     public let container: ContainerDetails
     /// For messages: `service files (container app-files-1) of stack app`.
     public let place: String
+    /// How `read` gets the tar stream; by default from ``HelperChannel/environmentKey``.
+    public var channel: HelperChannel?
+    /// Seconds a side-channel helper that runs but has not connected is waited for before it is removed:
+    /// `STACKVAULT_HELPER_CONNECT_TIMEOUT` (for tests), else 120.
+    var connectTimeout: Double = ProcessInfo.processInfo.environment["STACKVAULT_HELPER_CONNECT_TIMEOUT"]
+        .flatMap(Double.init).flatMap { $0 > 0 ? $0 : nil } ?? 120
 
-    public init(docker: any DockerEngine, image: HelperImage, container: ContainerDetails, place: String) {
+    public init(docker: any DockerEngine, image: HelperImage, container: ContainerDetails, place: String,
+                channel: HelperChannel? = nil) {
         self.docker = docker
         self.image = image
         self.container = container
         self.place = place
+        self.channel = channel
     }
 
     /// What the helper reported (the JSON line `stackvault helper` ends its stderr with).
@@ -65,12 +73,148 @@ public struct DirectoryHelper: Sendable {
         public var warnings: [String]
         /// Bytes of regular files (`dataBytes`): what `size` measured, or what a copy read.
         public var dataBytes: Int64 = 0
+        /// Bytes of the tar stream (`tarBytes`), as the helper counted them.
+        public var tarBytes: Int64 = 0
+        /// For `read`: why the tar came through Docker's attach stream rather than the side channel; nil when it
+        /// came through the side channel (and for `size` and `write`, which always use the attach stream).
+        public var attachReason: String?
     }
 
-    /// Streams the PAX tar of `path` (top entry `<basename>/`) into `sink`.
+    /// Streams the PAX tar of `path` (top entry `<basename>/`) into `sink`: through the side channel
+    /// (``HelperChannel/sideChannel(networkMode:)``) when it can be had, else through the helper's stdout on
+    /// Docker's attach stream (the summary's `attachReason` says why).
     public func read(_ path: String, into sink: any ByteSink) async throws -> Summary {
-        try await run(["tar-create", path], path: path, writable: false, stdin: nil, stdout: sink,
-                      doing: "read \(path)")
+        let doing = "read \(path)"
+        let reason: String
+        switch try channel ?? HelperChannel.fromEnvironment(ProcessInfo.processInfo.environment) {
+        case .attach:
+            reason = "\(HelperChannel.environmentKey)=attach"
+        case .sideChannel(let mode):
+            switch try await readThroughSideChannel(path, networkMode: mode ?? defaultNetworkMode, into: sink,
+                                                    doing: doing) {
+            case .read(let summary): return summary
+            case .unavailable(let why): reason = why
+            }
+        }
+        var summary = try await run(["tar-create", path], path: path, writable: false, stdin: nil, stdout: sink,
+                                    doing: doing)
+        summary.attachReason = reason
+        return summary
+    }
+
+    /// StackVault's network namespace as a helper's `NetworkMode`: its container's, or the host's.
+    private var defaultNetworkMode: String {
+        if case .ownContainer(_, let own, _) = image { return "container:\(own)" }
+        return HolderIdentity.ownContainerID().map { "container:\($0)" } ?? "host"
+    }
+
+    private enum SideChannelRead {
+        case read(Summary)
+        /// The side channel could not be had, and nothing was written to the sink: use the attach stream.
+        case unavailable(String)
+    }
+
+    /// `read` through a ``HelperSideChannel``: the helper (in `networkMode`) connects and writes the tar there while
+    /// its stdout stays empty; its exit code and summary are checked as on the attach stream, and the bytes
+    /// received must be the summary's `tarBytes`.
+    private func readThroughSideChannel(
+        _ path: String, networkMode: String, into sink: any ByteSink, doing: String
+    ) async throws -> SideChannelRead {
+        let channel: HelperSideChannel
+        do {
+            channel = try HelperSideChannel()
+        } catch {
+            return .unavailable("the side channel could not be made: \(error)")
+        }
+        var helperSpec = spec(["tar-create", path, "--connect", channel.name], writable: false)
+        helperSpec.networkDisabled = false
+        helperSpec.networkMode = networkMode
+        helperSpec.environment = ["\(HelperSideChannel.tokenVariable)=\(channel.token)"]
+        let spec = helperSpec
+        let stdout = CollectingSink(limit: 4096)
+        let stderr = TailCollectingSink(limit: 64 << 10)
+        let (docker, timeout, target) = (docker, connectTimeout, UnsafeTransfer(sink))
+        enum Outcome: Sendable {
+            case helper(Result<Int, any Error>)
+            /// Bytes received; nil when the helper never connected.
+            case stream(Result<Int64?, any Error>)
+        }
+        var helper: Result<Int, any Error>?
+        var stream: Result<Int64?, any Error>?
+        await withTaskGroup(of: Outcome.self) { group in
+            group.addTask {
+                defer { channel.helperEnded() }
+                do {
+                    return .helper(.success(try await docker.runHelper(spec, stdin: nil, stdout: stdout,
+                                                                       stderr: stderr)))
+                } catch {
+                    return .helper(.failure(error))
+                }
+            }
+            group.addTask {
+                do {
+                    let received = try await withTaskCancellationHandler {
+                        try await runBlocking { flag -> Int64? in
+                            guard try channel.accept(timeout: timeout, flag: flag) else { return nil }
+                            return try channel.receive(into: target.value)
+                        }
+                    } onCancel: {
+                        channel.abort()
+                    }
+                    return .stream(.success(received))
+                } catch {
+                    channel.abort()  // the helper's next write fails at once
+                    return .stream(.failure(error))
+                }
+            }
+            for await outcome in group {
+                switch outcome {
+                case .helper(let result):
+                    helper = result
+                case .stream(let result):
+                    stream = result
+                    // A sink that failed, or a helper that never connected: the helper is stopped and removed.
+                    if case .failure = result { group.cancelAll() }
+                }
+            }
+        }
+        guard let helper, let stream else { preconditionFailure("both tasks report") }
+        let received: Int64?
+        switch stream {
+        case .failure(let error as SideChannelTimeout):
+            if Task.isCancelled { throw failure(CancellationError(), doing: doing) }
+            throw StackVaultError(
+                .dockerAPI,
+                "the helper container that was to \(doing) of \(place) did not connect to StackVault's side channel "
+                    + "within \(Int(error.seconds)) s (network mode \(networkMode)) and was removed; run it again, or "
+                    + "set \(HelperChannel.environmentKey)=attach to copy through Docker's attach stream")
+        case .failure(let error):
+            throw failure(error, doing: doing)
+        case .success(let count):
+            received = count
+        }
+        let code: Int
+        switch helper {
+        case .failure(let error):
+            if received == nil && !Task.isCancelled {
+                return .unavailable("a helper in network mode \(networkMode) could not be run: \(error)")
+            }
+            throw failure(error, doing: doing)
+        case .success(let exit):
+            code = exit
+        }
+        if received == nil && code == Int(HelperSideChannel.unreachableExitCode) {
+            let said = stderr.text.split(separator: "\n").last.map(String.init) ?? ""
+            return .unavailable("the helper (network mode \(networkMode)) could not reach the side channel: \(said)")
+        }
+        let summary = try summary(code: code, stderr: stderr, doing: doing)
+        guard let received, received == summary.tarBytes else {
+            throw StackVaultError(
+                .dockerAPI,
+                "the helper container that was to \(doing) of \(place) sent \(received ?? 0) bytes of its "
+                    + "\(summary.tarBytes)-byte tar stream on StackVault's side channel; run it again")
+        }
+        return .read(summary)
     }
 
     /// Measures `path` without reading its files (`stackvault helper size`, ``DirectorySize``): the summary's
@@ -110,26 +254,34 @@ public struct DirectoryHelper: Sendable {
         let spec = spec(arguments, writable: writable)
         let stderr = TailCollectingSink(limit: 64 << 10)
         let code: Int
-        let advice = Self.advice(for: image)
         do {
             code = try await docker.runHelper(spec, stdin: stdin, stdout: stdout, stderr: stderr)
-        } catch let error as StackVaultError where error.code == .cancelled {
-            throw error
-        } catch is CancellationError {
-            throw CancellationError()
         } catch {
-            // Stopped (SIGTERM/SIGINT) while the helper streamed: say so, the helper image is not at fault.
-            if Task.isCancelled {
-                throw StackVaultError(.cancelled, "stopped (SIGTERM/SIGINT) while a helper container was to \(doing) "
-                    + "of \(place); the helper was removed")
-            }
-            // Docker gone (dockerd stopped or restarting) is not the image's fault: no advice about it.
-            let gone = (error as? StackVaultError)?.code == .dockerUnreachable
-            throw StackVaultError(
-                gone ? .dockerUnreachable : .dockerAPI,
-                "could not \(doing) of \(place) through a helper container from the image \(image): \(error)"
-                    + (gone ? "" : "; " + advice))
+            throw failure(error, doing: doing)
         }
+        return try summary(code: code, stderr: stderr, doing: doing)
+    }
+
+    /// The error for a helper run that failed with `error` (cancellation kept as such).
+    private func failure(_ error: any Error, doing: String) -> any Error {
+        if let error = error as? StackVaultError, error.code == .cancelled { return error }
+        if error is CancellationError { return CancellationError() }
+        // Stopped (SIGTERM/SIGINT) while the helper streamed: say so, the helper image is not at fault.
+        if Task.isCancelled {
+            return StackVaultError(.cancelled, "stopped (SIGTERM/SIGINT) while a helper container was to \(doing) "
+                + "of \(place); the helper was removed")
+        }
+        // Docker gone (dockerd stopped or restarting) is not the image's fault: no advice about it.
+        let gone = (error as? StackVaultError)?.code == .dockerUnreachable
+        return StackVaultError(
+            gone ? .dockerUnreachable : .dockerAPI,
+            "could not \(doing) of \(place) through a helper container from the image \(image): \(error)"
+                + (gone ? "" : "; " + Self.advice(for: image)))
+    }
+
+    /// The helper's summary from its exit code and the end of its stderr; throws for a failed helper.
+    private func summary(code: Int, stderr: TailCollectingSink, doing: String) throws -> Summary {
+        let advice = Self.advice(for: image)
         let text = stderr.text
         let lines = text.split(separator: "\n").map(String.init)
         guard code == 0 else {
@@ -155,7 +307,8 @@ public struct DirectoryHelper: Sendable {
             skippedSockets: (object["skippedSockets"] as? NSNumber)?.intValue ?? 0,
             skippedSocketPaths: object["skippedSocketPaths"] as? [String] ?? [],
             warnings: object["warnings"] as? [String] ?? [],
-            dataBytes: (object["dataBytes"] as? NSNumber)?.int64Value ?? 0)
+            dataBytes: (object["dataBytes"] as? NSNumber)?.int64Value ?? 0,
+            tarBytes: (object["tarBytes"] as? NSNumber)?.int64Value ?? 0)
     }
 
     /// What to do when the helper image does not work.
@@ -170,6 +323,35 @@ public struct DirectoryHelper: Sendable {
         default:
             "check that Docker can create containers from \(image.image ?? "the image"), or set "
                 + HelperImage.environmentKey
+        }
+    }
+}
+
+/// How a helper container's tar stream reaches StackVault for a backup (``DirectoryHelper/read(_:into:)``).
+public enum HelperChannel: Sendable, Equatable {
+    /// An abstract Unix socket StackVault listens on (``HelperSideChannel``), the helper started with the
+    /// `NetworkMode` given (nil: StackVault's own network namespace, `container:<StackVault's container>` or
+    /// `host`). Falls back to `attach` when the socket cannot be made, the helper cannot be created with that
+    /// network mode (user namespaces, rootless Docker) or cannot reach the socket.
+    case sideChannel(networkMode: String?)
+    /// The helper's stdout through Docker's attach stream (dockerd and containerd-shim in between: several times
+    /// slower for large volumes).
+    case attach
+
+    /// `STACKVAULT_HELPER_CHANNEL`: unset or `auto` (the side channel, with the fallback), `attach`, or
+    /// `network:<mode>` (the side channel with that `NetworkMode`; for diagnostics and tests).
+    public static let environmentKey = "STACKVAULT_HELPER_CHANNEL"
+
+    /// The channel `environment` asks for; throws for a value that is none of the above.
+    public static func fromEnvironment(_ environment: [String: String]) throws -> HelperChannel {
+        switch environment[environmentKey] ?? "" {
+        case "", "auto": return .sideChannel(networkMode: nil)
+        case "attach": return .attach
+        case let value where value.hasPrefix("network:") && value.count > "network:".count:
+            return .sideChannel(networkMode: String(value.dropFirst("network:".count)))
+        case let value:
+            throw StackVaultError(.invalidConfiguration, "\(environmentKey)=\(value) is not a helper channel; use "
+                + "auto (the default), attach, or network:<Docker network mode>")
         }
     }
 }

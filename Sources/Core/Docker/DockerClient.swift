@@ -165,7 +165,11 @@ public final class DockerClient: DockerEngine {
                 ["Type": mount.type, "Source": mount.reference ?? "", "Target": mount.destination]
             }
         }
-        if spec.networkDisabled { hostConfig["NetworkMode"] = "none" }
+        if let mode = spec.networkMode {
+            hostConfig["NetworkMode"] = mode
+        } else if spec.networkDisabled {
+            hostConfig["NetworkMode"] = "none"
+        }
         if let memory = spec.memoryLimitBytes { hostConfig["Memory"] = memory }
         if !spec.anonymousVolumes.isEmpty {
             let anonymous: [[String: Any]] = spec.anonymousVolumes.map { ["Type": "volume", "Target": $0] }

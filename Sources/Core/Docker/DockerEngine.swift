@@ -115,6 +115,8 @@ public struct ContainerCreateSpec: Sendable, Equatable {
     public var volumesFrom: [String]
     /// No network at all (`--network none`).
     public var networkDisabled: Bool
+    /// `HostConfig.NetworkMode` (`host`, `container:<id>`); when set, it wins over ``networkDisabled``.
+    public var networkMode: String? = nil
     /// Keeps stdin open although nothing is attached (`-i`), so a command that reads it blocks instead of ending.
     public var openStdin: Bool
     /// Volumes (by name) and bind mounts (by host path) to mount (`HostConfig.Mounts`): `type` `volume` or `bind`,
