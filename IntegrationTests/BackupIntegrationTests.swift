@@ -325,7 +325,7 @@ extension Integration {
             let name = "svtest-retention"
             try Shell.run(["docker", "rm", "-f", name], check: false)
             try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true",
-                           "--label", "backup.enable=true", "--label", "backup.volume-path.etc=/etc",
+                           "--label", "backup.enable=true", "--label", "backup.volume-path.bin=/bin",
                            TestBed.busyboxImage, "sleep", "1000000"])
             defer { _ = try? Shell.run(["docker", "rm", "-f", name], check: false) }
             let target = try TestBed.temporaryDirectory("retention")

@@ -26,7 +26,7 @@ extension Integration {
             try TestBed.requireDocker()
             let name = "svtest-metrics-\(UUID().uuidString.prefix(8).lowercased())"
             try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true",
-                           "--label", "backup.enable=true", "--label", "backup.volume-path.etc=/etc",
+                           "--label", "backup.enable=true", "--label", "backup.volume-path.bin=/bin",
                            TestBed.busyboxImage, "sleep", "1000000"])
             defer { Integration.DaemonTests.removeContainers(name) }
             let port = Int.random(in: 20000..<60000)

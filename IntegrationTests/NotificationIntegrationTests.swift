@@ -105,7 +105,7 @@ extension Integration {
             let good = "svtest-notify-good"
             try Shell.run(["docker", "rm", "-f", good], check: false)
             try Shell.run(["docker", "run", "-d", "--init", "--name", good, "--label", "stackvault.test=true",
-                           "--label", "backup.enable=true", "--label", "backup.volume-path.etc=/etc",
+                           "--label", "backup.enable=true", "--label", "backup.volume-path.bin=/bin",
                            TestBed.busyboxImage, "sleep", "1000000"])
             defer { _ = try? Shell.run(["docker", "rm", "-f", good], check: false) }
             let before = receiver.requests.count

@@ -44,7 +44,7 @@ extension Integration {
             let standalone = "svtest-plan-standalone"
             try Shell.run(["docker", "rm", "-f", standalone], check: false)
             try Shell.run(["docker", "run", "-d", "--name", standalone, "--label", "stackvault.test=true", "--label", "backup.enable=true",
-                           "--label", "backup.volume-path.etc=/etc", TestBed.busyboxImage, "sleep", "1000000"])
+                           "--label", "backup.volume-path.bin=/bin", TestBed.busyboxImage, "sleep", "1000000"])
             defer { _ = try? Shell.run(["docker", "rm", "-f", standalone], check: false) }
 
             let result = try StackVaultCLI.run(["plan", "--json", "--target", "file:///tmp/sv-plan-target"])
@@ -82,7 +82,7 @@ extension Integration {
             let alone = try #require(plan.stack(standalone))
             #expect(alone.services.map(\.service) == [standalone])
             #expect(alone.services.first?.strategies == [
-                .init(type: "volume-path", name: "etc", path: "/etc", archivePath: "\(standalone)/volumes/etc"),
+                .init(type: "volume-path", name: "bin", path: "/bin", archivePath: "\(standalone)/volumes/bin"),
             ])
 
             // The human-readable form names the same things.

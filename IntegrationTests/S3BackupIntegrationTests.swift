@@ -11,7 +11,7 @@ extension Integration {
             let name = "svtest-s3-backup"
             try Shell.run(["docker", "rm", "-f", name], check: false)
             try Shell.run(["docker", "run", "-d", "--init", "--name", name, "--label", "stackvault.test=true",
-                           "--label", "backup.enable=true", "--label", "backup.volume-path.etc=/etc",
+                           "--label", "backup.enable=true", "--label", "backup.volume-path.bin=/bin",
                            TestBed.busyboxImage, "sleep", "1000000"])
             defer { _ = try? Shell.run(["docker", "rm", "-f", name], check: false) }
             let prefix = "cli run \(UUID().uuidString.prefix(8))"
@@ -31,7 +31,7 @@ extension Integration {
             let download = work.appendingPathComponent("download.tar.zst").path
             try Shell.run(aws + ["cp", "s3://\(bucket)/\(folder)/\(object)", download], environment: awsEnv)
             let entries = try Shell.run(["tar", "--zstd", "-tf", download]).stdout
-            #expect(entries.contains("\(name)/volumes/etc/"))
+            #expect(entries.contains("\(name)/volumes/bin/"))
             #expect(entries.contains("stackvault.json"))
             #expect(try FileManager.default.contentsOfDirectory(atPath: work.path) == ["download.tar.zst"],
                     "the local copy is removed once the upload is confirmed")

@@ -10,7 +10,7 @@ extension VolumePathStrategy: RestoreStrategy {
             throw StackVaultError(.restoreFailed, "the archive does not say which directory \(component.archivePath) "
                 + "came from (sourcePath '\(component.sourcePath ?? "")')")
         }
-        _ = try DirectoryReplacement.method(for: path, mounts: container.mounts)
+        _ = try DirectoryReplacement.method(for: path, mounts: container.mounts, dockerFiles: container.dockerFiles)
     }
 
     /// The directory restored into: the one the label's path resolved to when it was a symbolic link (the link
@@ -22,7 +22,7 @@ extension VolumePathStrategy: RestoreStrategy {
     public func describeRestore(_ component: Manifest.ManifestComponent, into container: ContainerDetails) -> String {
         let path = Self.directory(of: component) ?? "?"
         let how: String
-        switch Result(catching: { try DirectoryReplacement.method(for: path, mounts: container.mounts) }) {
+        switch Result(catching: { try DirectoryReplacement.method(for: path, mounts: container.mounts, dockerFiles: container.dockerFiles) }) {
         case .success(.helperContainer(let mount)):
             how = "It is on the mount \(mount): a helper container (StackVault's own tar, no network, removed "
                 + "afterwards) stages the archive's copy inside it and swaps it in; xattrs, ACLs and holes are restored."

@@ -165,6 +165,42 @@ import Testing
         #expect(plan.hasErrors)
     }
 
+    /// A directory with a mount point inside (a volume or bind mount below a layer directory, Docker's own
+    /// `/etc/hosts` in `/etc`) backs up, but no restore could replace it without removing the mount point: a plan
+    /// error naming label, service, container and mount, and a restore refuses it before anything changes (a trial
+    /// lost most of `/etc` to a restore that removed files and then failed on `/etc/hosts`).
+    @Test func aDirectoryHoldingAMountPointIsRefusedByPlanAndRestore() async throws {
+        let inspect = #"""
+            {"Id": "abc", "Name": "/app_web_1", "State": {"Running": true},
+             "Config": {"Image": "busybox", "Env": [], "Labels": {"backup.enable": "true",
+               "backup.volume-path.etc": "/etc", "backup.volume-path.app": "/srv/app",
+               "backup.volume-path.data": "/srv/app/data",
+               "com.docker.compose.project": "app", "com.docker.compose.service": "web"}},
+             "HostsPath": "/var/lib/docker/containers/abc/hosts", "HostnamePath": "/var/lib/docker/containers/abc/hostname",
+             "ResolvConfPath": "/var/lib/docker/containers/abc/resolv.conf",
+             "Mounts": [{"Type": "volume", "Name": "app_data", "Destination": "/srv/app/data"}]}
+            """#
+        let container = try DockerClient.containerDetails(fromInspect: Data(inspect.utf8))
+        #expect(container.dockerFiles == ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"])
+        let plan = try await plan([container])
+        let errors = try #require(plan.stacks.first?.services.first?.errors)
+        #expect(errors.count == 2, "\(errors)")
+        #expect(errors.contains { $0.contains("backup.volume-path.etc=/etc") && $0.contains("container app_web_1")
+            && $0.contains("/etc/hosts (a file Docker mounts into every container itself)") }, "\(errors)")
+        #expect(errors.contains { $0.contains("backup.volume-path.app=/srv/app")
+            && $0.contains("/srv/app/data (the volume app_data)") && $0.contains("could not be restored") }, "\(errors)")
+        for path in ["/etc", "/srv/app"] {
+            #expect(throws: StackVaultError.self) {
+                try DirectoryReplacement.method(for: path, mounts: container.mounts, dockerFiles: container.dockerFiles)
+            }
+        }
+        // The mounted directory itself, and a directory beside Docker's files, are fine.
+        #expect(try DirectoryReplacement.method(for: "/srv/app/data", mounts: container.mounts,
+                                                dockerFiles: container.dockerFiles) != .writableLayer)
+        #expect(try DirectoryReplacement.method(for: "/etc/ssl", mounts: container.mounts,
+                                                dockerFiles: container.dockerFiles) == .writableLayer)
+    }
+
     @Test func tmpfsMountsElsewhereAndVolumesAreFine() async throws {
         let plan = try await plan([
             .fake(name: "files", labels: ["backup.enable": "true", "backup.volume-path.data": "/data",

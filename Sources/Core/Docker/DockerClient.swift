@@ -130,6 +130,9 @@ public final class DockerClient: DockerEngine {
                 mounts.append(ContainerMount(type: "tmpfs", destination: path))
             }
         }
+        let dockerFiles = [("/etc/hosts", row.HostsPath), ("/etc/hostname", row.HostnamePath),
+                           ("/etc/resolv.conf", row.ResolvConfPath)]
+            .filter { file, host in !(host ?? "").isEmpty && !mounts.contains { $0.destination == file } }.map(\.0)
         return ContainerDetails(
             id: row.Id,
             name: (row.Name ?? row.Id).trimmingLeadingSlash,
@@ -139,7 +142,8 @@ public final class DockerClient: DockerEngine {
             environment: environment,
             mounts: mounts,
             imageID: row.Image,
-            networkMode: row.HostConfig?.NetworkMode
+            networkMode: row.HostConfig?.NetworkMode,
+            dockerFiles: dockerFiles
         )
     }
 
@@ -440,6 +444,11 @@ private struct ContainerInspectRow: Decodable {
     var State: State?
     var Mounts: [Mount]?
     var HostConfig: HostConfig?
+    /// Host paths of the files Docker bind-mounts into the container itself (not listed in `Mounts`): empty when
+    /// it does not.
+    var HostsPath: String?
+    var HostnamePath: String?
+    var ResolvConfPath: String?
 }
 
 extension String {

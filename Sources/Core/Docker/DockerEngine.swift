@@ -255,6 +255,9 @@ public struct ContainerDetails: Sendable, Equatable {
     public var imageID: String?
     /// `HostConfig.NetworkMode`: `container:<id>` when it shares another container's network namespace.
     public var networkMode: String?
+    /// The files Docker bind-mounts into the container itself and does not list in `Mounts`: `/etc/hosts`,
+    /// `/etc/hostname`, `/etc/resolv.conf` (inspect's `HostsPath`, `HostnamePath`, `ResolvConfPath`).
+    public var dockerFiles: [String]
 
     public init(
         id: String,
@@ -265,9 +268,11 @@ public struct ContainerDetails: Sendable, Equatable {
         environment: [String: String],
         mounts: [ContainerMount] = [],
         imageID: String? = nil,
-        networkMode: String? = nil
+        networkMode: String? = nil,
+        dockerFiles: [String] = []
     ) {
         self.networkMode = networkMode
+        self.dockerFiles = dockerFiles
         self.id = id
         self.name = name
         self.image = image
@@ -279,6 +284,20 @@ public struct ContainerDetails: Sendable, Equatable {
     }
 
     public var composeProject: String? { labels["com.docker.compose.project"] }
+
+    /// The mount points strictly below `path` (mounts and ``dockerFiles``), shortest first, each with what it is
+    /// for messages (`the volume shop_data`, `the bind mount /srv/conf`, `Docker's own /etc/hosts`).
+    public func mountPoints(below path: String) -> [(path: String, what: String)] {
+        let isBelow = ContainerMount.isPath(_:below:)
+        let mounted = mounts.filter { isBelow($0.destination, path) }.map { mount in
+            (path: mount.destination, what: mount.type == "volume" && mount.name != nil
+                ? "the volume \(mount.name!)" : mount.type == "bind" ? "a bind mount" : "a \(mount.type) mount")
+        }
+        let docker = dockerFiles.filter { isBelow($0, path) }.map {
+            (path: $0, what: "a file Docker mounts into every container itself")
+        }
+        return (mounted + docker).sorted { $0.path.count < $1.path.count }
+    }
     public var composeService: String? { labels["com.docker.compose.service"] }
 }
 

@@ -30,6 +30,16 @@ extension Planner {
                         var spec = component.spec
                         spec.resolvedPath = resolved == path ? nil : resolved
                         service.components[c] = PlannedComponent(spec: spec, strategy: component.strategy)
+                        // A symbolic link can lead to a directory with mounts in it (`/data/out -> /etc`): the
+                        // directory it leads to is checked as a labelled one is.
+                        if resolved != path, let container = containers.first(where: { $0.id == service.containerID }) {
+                            var target = spec
+                            target.path = resolved
+                            if let problem = Self.mountProblem([target], label: BackupLabel(key: label, value: path),
+                                                               service: service.service, container: container) {
+                                service.errors.append(problem)
+                            }
+                        }
                         if case .archiveAPI(let why) = DirectoryCopy.choose(path: resolved, mounts: mounts,
                                                                             helper: helper) {
                             service.warnings.append("\(label): \(why)")

@@ -271,7 +271,7 @@ public struct Planner: Sendable {
             do {
                 let components = try strategy.plan(label: label, service: folder, container: container)
                 if strategy.requirement == .stopped,
-                    let problem = Self.tmpfsProblem(components, label: label, service: folder, container: container)
+                    let problem = Self.mountProblem(components, label: label, service: folder, container: container)
                 {
                     results.append((strategy, [], problem))
                 } else {
@@ -322,13 +322,15 @@ public struct Planner: Sendable {
     }
 
     /// Why the paths of `components`, copied while the container is stopped, cannot be backed up because of a
-    /// tmpfs mount; nil when no tmpfs is in the way.
+    /// mount; nil when no mount is in the way.
     ///
     /// Stopping a container unmounts its tmpfs mounts and their content is gone (docs.docker.com, "tmpfs mounts").
     /// A path on a tmpfs (or below one) would be archived empty; a tmpfs *below* the path would be left out of the
-    /// archive without a word (the copy would hold only the empty mount point). Both are refused, so the archive
-    /// always holds what was there; a restore refuses both layouts too (`DirectoryReplacement`).
-    static func tmpfsProblem(_ components: [ComponentSpec], label: BackupLabel, service: String,
+    /// archive without a word (the copy would hold only the empty mount point). Any other mount point below the
+    /// path (a volume, a bind mount, Docker's own `/etc/hosts`) makes an archive that no restore can put back: the
+    /// restore would have to remove the mount point (`DirectoryReplacement` refuses). All are refused here, so the
+    /// archive always holds what was there and can be restored.
+    static func mountProblem(_ components: [ComponentSpec], label: BackupLabel, service: String,
                              container: ContainerDetails) -> String?
     {
         let tmpfs = container.mounts.filter { $0.type == "tmpfs" }.map(\.destination)
@@ -344,6 +346,12 @@ public struct Planner: Sendable {
                 return "\(culprit): \(path) contains the tmpfs mount \(mount), which is emptied when the container "
                     + "stops, so its content would be missing from the archive; label directories that hold no "
                     + "tmpfs, or move the tmpfs out of \(path)"
+            }
+            if let nested = container.mountPoints(below: path).first {
+                return "\(culprit): \(path) contains the mount point \(nested.path) (\(nested.what)), which a restore "
+                    + "of \(path) could not replace (it would have to remove the mount point), so its archives could "
+                    + "not be restored; label directories that contain no mount point (a mounted directory can be "
+                    + "labelled itself: backup.volume-path.<name>=\(nested.path))"
             }
         }
         return nil

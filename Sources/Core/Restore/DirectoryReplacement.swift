@@ -69,13 +69,18 @@ public struct DirectoryReplacement: Sendable {
     }
 
     /// The method for `path` given the container's mounts; throws for layouts that cannot be replaced safely.
-    public static func method(for path: String, mounts: [ContainerMount]) throws -> Method {
+    public static func method(for path: String, mounts: [ContainerMount], dockerFiles: [String] = []) throws
+        -> Method
+    {
         let isBelow = ContainerMount.isPath(_:below:)
-        if let nested = mounts.first(where: { isBelow($0.destination, path) }) {
+        let inside = ContainerDetails(id: "", name: "", image: "", isRunning: false, labels: [:], environment: [:],
+                                      mounts: mounts, dockerFiles: dockerFiles).mountPoints(below: path)
+        if let nested = inside.first {
             throw StackVaultError(
                 .restoreFailed,
-                "\(path) contains the mount point \(nested.destination): replacing \(path) would have to remove a "
-                    + "mount point; label the mounted directories themselves (backup.volume-path.<name>=\(nested.destination))")
+                "\(path) contains the mount point \(nested.path) (\(nested.what)): replacing \(path) would have to "
+                    + "remove a mount point, so nothing was changed; label directories that contain no mount point "
+                    + "(backup.volume-path.<name>=\(nested.path) for a mounted directory)")
         }
         let covering = mounts.filter { $0.destination == path || isBelow(path, $0.destination) }
             .max { $0.destination.count < $1.destination.count }
@@ -91,7 +96,7 @@ public struct DirectoryReplacement: Sendable {
 
     /// Replaces the directory. The container must be stopped.
     public func run() async throws {
-        let method = try Self.method(for: path, mounts: container.mounts)
+        let method = try Self.method(for: path, mounts: container.mounts, dockerFiles: container.dockerFiles)
         let parent = (path as NSString).deletingLastPathComponent
         let top = (path as NSString).lastPathComponent
         switch method {
