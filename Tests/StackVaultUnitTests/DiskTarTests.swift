@@ -221,6 +221,27 @@ struct DiskTarTests {
         #expect(warnings.contains { $0.hasPrefix(".stackvault-old-1a2b: left out") }, "\(warnings)")
     }
 
+    /// Directories below a path longer than PATH_MAX: libarchive cannot set their owners and times (a trial saw
+    /// them come back as 0:0 with the restore's time while the restore said it succeeded). The restore now
+    /// refuses before the swap, naming what it could not restore, and the target keeps its old content.
+    @Test func aTreeThatCannotBeRestoredExactlyChangesNothing() async throws {
+        let directory = try ArchiveTestSupport.TemporaryDirectory()
+        defer { directory.remove() }
+        let result = try await Support.bash("""
+            set -e
+            cd \(q(directory.root))
+            mkdir data target; echo keep > target/keep
+            name=$(printf 'd%.0s' $(seq 1 200))
+            (cd data; for i in $(seq 1 25); do mkdir $name; chown 4321:8765 $name; cd $name; done; echo deep > f)
+            \(q(Support.binary)) helper tar-create data > data.tar 2>create.err
+            \(q(Support.binary)) helper tar-extract target < data.tar 2>extract.err || echo "exit $?"
+            ls -A target; cat target/keep
+            """)
+        #expect(result.output == "exit 1\nkeep\nkeep\n", "\(result.output)")
+        let said = try String(contentsOfFile: directory.path("extract.err"), encoding: .utf8)
+        #expect(said.contains("did not come out as the archive has them") && said.contains("owner 0:0, the archive has 4321:8765") && said.contains("nothing was changed"), "\(said)")
+    }
+
     @Test func aMissingPathOrAFileIsRefusedNamingIt() async throws {
         let directory = try ArchiveTestSupport.TemporaryDirectory()
         defer { directory.remove() }

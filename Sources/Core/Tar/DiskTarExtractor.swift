@@ -76,7 +76,26 @@ public enum DiskTarExtractor {
             try syscall("fchdir", path: stageShown, failing: "cannot enter the staging directory \(stageShown)") {
                 fchdir(stage)
             }
-            top = try extract(from: input, what: what, into: &summary, stageShown: stageShown)
+            let check: StagedTreeCheck
+            (top, check) = try extract(from: input, what: what, into: &summary, stageShown: stageShown)
+            let differences = try check.differences(in: stage, shown: stageShown)
+            if differences.count > 0 {
+                throw StackVaultError(
+                    .restoreFailed,
+                    "\(differences.count) entr\(differences.count == 1 ? "y" : "ies") of \(what) did not come out as "
+                        + "the archive has them, so nothing was changed: "
+                        + differences.first.joined(separator: "; ") + (differences.count > 3 ? "; ..." : ""))
+            }
+            // An entry libarchive could not restore exactly (an owner, a time, an xattr it could not set: e.g. below
+            // a path longer than PATH_MAX) would make the swap put back less than the archive holds: refused here,
+            // while nothing has changed.
+            if !summary.warnings.isEmpty {
+                throw StackVaultError(
+                    .restoreFailed,
+                    "not everything in \(what) could be restored exactly, so nothing was changed: "
+                        + summary.warnings.prefix(3).joined(separator: "; ")
+                        + (summary.warnings.count > 3 ? "; and more" : ""))
+            }
             workingDirectory.restore()
         } catch {
             workingDirectory.restore()
@@ -133,17 +152,19 @@ public enum DiskTarExtractor {
     /// Extracts every entry below the top one into the working directory; returns the top entry (a copy).
     private static func extract(
         from input: Int32, what: String, into summary: inout DiskTarSummary, stageShown: String
-    ) throws -> TarEntry {
+    ) throws -> (TarEntry, StagedTreeCheck) {
         let source = InputChunks(fd: input, what: what)
         let reader = try TarReader(next: source.next)
         try reader.open("reading \(what)")
         let disk = try DiskWriter(what: "the staging directory \(stageShown)", consequence: "; nothing was changed")
         var top: (name: [UInt8], entry: TarEntry)?
+        var check = StagedTreeCheck()
         try reader.forEachEntry(unreadable: {
             StackVaultError(.archive, "\(what) is unreadable: \($0); nothing was changed")
         }) { entry in
             try withLibArchiveUTF8Locale {
-                top = try extractEntry(entry, top: top, reader: reader, disk: disk, into: &summary, what: what)
+                top = try extractEntry(entry, top: top, reader: reader, disk: disk, into: &summary, check: &check,
+                                       what: what)
             }
             return true
         }
@@ -158,15 +179,15 @@ public enum DiskTarExtractor {
                 "\(what) ended without tar's end-of-archive blocks after \(summary.entries) entries: the stream was "
                     + "cut short (did the sender stop?); nothing was changed, run the restore again")
         }
-        try disk.close()
+        if let warning = try disk.close() { summary.warn(warning) }
         summary.tarBytes = source.total
-        return top.entry
+        return (top.entry, check)
     }
 
     /// Extracts one entry (or keeps the top one); returns the top entry's name and copy.
     private static func extractEntry(
         _ entry: TarEntry, top: (name: [UInt8], entry: TarEntry)?, reader: TarReader, disk: DiskWriter,
-        into summary: inout DiskTarSummary, what: String
+        into summary: inout DiskTarSummary, check: inout StagedTreeCheck, what: String
     ) throws -> (name: [UInt8], entry: TarEntry) {
         guard let path = entry.path else {
             throw StackVaultError(.archive, "\(what) has an entry without a name; nothing was changed")
@@ -193,7 +214,9 @@ public enum DiskTarExtractor {
                 "refusing \(what): its entry '\(shown)' is outside its top directory "
                     + "'\(ArchivePath.display(top.name))'; nothing was changed")
         }
-        entry.setPath(ArchivePath.join(parts.dropFirst()))
+        let relative = ArchivePath.join(parts.dropFirst())
+        entry.setPath(relative)
+        check.record(entry, at: relative)
         if let hardlink = entry.hardlink {
             let targetParts = ArchivePath.components(hardlink)
             guard ArchivePath.problem(hardlink) == nil, targetParts.count > 1, targetParts[0] == top.name else {
@@ -482,8 +505,9 @@ private final class DiskWriter {
     }
 
     /// Applies the deferred directory modes, times and ACLs.
-    func close() throws {
-        _ = try check(archive_write_close(disk), "setting the directories' modes, times and ACLs in \(what)")
+    /// Applies the directories' deferred modes, times and ACLs; returns libarchive's warning, if any.
+    func close() throws -> String? {
+        try check(archive_write_close(disk), "setting the directories' modes, times and ACLs in \(what)")
     }
 
     private func check(_ status: Int32, _ doing: String) throws -> String? {
