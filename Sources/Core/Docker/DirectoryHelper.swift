@@ -289,11 +289,14 @@ public struct DirectoryHelper: Sendable {
             let how = code == 137 ? "was killed (exit code 137: docker kill, or out of memory)"
                 : code == 127 || code == 126 ? "could not run stackvault (exit code \(code))"
                 : "failed (exit code \(code))"
+            // Exit 1 with its own `stackvault: ...` line: the helper ran and says what went wrong and what to do;
+            // the image is not at fault.
+            let ownError = code == 1 && lines.last?.hasPrefix("stackvault: ") == true
             throw StackVaultError(
                 .dockerAPI,
                 "the helper container that was to \(doing) of \(place) \(how)"
-                    + (said.isEmpty ? "" : ": \(said)") + "; "
-                    + (code == 137 ? "run it again" : advice))
+                    + (said.isEmpty ? "" : ": \(said)")
+                    + (ownError ? "" : "; " + (code == 137 ? "run it again" : advice)))
         }
         guard let last = lines.last, let object = try? JSONSerialization.jsonObject(with: Data(last.utf8))
             as? [String: Any]

@@ -130,9 +130,8 @@ public final class DockerClient: DockerEngine {
                 mounts.append(ContainerMount(type: "tmpfs", destination: path))
             }
         }
-        let dockerFiles = [("/etc/hosts", row.HostsPath), ("/etc/hostname", row.HostnamePath),
-                           ("/etc/resolv.conf", row.ResolvConfPath)]
-            .filter { file, host in !(host ?? "").isEmpty && !mounts.contains { $0.destination == file } }.map(\.0)
+        // Docker mounts them at every start, also into a container never started yet (whose paths are still empty).
+        let dockerFiles = ContainerDetails.dockerManagedFiles.filter { file in !mounts.contains { $0.destination == file } }
         return ContainerDetails(
             id: row.Id,
             name: (row.Name ?? row.Id).trimmingLeadingSlash,
@@ -444,11 +443,6 @@ private struct ContainerInspectRow: Decodable {
     var State: State?
     var Mounts: [Mount]?
     var HostConfig: HostConfig?
-    /// Host paths of the files Docker bind-mounts into the container itself (not listed in `Mounts`): empty when
-    /// it does not.
-    var HostsPath: String?
-    var HostnamePath: String?
-    var ResolvConfPath: String?
 }
 
 extension String {

@@ -255,9 +255,11 @@ public struct ContainerDetails: Sendable, Equatable {
     public var imageID: String?
     /// `HostConfig.NetworkMode`: `container:<id>` when it shares another container's network namespace.
     public var networkMode: String?
-    /// The files Docker bind-mounts into the container itself and does not list in `Mounts`: `/etc/hosts`,
-    /// `/etc/hostname`, `/etc/resolv.conf` (inspect's `HostsPath`, `HostnamePath`, `ResolvConfPath`).
+    /// The files Docker bind-mounts into the container itself at every start and does not list in `Mounts`
+    /// (``dockerManagedFiles``, inspect's `HostsPath`, `HostnamePath`, `ResolvConfPath`).
     public var dockerFiles: [String]
+    /// `/etc/hosts`, `/etc/hostname`, `/etc/resolv.conf`.
+    public static let dockerManagedFiles = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"]
 
     public init(
         id: String,

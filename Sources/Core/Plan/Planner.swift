@@ -348,10 +348,12 @@ public struct Planner: Sendable {
                     + "tmpfs, or move the tmpfs out of \(path)"
             }
             if let nested = container.mountPoints(below: path).first {
+                let docker = container.dockerFiles.contains(nested.path)
                 return "\(culprit): \(path) contains the mount point \(nested.path) (\(nested.what)), which a restore "
                     + "of \(path) could not replace (it would have to remove the mount point), so its archives could "
-                    + "not be restored; label directories that contain no mount point (a mounted directory can be "
-                    + "labelled itself: backup.volume-path.<name>=\(nested.path))"
+                    + "not be restored; label directories that contain no mount point"
+                    + (docker ? " (keep the data in a directory of its own, ideally a volume)"
+                        : " (a mounted directory can be labelled itself: backup.volume-path.<name>=\(nested.path))")
             }
         }
         return nil

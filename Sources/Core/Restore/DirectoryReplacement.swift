@@ -79,8 +79,7 @@ public struct DirectoryReplacement: Sendable {
             throw StackVaultError(
                 .restoreFailed,
                 "\(path) contains the mount point \(nested.path) (\(nested.what)): replacing \(path) would have to "
-                    + "remove a mount point, so nothing was changed; label directories that contain no mount point "
-                    + "(backup.volume-path.<name>=\(nested.path) for a mounted directory)")
+                    + "remove a mount point, so nothing was changed; label directories that contain no mount point")
         }
         let covering = mounts.filter { $0.destination == path || isBelow(path, $0.destination) }
             .max { $0.destination.count < $1.destination.count }

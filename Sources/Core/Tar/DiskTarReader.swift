@@ -43,9 +43,16 @@ public enum DiskTarReader {
         let prefix = Array(resolved.utf8)
         var rootDevice: dev_t?
 
+        var tooDeep = 0
+        var firstTooDeep: String?
         while let status = try walk.next(into: entry) {
             let diskPath = entry.path ?? []
             let relative = diskPath.count > prefix.count ? Array(diskPath[(prefix.count + 1)...]) : []
+            // A restore extracts relative to its staging directory: beyond PATH_MAX libarchive drops owners and times.
+            if relative.count >= Int(PATH_MAX) {
+                tooDeep += 1
+                if firstTooDeep == nil { firstTooDeep = ArchivePath.display(relative) }
+            }
             // Names for messages are built only when one is needed (100,000 small files make it count).
             let shownRelative = { relative.isEmpty ? "." : ArchivePath.display(relative) }
             let shown = { "\(resolved)/\(shownRelative())" }
@@ -91,6 +98,11 @@ public enum DiskTarReader {
             }
             try writer.finishEntry(shown: shown())
             summary.entries += 1
+        }
+        if let firstTooDeep {
+            summary.warn("\(tooDeep) entr\(tooDeep == 1 ? "y lies" : "ies lie") at paths of 4,096 bytes or more "
+                + "below the directory (such as ...\(firstTooDeep.suffix(200))): they are archived, but a restore "
+                + "cannot set their owners and times there and refuses the whole directory; move them up")
         }
         try writer.finish()
         summary.tarBytes = counting.count

@@ -38,7 +38,10 @@ struct StagedTreeCheck {
         var seen = 0
         func report(_ path: [UInt8], _ what: String) {
             count += 1
-            if first.count < limit { first.append("\(ArchivePath.display(path)): \(what)") }
+            // A path can be longer than 4,096 bytes (that is how libarchive comes to drop things): its end says enough.
+            let shown = ArchivePath.display(path)
+            let short = shown.count > 240 ? "..." + shown.suffix(240) : shown
+            if first.count < limit { first.append("\(short): \(what)") }
         }
         // One level per open directory: its path and the subdirectories still to visit.
         var fd = try syscall("dup", path: shown, failing: "cannot check the staging directory \(shown)") { dup(stage) }
