@@ -290,6 +290,13 @@ public struct ContainerDetails: Sendable, Equatable {
     /// The mount points strictly below `path` (mounts and ``dockerFiles``), shortest first, each with what it is
     /// for messages (`the volume shop_data`, `the bind mount /srv/conf`, `Docker's own /etc/hosts`).
     public func mountPoints(below path: String) -> [(path: String, what: String)] {
+        Self.mountPoints(below: path, mounts: mounts, dockerFiles: dockerFiles)
+    }
+
+    /// ``mountPoints(below:)`` of a container with these `mounts` and ``dockerFiles``.
+    public static func mountPoints(below path: String, mounts: [ContainerMount], dockerFiles: [String])
+        -> [(path: String, what: String)]
+    {
         let isBelow = ContainerMount.isPath(_:below:)
         let mounted = mounts.filter { isBelow($0.destination, path) }.map { mount in
             (path: mount.destination, what: mount.type == "volume" && mount.name != nil

@@ -73,8 +73,7 @@ public struct DirectoryReplacement: Sendable {
         -> Method
     {
         let isBelow = ContainerMount.isPath(_:below:)
-        let inside = ContainerDetails(id: "", name: "", image: "", isRunning: false, labels: [:], environment: [:],
-                                      mounts: mounts, dockerFiles: dockerFiles).mountPoints(below: path)
+        let inside = ContainerDetails.mountPoints(below: path, mounts: mounts, dockerFiles: dockerFiles)
         if let nested = inside.first {
             throw StackVaultError(
                 .restoreFailed,
@@ -127,7 +126,7 @@ public struct DirectoryReplacement: Sendable {
     }
 
     private func replaceThroughHelper(parent: String, top: String) async throws {
-        let stage = ".stackvault-restore-\(UUID().uuidString.prefix(8).lowercased())"
+        let stage = DiskTar.ScratchPrefix.archiveAPIStage + UUID().uuidString.prefix(8).lowercased()
         logger.info("\(place): replacing \(path) with \(archivePath) (staged in \(path)/\(stage))")
         try await withHelper { helper in
             do {

@@ -51,8 +51,8 @@ public enum DiskTarExtractor {
         var targetInfo = stat()
         try syscall("fstat", path: resolved, failing: "cannot examine '\(resolved)'") { fstat(target, &targetInfo) }
         let suffix = UUID().uuidString.prefix(8).lowercased()
-        let stageName = Array(".stackvault-stage-\(suffix)".utf8)
-        let oldName = Array(".stackvault-old-\(suffix)".utf8)
+        let stageName = Array((DiskTar.ScratchPrefix.stage + suffix).utf8)
+        let oldName = Array((DiskTar.ScratchPrefix.old + suffix).utf8)
         let stageShown = "\(resolved)/\(String(decoding: stageName, as: UTF8.self))"
         let oldShown = "\(resolved)/\(String(decoding: oldName, as: UTF8.self))"
 
@@ -123,8 +123,8 @@ public enum DiskTarExtractor {
         }
         // 5: the directory's own metadata.
         do {
-            try applyTopEntry(top, to: target, shown: resolved, scratch: Array(".stackvault-top-\(suffix)".utf8),
-                              into: &summary)
+            let scratch = Array((DiskTar.ScratchPrefix.top + suffix).utf8)
+            try applyTopEntry(top, to: target, shown: resolved, scratch: scratch, into: &summary)
         } catch {
             workingDirectory.restore()
             throw StackVaultError(

@@ -118,10 +118,21 @@ extension DiskTar {
 /// helper container runs (`stackvault helper tar-create|tar-extract`). See ``DiskTarReader`` and
 /// ``DiskTarExtractor``.
 public enum DiskTar {
-    /// Name prefixes of the scratch entries a restore makes directly inside the directory it replaces
-    /// (``DiskTarExtractor``: stage, old content, top entry; `DirectoryReplacement`'s archive-API fallback: stage).
-    static let restoreScratchPrefixes = [".stackvault-stage-", ".stackvault-old-", ".stackvault-top-",
-                                         ".stackvault-restore-"].map { Array($0.utf8) }
+    /// Name prefixes of the scratch entries a restore makes directly inside the directory it replaces: the one
+    /// place they are spelled, so that a backup's ``isRestoreScratch`` knows every one.
+    enum ScratchPrefix {
+        /// ``DiskTarExtractor``'s staging directory.
+        static let stage = ".stackvault-stage-"
+        /// ``DiskTarExtractor``'s directory for the old content during the swap.
+        static let old = ".stackvault-old-"
+        /// ``DiskTarExtractor``'s scratch entry for the top entry's metadata.
+        static let top = ".stackvault-top-"
+        /// `DirectoryReplacement`'s staging directory on the archive-API fallback.
+        static let archiveAPIStage = ".stackvault-restore-"
+    }
+
+    static let restoreScratchPrefixes = [ScratchPrefix.stage, ScratchPrefix.old, ScratchPrefix.top,
+                                         ScratchPrefix.archiveAPIStage].map { Array($0.utf8) }
 
     /// True when `relative` (a path below the copied directory) is a restore's scratch entry at its top level:
     /// one left there means that restore was interrupted where it could not clean up (dockerd or the host went
